@@ -1,0 +1,195 @@
+//! The database of one service: PostgreSQL when `DATABASE_URL` is set, otherwise an embedded
+//! SQLite file under `DATA_DIR`, so the one-command local run needs no database server.
+//!
+//! Both backends sit behind one [`DbConnection`] enum (diesel's `MultiConnection`), pooled with
+//! r2d2 and migrated at startup from migrations embedded in each service binary. Diesel is
+//! blocking, so [`Db::run`] moves every query onto Tokio's blocking pool: a slow query never
+//! stalls the async executor threads that serve gRPC.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
+
+use crate::config::{ConfigError, env_or, optional_env};
+
+/// A connection to either backend; queries written with diesel's DSL run on both.
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    /// A PostgreSQL server (tests, Kubernetes).
+    Postgres(diesel::PgConnection),
+    /// An embedded SQLite file (the local one-command run).
+    Sqlite(diesel::SqliteConnection),
+}
+
+/// A service's embedded migrations, one set per backend (their DDL dialects differ).
+pub struct Migrations {
+    /// Applied on PostgreSQL.
+    pub postgres: EmbeddedMigrations,
+    /// Applied on SQLite.
+    pub sqlite: EmbeddedMigrations,
+}
+
+/// Where a service keeps its data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DbTarget {
+    /// A PostgreSQL connection URL.
+    Postgres(String),
+    /// A SQLite database file.
+    SqliteFile(PathBuf),
+}
+
+impl DbTarget {
+    /// `DATABASE_URL` (postgres://…) if set, else `$DATA_DIR/<service>.sqlite3` (`DATA_DIR`
+    /// defaults to `./data`). A `sqlite://PATH` URL picks a SQLite file explicitly.
+    pub fn from_env(service: &str) -> Result<Self, ConfigError> {
+        if let Some(url) = optional_env("DATABASE_URL") {
+            return Ok(match url.strip_prefix("sqlite://") {
+                Some(path) => Self::SqliteFile(PathBuf::from(path)),
+                None => Self::Postgres(url),
+            });
+        }
+        let dir: PathBuf = env_or("DATA_DIR", PathBuf::from("data"))?;
+        Ok(Self::SqliteFile(dir.join(format!("{service}.sqlite3"))))
+    }
+
+    /// The target without credentials, for logs.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Postgres(url) => match url.rsplit_once('@') {
+                Some((_, host_and_db)) => format!("postgres://…@{host_and_db}"),
+                None => url.clone(),
+            },
+            Self::SqliteFile(path) => format!("sqlite file {}", path.display()),
+        }
+    }
+}
+
+/// Anything that can go wrong between a service and its database.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// No connection could be had from the pool (database down, pool exhausted).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A query failed.
+    #[error("database query failed: {0}")]
+    Query(#[from] diesel::result::Error),
+    /// Migrations could not be applied at startup.
+    #[error("database migration failed: {0}")]
+    Migration(String),
+    /// The blocking task running the query panicked or was cancelled.
+    #[error("database task failed: {0}")]
+    Task(String),
+}
+
+/// A pooled, migrated database handle; cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool<ConnectionManager<DbConnection>>,
+}
+
+impl Db {
+    /// Connects to `target`, applies pending `migrations`, and returns a pool of at most
+    /// `max_connections` connections (always one for SQLite: a single writer never meets
+    /// SQLITE_BUSY, and SQLite is fast enough for the local run).
+    pub async fn connect(
+        target: &DbTarget,
+        migrations: Migrations,
+        max_connections: u32,
+    ) -> Result<Self, DbError> {
+        let target = target.clone();
+        tokio::task::spawn_blocking(move || Self::connect_blocking(&target, migrations, max_connections))
+            .await
+            .map_err(|err| DbError::Task(err.to_string()))?
+    }
+
+    fn connect_blocking(
+        target: &DbTarget,
+        migrations: Migrations,
+        max_connections: u32,
+    ) -> Result<Self, DbError> {
+        let (url, size) = match target {
+            DbTarget::Postgres(url) => (url.clone(), max_connections.max(1)),
+            DbTarget::SqliteFile(path) => {
+                if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|err| {
+                        DbError::Unavailable(format!("cannot create {}: {err}", dir.display()))
+                    })?;
+                }
+                (path.to_string_lossy().into_owned(), 1)
+            }
+        };
+        let pool = Pool::builder()
+            .max_size(size)
+            .connection_timeout(Duration::from_secs(5))
+            .connection_customizer(Box::new(SqlitePragmas))
+            .build(ConnectionManager::<DbConnection>::new(url))
+            .map_err(|err| {
+                DbError::Unavailable(format!("cannot connect to {}: {err}", target.describe()))
+            })?;
+        let mut conn = pool
+            .get()
+            .map_err(|err| DbError::Unavailable(err.to_string()))?;
+        let applied = match &mut conn as &mut DbConnection {
+            DbConnection::Postgres(pg) => pg
+                .run_pending_migrations(migrations.postgres)
+                .map(|versions| versions.len()),
+            DbConnection::Sqlite(sqlite) => sqlite
+                .run_pending_migrations(migrations.sqlite)
+                .map(|versions| versions.len()),
+        }
+        .map_err(|err| DbError::Migration(err.to_string()))?;
+        tracing::info!(target = %target.describe(), applied, "database ready");
+        Ok(Self { pool })
+    }
+
+    /// Runs `work` with a pooled connection on the blocking thread pool.
+    pub async fn run<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool
+                .get()
+                .map_err(|err| DbError::Unavailable(err.to_string()))?;
+            work(&mut conn)
+        })
+        .await
+        .map_err(|err| E::from(DbError::Task(err.to_string())))?
+    }
+}
+
+/// Per-connection SQLite settings: WAL for concurrent readers, a busy timeout instead of
+/// instant SQLITE_BUSY errors, enforced foreign keys. PostgreSQL connections are untouched.
+#[derive(Debug)]
+struct SqlitePragmas;
+
+impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqlitePragmas {
+    fn on_acquire(&self, conn: &mut DbConnection) -> Result<(), diesel::r2d2::Error> {
+        if let DbConnection::Sqlite(sqlite) = conn {
+            sqlite
+                .batch_execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                     PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                )
+                .map_err(diesel::r2d2::Error::QueryError)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describe_hides_credentials() {
+        let target = DbTarget::Postgres("postgres://user:secret@db:5432/product".into());
+        assert_eq!(target.describe(), "postgres://…@db:5432/product");
+    }
+}

@@ -1,0 +1,19 @@
+//! Cross-cutting plumbing shared by every Reserve Mesh binary.
+//!
+//! Only infrastructure lives here (configuration, telemetry, the database pool, the gRPC
+//! server shell, shutdown); domain types stay in their service, so a service can be read
+//! top to bottom without this crate knowing anything about products or reservations.
+
+pub mod config;
+pub mod db;
+pub mod grpc_server;
+pub mod shutdown;
+pub mod startup;
+pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use config::ConfigError;
+pub use db::{Db, DbConnection, DbError, Migrations};
+pub use shutdown::Shutdown;
+pub use startup::StartupError;

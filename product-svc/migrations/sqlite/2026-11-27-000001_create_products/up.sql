@@ -1,0 +1,8 @@
+CREATE TABLE products (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    name           TEXT NOT NULL,
+    status         TEXT NOT NULL CHECK (status IN ('AVAILABLE', 'PENDING', 'SOLD_OUT')),
+    -- The reservation holding the product; set exactly when it is not AVAILABLE.
+    reservation_id BIGINT,
+    CHECK ((status = 'AVAILABLE') = (reservation_id IS NULL))
+);

@@ -1,0 +1,242 @@
+//! Products and their lifecycle, as pure types: no I/O, no diesel, no tonic.
+//!
+//! The store writes only transitions these functions allow, and it writes them as conditional
+//! updates, so two concurrent reservations can never both take the same product.
+
+use std::fmt;
+
+/// Where a product is in its lifecycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProductStatus {
+    /// Free to reserve.
+    Available,
+    /// Locked by one reservation, awaiting payment.
+    Pending,
+    /// Paid for.
+    SoldOut,
+}
+
+impl ProductStatus {
+    /// The name stored in the database and shown to users.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Available => "AVAILABLE",
+            Self::Pending => "PENDING",
+            Self::SoldOut => "SOLD_OUT",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn from_stored(name: &str) -> Option<Self> {
+        match name {
+            "AVAILABLE" => Some(Self::Available),
+            "PENDING" => Some(Self::Pending),
+            "SOLD_OUT" => Some(Self::SoldOut),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ProductStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A positive database id; the wire's `0` or negatives never reach the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Id(i64);
+
+impl Id {
+    /// Accepts positive ids only; `what` names the id in the error ("product id").
+    pub fn parse(raw: i64, what: &'static str) -> Result<Self, ProductError> {
+        if raw > 0 {
+            Ok(Self(raw))
+        } else {
+            Err(ProductError::InvalidId { what, raw })
+        }
+    }
+
+    /// The raw value, for the store and the wire.
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A product name: trimmed, 1 to [`ProductName::MAX_CHARS`] characters, no control characters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProductName(String);
+
+impl ProductName {
+    /// Longest name accepted.
+    pub const MAX_CHARS: usize = 200;
+
+    /// Parses user input into a name that is valid by construction.
+    pub fn parse(raw: &str) -> Result<Self, ProductError> {
+        let name = raw.trim();
+        if name.is_empty() {
+            return Err(ProductError::InvalidName("must not be empty".into()));
+        }
+        if name.chars().count() > Self::MAX_CHARS {
+            return Err(ProductError::InvalidName(format!(
+                "must be at most {} characters",
+                Self::MAX_CHARS
+            )));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(ProductError::InvalidName(
+                "must not contain control characters".into(),
+            ));
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A product as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Product {
+    /// Its id.
+    pub id: Id,
+    /// Its name.
+    pub name: String,
+    /// Its lifecycle state.
+    pub status: ProductStatus,
+    /// The reservation holding it while PENDING or SOLD_OUT.
+    pub holder: Option<Id>,
+}
+
+impl Product {
+    /// Whether `reservation` may lock this product: it is AVAILABLE, or already locked by that
+    /// same reservation (a retried call after a lost response must succeed again).
+    pub fn check_reserve(&self, reservation: Id) -> Result<(), ProductError> {
+        match (self.status, self.holder) {
+            (ProductStatus::Available, _) => Ok(()),
+            (ProductStatus::Pending, Some(holder)) if holder == reservation => Ok(()),
+            (status, _) => Err(ProductError::NotAvailable {
+                product: self.id,
+                status,
+            }),
+        }
+    }
+}
+
+/// The initial status of a new product: AVAILABLE, whether given or not.
+pub fn initial_status(requested: Option<ProductStatus>) -> Result<ProductStatus, ProductError> {
+    match requested {
+        None | Some(ProductStatus::Available) => Ok(ProductStatus::Available),
+        Some(other) => Err(ProductError::InvalidInitialStatus(other)),
+    }
+}
+
+/// Every way a product operation can be refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProductError {
+    /// An id that is zero or negative.
+    #[error("{what} must be a positive number, got {raw}")]
+    InvalidId {
+        /// Which id.
+        what: &'static str,
+        /// What was given.
+        raw: i64,
+    },
+    /// The product name is unusable.
+    #[error("product name {0}")]
+    InvalidName(String),
+    /// A new product was asked to start in another state than AVAILABLE.
+    #[error("a new product starts AVAILABLE, not {0}")]
+    InvalidInitialStatus(ProductStatus),
+    /// No product has this id.
+    #[error("product {0} not found")]
+    NotFound(Id),
+    /// The product is taken or sold.
+    #[error("product {product} is not available (it is {status})")]
+    NotAvailable {
+        /// The product.
+        product: Id,
+        /// Its current status.
+        status: ProductStatus,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(raw: i64) -> Id {
+        Id::parse(raw, "id").expect("positive id")
+    }
+
+    fn product(status: ProductStatus, holder: Option<i64>) -> Product {
+        Product {
+            id: id(1),
+            name: "Phone".into(),
+            status,
+            holder: holder.map(id),
+        }
+    }
+
+    #[test]
+    fn available_product_can_be_reserved() {
+        assert_eq!(product(ProductStatus::Available, None).check_reserve(id(7)), Ok(()));
+    }
+
+    #[test]
+    fn reserving_again_for_the_same_reservation_succeeds() {
+        assert_eq!(product(ProductStatus::Pending, Some(7)).check_reserve(id(7)), Ok(()));
+    }
+
+    #[test]
+    fn another_reservation_is_refused() {
+        let err = product(ProductStatus::Pending, Some(7))
+            .check_reserve(id(8))
+            .expect_err("taken");
+        assert_eq!(
+            err,
+            ProductError::NotAvailable {
+                product: id(1),
+                status: ProductStatus::Pending
+            }
+        );
+    }
+
+    #[test]
+    fn sold_out_product_is_refused_even_to_its_buyer() {
+        assert!(product(ProductStatus::SoldOut, Some(7)).check_reserve(id(7)).is_err());
+    }
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(ProductName::parse("  Phone ").expect("valid").as_str(), "Phone");
+        assert!(ProductName::parse("   ").is_err());
+        assert!(ProductName::parse(&"x".repeat(201)).is_err());
+        assert!(ProductName::parse("bad\u{0}name").is_err());
+    }
+
+    #[test]
+    fn ids_must_be_positive() {
+        assert!(Id::parse(0, "product id").is_err());
+        assert!(Id::parse(-3, "product id").is_err());
+        assert_eq!(Id::parse(3, "product id").map(Id::get), Ok(3));
+    }
+
+    #[test]
+    fn new_products_start_available() {
+        assert_eq!(initial_status(None), Ok(ProductStatus::Available));
+        assert_eq!(
+            initial_status(Some(ProductStatus::Available)),
+            Ok(ProductStatus::Available)
+        );
+        assert!(initial_status(Some(ProductStatus::SoldOut)).is_err());
+    }
+}

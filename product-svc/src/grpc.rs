@@ -1,0 +1,143 @@
+//! The tonic service: maps protobuf requests to domain calls and domain errors to statuses.
+//! No business rule lives here.
+
+use mesh_core::Db;
+use reserve_proto::product::v1 as pb;
+use tonic::{Request, Response, Status};
+
+use crate::domain::{self, Id, Product, ProductError, ProductName, ProductStatus};
+use crate::store::{self, StoreError};
+
+/// The `reserve.product.v1.ProductService` implementation.
+#[derive(Clone)]
+pub struct ProductApi {
+    db: Db,
+}
+
+impl ProductApi {
+    /// A service backed by `db`.
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::product_service_server::ProductService for ProductApi {
+    async fn register_product(
+        &self,
+        request: Request<pb::RegisterProductRequest>,
+    ) -> Result<Response<pb::Product>, Status> {
+        let request = request.into_inner();
+        let name = ProductName::parse(&request.name)?;
+        let status = domain::initial_status(status_from_wire(request.status)?)?;
+        let product = self
+            .db
+            .run(move |conn| store::register(conn, &name, status))
+            .await?;
+        tracing::info!(product = %product.id, name = %product.name, "product registered");
+        Ok(Response::new(to_wire(product)))
+    }
+
+    async fn get_product(
+        &self,
+        request: Request<pb::GetProductRequest>,
+    ) -> Result<Response<pb::Product>, Status> {
+        let id = Id::parse(request.into_inner().id, "product id")?;
+        let product = self.db.run(move |conn| store::find(conn, id)).await?;
+        Ok(Response::new(to_wire(product)))
+    }
+
+    async fn list_products(
+        &self,
+        _request: Request<pb::ListProductsRequest>,
+    ) -> Result<Response<pb::ListProductsResponse>, Status> {
+        let products = self.db.run(store::list).await?;
+        Ok(Response::new(pb::ListProductsResponse {
+            products: products.into_iter().map(to_wire).collect(),
+        }))
+    }
+
+    async fn reserve_product(
+        &self,
+        request: Request<pb::ReserveProductRequest>,
+    ) -> Result<Response<pb::Product>, Status> {
+        let request = request.into_inner();
+        let product = Id::parse(request.product_id, "product id")?;
+        let reservation = Id::parse(request.reservation_id, "reservation id")?;
+        let locked = self
+            .db
+            .run(move |conn| store::reserve(conn, product, reservation))
+            .await?;
+        tracing::info!(product = %product, reservation = %reservation, "product reserved");
+        Ok(Response::new(to_wire(locked)))
+    }
+
+    async fn release_product(
+        &self,
+        request: Request<pb::ReleaseProductRequest>,
+    ) -> Result<Response<pb::Product>, Status> {
+        let request = request.into_inner();
+        let product = Id::parse(request.product_id, "product id")?;
+        let reservation = Id::parse(request.reservation_id, "reservation id")?;
+        let current = self
+            .db
+            .run(move |conn| store::release(conn, product, reservation))
+            .await?;
+        Ok(Response::new(to_wire(current)))
+    }
+}
+
+fn status_from_wire(raw: i32) -> Result<Option<ProductStatus>, Status> {
+    match pb::ProductStatus::try_from(raw) {
+        Ok(pb::ProductStatus::Unspecified) => Ok(None),
+        Ok(pb::ProductStatus::Available) => Ok(Some(ProductStatus::Available)),
+        Ok(pb::ProductStatus::Pending) => Ok(Some(ProductStatus::Pending)),
+        Ok(pb::ProductStatus::SoldOut) => Ok(Some(ProductStatus::SoldOut)),
+        Err(_) => Err(Status::invalid_argument(format!(
+            "unknown product status {raw}"
+        ))),
+    }
+}
+
+fn to_wire(product: Product) -> pb::Product {
+    let status = match product.status {
+        ProductStatus::Available => pb::ProductStatus::Available,
+        ProductStatus::Pending => pb::ProductStatus::Pending,
+        ProductStatus::SoldOut => pb::ProductStatus::SoldOut,
+    };
+    pb::Product {
+        id: product.id.get(),
+        name: product.name,
+        status: status.into(),
+        reservation_id: product.holder.map(Id::get).unwrap_or_default(),
+    }
+}
+
+impl From<ProductError> for Status {
+    fn from(err: ProductError) -> Self {
+        let message = err.to_string();
+        match err {
+            ProductError::InvalidId { .. }
+            | ProductError::InvalidName(_)
+            | ProductError::InvalidInitialStatus(_) => Status::invalid_argument(message),
+            ProductError::NotFound(_) => Status::not_found(message),
+            ProductError::NotAvailable { .. } => Status::failed_precondition(message),
+        }
+    }
+}
+
+impl From<StoreError> for Status {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Domain(err) => err.into(),
+            StoreError::Db(err) => {
+                tracing::error!(%err, "database failure");
+                Status::unavailable("product database unavailable, try again shortly")
+            }
+            StoreError::Corrupt { .. } => {
+                tracing::error!(%err, "corrupt product row");
+                Status::internal("product record is corrupt")
+            }
+        }
+    }
+}

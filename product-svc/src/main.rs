@@ -1,0 +1,10 @@
+//! product-svc binary: configuration from the environment, run until SIGTERM or Ctrl-C.
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    mesh_core::telemetry::init("product-svc");
+    let config = product_svc::Config::from_env()?;
+    let app = product_svc::App::build(config).await?;
+    app.run(mesh_core::Shutdown::on_os_signal()).await?;
+    Ok(())
+}

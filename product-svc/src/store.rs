@@ -1,0 +1,187 @@
+//! The only file that knows SQL: the products table and its queries.
+//!
+//! Every state change is one conditional `UPDATE … WHERE status = …`, never a read followed by a
+//! write, so concurrent callers are serialised by the database row lock. The read that follows
+//! a refused update only explains the refusal; it never decides a write.
+
+use diesel::prelude::*;
+use mesh_core::{DbConnection, DbError, Migrations};
+
+use crate::domain::{Id, Product, ProductError, ProductName, ProductStatus};
+
+/// Migrations embedded in the binary, one set per backend.
+pub const MIGRATIONS: Migrations = Migrations {
+    postgres: diesel_migrations::embed_migrations!("migrations/postgres"),
+    sqlite: diesel_migrations::embed_migrations!("migrations/sqlite"),
+};
+
+diesel::table! {
+    products (id) {
+        id -> BigInt,
+        name -> Text,
+        status -> Text,
+        reservation_id -> Nullable<BigInt>,
+    }
+}
+
+/// A refused operation or a database failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The domain refused the operation.
+    #[error(transparent)]
+    Domain(#[from] ProductError),
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// A stored row breaks the schema's own rules (a bug or manual edit).
+    #[error("stored product {id} has unknown status {status:?}")]
+    Corrupt {
+        /// The row.
+        id: i64,
+        /// What was stored.
+        status: String,
+    },
+}
+
+impl From<diesel::result::Error> for StoreError {
+    fn from(err: diesel::result::Error) -> Self {
+        Self::Db(DbError::Query(err))
+    }
+}
+
+/// The columns of a [`ProductRow`], in order. A plain tuple rather than `as_returning()`:
+/// diesel's multi-backend connection cannot render `SelectBy` inside a RETURNING clause.
+const PRODUCT_COLUMNS: (
+    products::id,
+    products::name,
+    products::status,
+    products::reservation_id,
+) = (
+    products::id,
+    products::name,
+    products::status,
+    products::reservation_id,
+);
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = products)]
+struct ProductRow {
+    id: i64,
+    name: String,
+    status: String,
+    reservation_id: Option<i64>,
+}
+
+impl TryFrom<ProductRow> for Product {
+    type Error = StoreError;
+
+    fn try_from(row: ProductRow) -> Result<Self, StoreError> {
+        let status = ProductStatus::from_stored(&row.status).ok_or(StoreError::Corrupt {
+            id: row.id,
+            status: row.status.clone(),
+        })?;
+        let corrupt = || StoreError::Corrupt {
+            id: row.id,
+            status: row.status.clone(),
+        };
+        Ok(Product {
+            id: Id::parse(row.id, "product id").map_err(|_| corrupt())?,
+            name: row.name,
+            status,
+            holder: row
+                .reservation_id
+                .map(|raw| Id::parse(raw, "reservation id"))
+                .transpose()
+                .map_err(|_| corrupt())?,
+        })
+    }
+}
+
+/// Inserts a new product.
+pub fn register(
+    conn: &mut DbConnection,
+    name: &ProductName,
+    status: ProductStatus,
+) -> Result<Product, StoreError> {
+    let row: ProductRow = diesel::insert_into(products::table)
+        .values((
+            products::name.eq(name.as_str()),
+            products::status.eq(status.as_str()),
+        ))
+        .returning(PRODUCT_COLUMNS)
+        .get_result(conn)?;
+    row.try_into()
+}
+
+/// One product, or `NotFound`.
+pub fn find(conn: &mut DbConnection, id: Id) -> Result<Product, StoreError> {
+    products::table
+        .find(id.get())
+        .select(ProductRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or(ProductError::NotFound(id))?
+        .try_into()
+}
+
+/// Every product, oldest first.
+pub fn list(conn: &mut DbConnection) -> Result<Vec<Product>, StoreError> {
+    products::table
+        .order(products::id)
+        .select(ProductRow::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(Product::try_from)
+        .collect()
+}
+
+/// AVAILABLE → PENDING for `reservation`, or a no-op success if that reservation already holds
+/// it. One conditional UPDATE decides; 100 racing callers get exactly one winner.
+pub fn reserve(conn: &mut DbConnection, id: Id, reservation: Id) -> Result<Product, StoreError> {
+    let taken = diesel::update(
+        products::table.find(id.get()).filter(
+            products::status
+                .eq(ProductStatus::Available.as_str())
+                .or(products::status
+                    .eq(ProductStatus::Pending.as_str())
+                    .and(products::reservation_id.eq(reservation.get()))),
+        ),
+    )
+    .set((
+        products::status.eq(ProductStatus::Pending.as_str()),
+        products::reservation_id.eq(reservation.get()),
+    ))
+    .execute(conn)?;
+    let product = find(conn, id)?;
+    if taken == 1 {
+        return Ok(product);
+    }
+    // The update was refused: say why from the row as it is now. Should the row have changed
+    // since (a release racing us), the refusal still stands and the caller may try again.
+    product.check_reserve(reservation)?;
+    Err(ProductError::NotAvailable {
+        product: id,
+        status: product.status,
+    }
+    .into())
+}
+
+/// PENDING → AVAILABLE if `reservation` holds the product; otherwise nothing changes.
+pub fn release(conn: &mut DbConnection, id: Id, reservation: Id) -> Result<Product, StoreError> {
+    let released = diesel::update(
+        products::table
+            .find(id.get())
+            .filter(products::status.eq(ProductStatus::Pending.as_str()))
+            .filter(products::reservation_id.eq(reservation.get())),
+    )
+    .set((
+        products::status.eq(ProductStatus::Available.as_str()),
+        products::reservation_id.eq(None::<i64>),
+    ))
+    .execute(conn)?;
+    let product = find(conn, id)?;
+    if released == 1 {
+        tracing::info!(product = %id, reservation = %reservation, "product released");
+    }
+    Ok(product)
+}
