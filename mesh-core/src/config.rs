@@ -16,6 +16,17 @@ pub struct ConfigError {
     reason: String,
 }
 
+impl ConfigError {
+    /// A variable whose value was refused by a later check (a URL that does not parse, say).
+    pub fn new(name: &str, value: &str, reason: impl Into<String>) -> Self {
+        Self {
+            name: name.to_owned(),
+            value: value.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}
+
 /// Reads `name` and parses it, or returns `default` when it is unset or empty.
 pub fn env_or<T>(name: &str, default: T) -> Result<T, ConfigError>
 where

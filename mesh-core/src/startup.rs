@@ -24,6 +24,9 @@ pub enum StartupError {
     /// The gRPC reflection service could not be built.
     #[error(transparent)]
     Reflection(#[from] ReflectionError),
+    /// The HTTP server failed while serving.
+    #[error("HTTP server failed: {0}")]
+    HttpServe(std::io::Error),
     /// The gRPC server failed while serving.
     #[error("gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),

@@ -1,1 +1,10 @@
-fn main() {}
+//! reservation-svc binary: configuration from the environment, run until SIGTERM or Ctrl-C.
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    mesh_core::telemetry::init("reservation-svc");
+    let config = reservation_svc::Config::from_env()?;
+    let app = reservation_svc::App::build(config).await?;
+    app.run(mesh_core::Shutdown::on_os_signal()).await?;
+    Ok(())
+}

@@ -1,0 +1,156 @@
+//! Every REST error: a status code and a JSON body `{"error": "...", "code": "..."}`, never an
+//! empty body or a stack trace. The one gRPC-status → HTTP mapping of the gateway lives here.
+
+use axum::Json;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use serde::Serialize;
+use tonic::Code;
+
+/// Seconds a client should wait before retrying a 503.
+const RETRY_AFTER_SECONDS: &str = "1";
+
+/// An error answered to a REST client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// A stable machine-readable code, e.g. `not_found`.
+    pub code: &'static str,
+    /// What went wrong, for a person.
+    pub message: String,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    code: &'a str,
+}
+
+impl ApiError {
+    /// A 400 for input that cannot be used.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_argument",
+            message: message.into(),
+        }
+    }
+
+    /// A 400 for a body that is not the JSON the route expects.
+    pub fn malformed_body(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code: "malformed_body",
+            message: message.into(),
+        }
+    }
+
+    /// A 404 for a path that no route serves.
+    pub fn no_route(path: &str) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            code: "no_such_route",
+            message: format!("no route for {path}"),
+        }
+    }
+
+    /// A 405 for a known path with the wrong method.
+    pub fn method_not_allowed() -> Self {
+        Self {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            code: "method_not_allowed",
+            message: "this route does not accept that method".into(),
+        }
+    }
+
+    /// A 413 for a body over the limit.
+    pub fn body_too_large(limit_bytes: usize) -> Self {
+        Self {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code: "body_too_large",
+            message: format!("request body is larger than {limit_bytes} bytes"),
+        }
+    }
+}
+
+impl From<tonic::Status> for ApiError {
+    fn from(status: tonic::Status) -> Self {
+        let (http, code) = match status.code() {
+            Code::InvalidArgument | Code::OutOfRange => {
+                (StatusCode::BAD_REQUEST, "invalid_argument")
+            }
+            Code::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            Code::FailedPrecondition | Code::AlreadyExists | Code::Aborted => {
+                (StatusCode::CONFLICT, "conflict")
+            }
+            Code::Unavailable | Code::ResourceExhausted | Code::DeadlineExceeded => {
+                (StatusCode::SERVICE_UNAVAILABLE, "try_again_shortly")
+            }
+            Code::Unimplemented => (StatusCode::NOT_IMPLEMENTED, "not_implemented"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        let message = if http == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(code = ?status.code(), message = status.message(), "upstream failure");
+            "internal error".to_owned()
+        } else if status.message().is_empty() {
+            format!("{:?}", status.code())
+        } else {
+            status.message().to_owned()
+        };
+        Self {
+            status: http,
+            code,
+            message,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(ErrorBody {
+            error: &self.message,
+            code: self.code,
+        });
+        let mut response = (self.status, body).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_codes_map_to_http() {
+        let cases = [
+            (tonic::Status::invalid_argument("x"), StatusCode::BAD_REQUEST),
+            (tonic::Status::not_found("x"), StatusCode::NOT_FOUND),
+            (tonic::Status::failed_precondition("x"), StatusCode::CONFLICT),
+            (tonic::Status::unavailable("x"), StatusCode::SERVICE_UNAVAILABLE),
+            (tonic::Status::resource_exhausted("x"), StatusCode::SERVICE_UNAVAILABLE),
+            (tonic::Status::internal("secret detail"), StatusCode::INTERNAL_SERVER_ERROR),
+        ];
+        for (status, http) in cases {
+            assert_eq!(ApiError::from(status).status, http);
+        }
+    }
+
+    #[test]
+    fn internal_details_are_not_leaked() {
+        let err = ApiError::from(tonic::Status::internal("stack trace here"));
+        assert_eq!(err.message, "internal error");
+    }
+
+    #[test]
+    fn unavailable_carries_retry_after() {
+        let response = ApiError::from(tonic::Status::unavailable("busy")).into_response();
+        assert_eq!(response.headers().get(header::RETRY_AFTER).map(|v| v.as_bytes()), Some(&b"1"[..]));
+    }
+}

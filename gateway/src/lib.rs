@@ -1,0 +1,87 @@
+//! gateway: the REST face of Reserve Mesh.
+//!
+//! Serves the original API's JSON routes (DESIGN.md section 4) and translates each into one
+//! gRPC call; it holds no domain logic. [`App::build`] binds before [`App::run`], so tests can
+//! start it on port 0.
+
+pub mod api_error;
+pub mod body;
+pub mod routes;
+pub mod status_names;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mesh_core::config::{env_millis, env_or};
+use mesh_core::{ConfigError, Shutdown, StartupError};
+
+use crate::upstream::{UpstreamConfig, Upstreams};
+
+/// Everything the gateway reads from its environment.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// HTTP listen address (`HTTP_ADDR`, default `0.0.0.0:8080`).
+    pub http_addr: SocketAddr,
+    /// The services behind it (`PRODUCT_SVC_URL`, `RESERVATION_SVC_URL`,
+    /// `UPSTREAM_TIMEOUT_MS`).
+    pub upstream: UpstreamConfig,
+}
+
+impl Config {
+    /// Reads the configuration from the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            http_addr: env_or("HTTP_ADDR", SocketAddr::from(([0, 0, 0, 0], 8080)))?,
+            upstream: UpstreamConfig {
+                product_url: env_or("PRODUCT_SVC_URL", "http://127.0.0.1:8081".to_owned())?,
+                reservation_url: env_or(
+                    "RESERVATION_SVC_URL",
+                    "http://127.0.0.1:8082".to_owned(),
+                )?,
+                timeout: env_millis("UPSTREAM_TIMEOUT_MS", Duration::from_millis(5000))?,
+            },
+        })
+    }
+}
+
+/// A gateway ready to serve: listener bound, clients prepared.
+pub struct App {
+    listener: tokio::net::TcpListener,
+    local_addr: SocketAddr,
+    router: axum::Router,
+}
+
+impl App {
+    /// Prepares the upstream clients and binds the listener.
+    pub async fn build(config: Config) -> Result<Self, StartupError> {
+        let upstreams = Upstreams::connect(&config.upstream)
+            .map_err(|(url, err)| ConfigError::new("*_SVC_URL", &url, err.to_string()))?;
+        let listener = mesh_core::startup::bind(config.http_addr).await?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind {
+                addr: config.http_addr,
+                source,
+            })?;
+        Ok(Self {
+            listener,
+            local_addr,
+            router: routes::router(upstreams),
+        })
+    }
+
+    /// The address the HTTP server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` fires, then lets requests in flight finish.
+    pub async fn run(self, shutdown: Shutdown) -> Result<(), StartupError> {
+        tracing::info!(addr = %self.local_addr, "gateway serving HTTP");
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move { shutdown.requested().await })
+            .await
+            .map_err(StartupError::HttpServe)
+    }
+}

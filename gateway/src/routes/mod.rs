@@ -1,0 +1,44 @@
+//! The REST surface: the original API's routes (DESIGN.md section 4) plus health probes.
+//! Handlers only translate JSON ⇄ gRPC; every rule lives in the services.
+
+mod health;
+mod products;
+mod reservations;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use http::Uri;
+
+use crate::api_error::ApiError;
+use crate::body::BODY_LIMIT_BYTES;
+use crate::upstream::Upstreams;
+
+/// Builds the router over `upstreams`.
+pub fn router(upstreams: Upstreams) -> Router {
+    Router::new()
+        .route("/product", post(products::register).get(products::list))
+        .route("/products", get(products::list))
+        .route("/product/{id}", get(products::get))
+        .route(
+            "/reservation",
+            post(reservations::create).get(reservations::list),
+        )
+        .route("/reservations", get(reservations::list))
+        .route("/reservation/{id}", get(reservations::get))
+        .route("/healthz", get(health::live))
+        .route("/readyz", get(health::ready))
+        .route("/actuator/health", get(health::ready))
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .with_state(upstreams)
+}
+
+async fn no_route(uri: Uri) -> ApiError {
+    ApiError::no_route(uri.path())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::method_not_allowed()
+}

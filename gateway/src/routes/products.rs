@@ -1,0 +1,99 @@
+//! `/product` routes ⇄ `reserve.product.v1.ProductService`.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::response::IntoResponse;
+use http::{StatusCode, header};
+use reserve_proto::product::v1 as pb;
+use serde::{Deserialize, Serialize};
+
+use crate::api_error::ApiError;
+use crate::body::{JsonBody, WireId};
+use crate::status_names::{parse_product_status, product_status_name};
+use crate::upstream::Upstreams;
+
+/// `POST /product` body, as the original API sent it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterProduct {
+    product_name: String,
+    #[serde(default)]
+    product_status: Option<String>,
+}
+
+/// A product as the original API showed it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProductJson {
+    id: i64,
+    product_name: String,
+    product_status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reservation_id: Option<i64>,
+}
+
+impl From<pb::Product> for ProductJson {
+    fn from(product: pb::Product) -> Self {
+        Self {
+            id: product.id,
+            product_status: product_status_name(product.status()),
+            product_name: product.name,
+            reservation_id: (product.reservation_id > 0).then_some(product.reservation_id),
+        }
+    }
+}
+
+/// Registers a product: 201 with the product and its Location.
+pub async fn register(
+    State(upstreams): State<Upstreams>,
+    JsonBody(body): JsonBody<RegisterProduct>,
+) -> Result<impl IntoResponse, ApiError> {
+    let status = body
+        .product_status
+        .as_deref()
+        .map(parse_product_status)
+        .transpose()?
+        .unwrap_or(pb::ProductStatus::Unspecified);
+    let product = upstreams
+        .product
+        .clone()
+        .register_product(pb::RegisterProductRequest {
+            name: body.product_name,
+            status: status.into(),
+        })
+        .await?
+        .into_inner();
+    let location = format!("/product/{}", product.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(ProductJson::from(product)),
+    ))
+}
+
+/// One product.
+pub async fn get(
+    State(upstreams): State<Upstreams>,
+    Path(id): Path<String>,
+) -> Result<Json<ProductJson>, ApiError> {
+    let id = WireId::from_path(&id, "product id")?;
+    let product = upstreams
+        .product
+        .clone()
+        .get_product(pb::GetProductRequest { id: id.0 })
+        .await?
+        .into_inner();
+    Ok(Json(product.into()))
+}
+
+/// Every product.
+pub async fn list(State(upstreams): State<Upstreams>) -> Result<Json<Vec<ProductJson>>, ApiError> {
+    let products = upstreams
+        .product
+        .clone()
+        .list_products(pb::ListProductsRequest {})
+        .await?
+        .into_inner()
+        .products;
+    Ok(Json(products.into_iter().map(ProductJson::from).collect()))
+}

@@ -1,0 +1,105 @@
+//! `/reservation` routes ⇄ `reserve.reservation.v1.ReservationService`.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::response::IntoResponse;
+use http::{StatusCode, header};
+use reserve_proto::reservation::v1 as pb;
+use serde::{Deserialize, Serialize};
+
+use crate::api_error::ApiError;
+use crate::body::{JsonBody, WireId};
+use crate::status_names::{parse_reservation_status, reservation_status_name};
+use crate::upstream::Upstreams;
+
+/// `POST /reservation` body, as the original API sent it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateReservation {
+    product_id: WireId,
+    #[serde(default)]
+    reservation_status: Option<String>,
+    #[serde(default)]
+    customer_id: Option<String>,
+}
+
+/// A reservation as the original API showed it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReservationJson {
+    id: i64,
+    product_id: i64,
+    reservation_status: &'static str,
+    customer_id: String,
+}
+
+impl From<pb::Reservation> for ReservationJson {
+    fn from(reservation: pb::Reservation) -> Self {
+        Self {
+            id: reservation.id,
+            product_id: reservation.product_id,
+            reservation_status: reservation_status_name(reservation.status()),
+            customer_id: reservation.customer_id,
+        }
+    }
+}
+
+/// Reserves a product: 201, 409 when taken, 503 (Retry-After) when the lock cannot be had now.
+pub async fn create(
+    State(upstreams): State<Upstreams>,
+    JsonBody(body): JsonBody<CreateReservation>,
+) -> Result<impl IntoResponse, ApiError> {
+    if let Some(status) = body.reservation_status.as_deref() {
+        if parse_reservation_status(status)? != pb::ReservationStatus::Reserved {
+            return Err(ApiError::bad_request(format!(
+                "a new reservation starts RESERVED (01), not {status:?}"
+            )));
+        }
+    }
+    let reservation = upstreams
+        .reservation
+        .clone()
+        .create_reservation(pb::CreateReservationRequest {
+            product_id: body.product_id.0,
+            customer_id: body.customer_id.unwrap_or_default(),
+        })
+        .await?
+        .into_inner();
+    let location = format!("/reservation/{}", reservation.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(ReservationJson::from(reservation)),
+    ))
+}
+
+/// One reservation.
+pub async fn get(
+    State(upstreams): State<Upstreams>,
+    Path(id): Path<String>,
+) -> Result<Json<ReservationJson>, ApiError> {
+    let id = WireId::from_path(&id, "reservation id")?;
+    let reservation = upstreams
+        .reservation
+        .clone()
+        .get_reservation(pb::GetReservationRequest { id: id.0 })
+        .await?
+        .into_inner();
+    Ok(Json(reservation.into()))
+}
+
+/// Every reservation.
+pub async fn list(
+    State(upstreams): State<Upstreams>,
+) -> Result<Json<Vec<ReservationJson>>, ApiError> {
+    let reservations = upstreams
+        .reservation
+        .clone()
+        .list_reservations(pb::ListReservationsRequest {})
+        .await?
+        .into_inner()
+        .reservations;
+    Ok(Json(
+        reservations.into_iter().map(ReservationJson::from).collect(),
+    ))
+}

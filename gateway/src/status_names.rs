@@ -1,0 +1,89 @@
+//! Status names on the REST surface. Output always shows names (`AVAILABLE`); input also
+//! accepts the original API's codes (`01`, `02`, `soldOut`), see DESIGN.md section 3.
+
+use reserve_proto::product::v1::ProductStatus;
+use reserve_proto::reservation::v1::ReservationStatus;
+
+use crate::api_error::ApiError;
+
+/// Parses a product status given by name or original code.
+pub fn parse_product_status(raw: &str) -> Result<ProductStatus, ApiError> {
+    match raw.trim().to_ascii_uppercase().as_str() {
+        "01" | "AVAILABLE" => Ok(ProductStatus::Available),
+        "02" | "PENDING" => Ok(ProductStatus::Pending),
+        "SOLDOUT" | "SOLD_OUT" => Ok(ProductStatus::SoldOut),
+        _ => Err(ApiError::bad_request(format!(
+            "unknown productStatus {raw:?}: use AVAILABLE (01), PENDING (02) or SOLD_OUT (soldOut)"
+        ))),
+    }
+}
+
+/// The name shown for a product status.
+pub fn product_status_name(status: ProductStatus) -> &'static str {
+    match status {
+        ProductStatus::Available => "AVAILABLE",
+        ProductStatus::Pending => "PENDING",
+        ProductStatus::SoldOut => "SOLD_OUT",
+        ProductStatus::Unspecified => "UNSPECIFIED",
+    }
+}
+
+/// Parses a reservation status given by name or original code.
+pub fn parse_reservation_status(raw: &str) -> Result<ReservationStatus, ApiError> {
+    match raw.trim().to_ascii_uppercase().as_str() {
+        "01" | "RESERVED" => Ok(ReservationStatus::Reserved),
+        "02" | "CANCELLED" | "CANCELED" => Ok(ReservationStatus::Cancelled),
+        "CONFIRMED" => Ok(ReservationStatus::Confirmed),
+        _ => Err(ApiError::bad_request(format!(
+            "unknown reservationStatus {raw:?}: use RESERVED (01), CANCELLED (02) or CONFIRMED"
+        ))),
+    }
+}
+
+/// The name shown for a reservation status.
+pub fn reservation_status_name(status: ReservationStatus) -> &'static str {
+    match status {
+        ReservationStatus::Reserved => "RESERVED",
+        ReservationStatus::Cancelled => "CANCELLED",
+        ReservationStatus::Confirmed => "CONFIRMED",
+        ReservationStatus::Unspecified => "UNSPECIFIED",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn original_codes_and_names_are_accepted() {
+        assert_eq!(parse_product_status("01"), Ok(ProductStatus::Available));
+        assert_eq!(parse_product_status("available"), Ok(ProductStatus::Available));
+        assert_eq!(parse_product_status("02"), Ok(ProductStatus::Pending));
+        assert_eq!(parse_product_status("soldOut"), Ok(ProductStatus::SoldOut));
+        assert_eq!(parse_product_status("SOLD_OUT"), Ok(ProductStatus::SoldOut));
+        assert_eq!(parse_reservation_status("01"), Ok(ReservationStatus::Reserved));
+        assert_eq!(parse_reservation_status("02"), Ok(ReservationStatus::Cancelled));
+        assert_eq!(parse_reservation_status("Cancelled"), Ok(ReservationStatus::Cancelled));
+    }
+
+    #[test]
+    fn unknown_codes_are_refused_with_the_choices() {
+        let err = parse_product_status("03").expect_err("unknown");
+        assert!(err.message.contains("AVAILABLE (01)"), "{}", err.message);
+        assert!(parse_reservation_status("").is_err());
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for status in [ProductStatus::Available, ProductStatus::Pending, ProductStatus::SoldOut] {
+            assert_eq!(parse_product_status(product_status_name(status)), Ok(status));
+        }
+        for status in [
+            ReservationStatus::Reserved,
+            ReservationStatus::Cancelled,
+            ReservationStatus::Confirmed,
+        ] {
+            assert_eq!(parse_reservation_status(reservation_status_name(status)), Ok(status));
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! gRPC clients of the services behind the gateway, over lazily connected channels: the
+//! gateway starts (and answers 503) while a service is down, and reconnects when it is back.
+
+use std::time::Duration;
+
+use reserve_proto::product::v1::product_service_client::ProductServiceClient;
+use reserve_proto::reservation::v1::reservation_service_client::ReservationServiceClient;
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+/// Where the services are and how long the gateway waits for them.
+#[derive(Clone, Debug)]
+pub struct UpstreamConfig {
+    /// product-svc's gRPC URL.
+    pub product_url: String,
+    /// reservation-svc's gRPC URL.
+    pub reservation_url: String,
+    /// Deadline of every upstream call.
+    pub timeout: Duration,
+}
+
+/// One named upstream service.
+#[derive(Clone)]
+pub struct Upstream {
+    /// Its name in readiness reports.
+    pub name: &'static str,
+    channel: Channel,
+}
+
+/// Clients of every upstream service; cheap to clone.
+#[derive(Clone)]
+pub struct Upstreams {
+    /// product-svc.
+    pub product: ProductServiceClient<Channel>,
+    /// reservation-svc.
+    pub reservation: ReservationServiceClient<Channel>,
+    all: Vec<Upstream>,
+    timeout: Duration,
+}
+
+impl Upstreams {
+    /// Prepares the clients; connects on first use.
+    pub fn connect(config: &UpstreamConfig) -> Result<Self, (String, tonic::transport::Error)> {
+        let channel = |url: &str| -> Result<Channel, (String, tonic::transport::Error)> {
+            Ok(Endpoint::from_shared(url.to_owned())
+                .map_err(|err| (url.to_owned(), err))?
+                .connect_timeout(config.timeout)
+                .timeout(config.timeout)
+                .tcp_nodelay(true)
+                .connect_lazy())
+        };
+        let product = channel(&config.product_url)?;
+        let reservation = channel(&config.reservation_url)?;
+        Ok(Self {
+            product: ProductServiceClient::new(product.clone()),
+            reservation: ReservationServiceClient::new(reservation.clone()),
+            all: vec![
+                Upstream {
+                    name: "product-svc",
+                    channel: product,
+                },
+                Upstream {
+                    name: "reservation-svc",
+                    channel: reservation,
+                },
+            ],
+            timeout: config.timeout,
+        })
+    }
+
+    /// Asks every upstream's gRPC health service; `(name, serving)` for each, in order.
+    pub async fn health(&self) -> Vec<(&'static str, bool)> {
+        let checks = self.all.iter().map(|upstream| async move {
+            let mut client = HealthClient::new(upstream.channel.clone());
+            let call = client.check(HealthCheckRequest {
+                service: String::new(),
+            });
+            let serving = matches!(
+                tokio::time::timeout(self.timeout, call).await,
+                Ok(Ok(response)) if response.get_ref().status == ServingStatus::Serving as i32
+            );
+            (upstream.name, serving)
+        });
+        let mut results = Vec::with_capacity(self.all.len());
+        for check in checks {
+            results.push(check.await);
+        }
+        results
+    }
+}

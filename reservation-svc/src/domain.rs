@@ -1,0 +1,248 @@
+//! Reservations and the rules of placing one, as pure types: no I/O, no diesel, no tonic.
+
+use std::fmt;
+
+/// Where a reservation is, including the two internal intent states of the product lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReservationState {
+    /// Intent recorded, product lock requested; invisible to users.
+    Placing,
+    /// The lock's outcome is unknown or must be undone; the reconciler releases the product and
+    /// deletes the row. Invisible to users.
+    Abandoned,
+    /// The product is locked for this buyer.
+    Reserved,
+    /// The buyer cancelled.
+    Cancelled,
+    /// Paid for.
+    Confirmed,
+}
+
+impl ReservationState {
+    /// The name stored in the database and shown to users.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Placing => "PLACING",
+            Self::Abandoned => "ABANDONED",
+            Self::Reserved => "RESERVED",
+            Self::Cancelled => "CANCELLED",
+            Self::Confirmed => "CONFIRMED",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn from_stored(name: &str) -> Option<Self> {
+        match name {
+            "PLACING" => Some(Self::Placing),
+            "ABANDONED" => Some(Self::Abandoned),
+            "RESERVED" => Some(Self::Reserved),
+            "CANCELLED" => Some(Self::Cancelled),
+            "CONFIRMED" => Some(Self::Confirmed),
+            _ => None,
+        }
+    }
+
+    /// Whether users may see a reservation in this state: intents are not reservations yet.
+    pub fn is_visible(self) -> bool {
+        matches!(self, Self::Reserved | Self::Cancelled | Self::Confirmed)
+    }
+}
+
+impl fmt::Display for ReservationState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A positive database id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Id(i64);
+
+impl Id {
+    /// Accepts positive ids only; `what` names the id in the error.
+    pub fn parse(raw: i64, what: &'static str) -> Result<Self, ReservationError> {
+        if raw > 0 {
+            Ok(Self(raw))
+        } else {
+            Err(ReservationError::InvalidId { what, raw })
+        }
+    }
+
+    /// The raw value.
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Who reserves: free text from the caller, trimmed; "anonymous" when absent so the original
+/// API's commands, which name no buyer, keep working.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CustomerId(String);
+
+impl CustomerId {
+    /// Used when the caller names no buyer.
+    pub const ANONYMOUS: &'static str = "anonymous";
+    /// Longest id accepted.
+    pub const MAX_CHARS: usize = 128;
+
+    /// Parses caller input.
+    pub fn parse(raw: &str) -> Result<Self, ReservationError> {
+        let id = raw.trim();
+        if id.is_empty() {
+            return Ok(Self(Self::ANONYMOUS.to_owned()));
+        }
+        if id.chars().count() > Self::MAX_CHARS || id.chars().any(char::is_control) {
+            return Err(ReservationError::InvalidCustomer(format!(
+                "customer id must be 1 to {} printable characters",
+                Self::MAX_CHARS
+            )));
+        }
+        Ok(Self(id.to_owned()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A reservation as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reservation {
+    /// Its id.
+    pub id: Id,
+    /// The product it holds.
+    pub product_id: Id,
+    /// The buyer.
+    pub customer_id: String,
+    /// Where it is.
+    pub state: ReservationState,
+}
+
+/// How a call to lock the product ended, as far as placing a reservation cares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LockFailure {
+    /// product-svc answered no: the product is taken, sold, unknown, or the request invalid.
+    /// Nothing was locked.
+    Refused(ReservationError),
+    /// No answer within the deadline, product-svc unreachable, or shed for overload: the lock
+    /// may or may not have been taken.
+    Uncertain(String),
+}
+
+/// What to do with the recorded intent after the lock call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IntentFate {
+    /// The lock is ours: the intent becomes a RESERVED reservation.
+    Reserve,
+    /// Nothing was locked: delete the intent and report the refusal.
+    Discard(ReservationError),
+    /// The lock may exist: keep the intent as ABANDONED so the reconciler releases the product
+    /// once any late lock has surely landed, and tell the buyer to try again shortly.
+    Abandon(ReservationError),
+}
+
+/// Decides the intent's fate from the lock call's result.
+pub fn fate_of_intent(lock: Result<(), LockFailure>) -> IntentFate {
+    match lock {
+        Ok(()) => IntentFate::Reserve,
+        Err(LockFailure::Refused(err)) => IntentFate::Discard(err),
+        Err(LockFailure::Uncertain(reason)) => {
+            IntentFate::Abandon(ReservationError::TryAgainShortly(reason))
+        }
+    }
+}
+
+/// Every way a reservation operation can be refused.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ReservationError {
+    /// A zero or negative id.
+    #[error("{what} must be a positive number, got {raw}")]
+    InvalidId {
+        /// Which id.
+        what: &'static str,
+        /// What was given.
+        raw: i64,
+    },
+    /// An unusable customer id.
+    #[error("{0}")]
+    InvalidCustomer(String),
+    /// No reservation has this id.
+    #[error("reservation {0} not found")]
+    NotFound(Id),
+    /// The product does not exist.
+    #[error("{0}")]
+    ProductNotFound(String),
+    /// The product is taken or sold.
+    #[error("{0}")]
+    ProductNotAvailable(String),
+    /// product-svc found the lock request itself invalid.
+    #[error("product service rejected the request: {0}")]
+    ProductRejected(String),
+    /// The lock could not be taken now (overload, slow or unreachable product-svc).
+    #[error("{0}; try again shortly")]
+    TryAgainShortly(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_granted_lock_reserves() {
+        assert_eq!(fate_of_intent(Ok(())), IntentFate::Reserve);
+    }
+
+    #[test]
+    fn a_refused_lock_discards_the_intent_with_the_reason() {
+        let refusal = ReservationError::ProductNotAvailable("product 3 is PENDING".into());
+        assert_eq!(
+            fate_of_intent(Err(LockFailure::Refused(refusal.clone()))),
+            IntentFate::Discard(refusal)
+        );
+    }
+
+    #[test]
+    fn an_unknown_outcome_keeps_the_intent_for_the_reconciler() {
+        let fate = fate_of_intent(Err(LockFailure::Uncertain("deadline passed".into())));
+        match fate {
+            IntentFate::Abandon(err) => assert!(err.to_string().contains("try again shortly")),
+            other => panic!("expected Abandon, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn only_real_reservations_are_visible() {
+        assert!(!ReservationState::Placing.is_visible());
+        assert!(!ReservationState::Abandoned.is_visible());
+        assert!(ReservationState::Reserved.is_visible());
+        assert!(ReservationState::Cancelled.is_visible());
+        assert!(ReservationState::Confirmed.is_visible());
+    }
+
+    #[test]
+    fn states_round_trip_through_storage() {
+        for state in [
+            ReservationState::Placing,
+            ReservationState::Abandoned,
+            ReservationState::Reserved,
+            ReservationState::Cancelled,
+            ReservationState::Confirmed,
+        ] {
+            assert_eq!(ReservationState::from_stored(state.as_str()), Some(state));
+        }
+    }
+
+    #[test]
+    fn absent_customer_is_anonymous_and_long_ids_are_refused() {
+        assert_eq!(CustomerId::parse("  ").expect("ok").as_str(), "anonymous");
+        assert_eq!(CustomerId::parse(" kim ").expect("ok").as_str(), "kim");
+        assert!(CustomerId::parse(&"k".repeat(129)).is_err());
+    }
+}

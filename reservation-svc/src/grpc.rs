@@ -1,0 +1,107 @@
+//! The tonic service: maps protobuf requests to placement and store calls, and errors to
+//! statuses. No business rule lives here.
+
+use mesh_core::Db;
+use reserve_proto::reservation::v1 as pb;
+use tonic::{Request, Response, Status};
+
+use crate::domain::{CustomerId, Id, Reservation, ReservationError, ReservationState};
+use crate::placement::Placement;
+use crate::store::{self, StoreError};
+
+/// The `reserve.reservation.v1.ReservationService` implementation.
+#[derive(Clone)]
+pub struct ReservationApi {
+    db: Db,
+    placement: Placement,
+}
+
+impl ReservationApi {
+    /// A service over `db`, placing through `placement`.
+    pub fn new(db: Db, placement: Placement) -> Self {
+        Self { db, placement }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::reservation_service_server::ReservationService for ReservationApi {
+    async fn create_reservation(
+        &self,
+        request: Request<pb::CreateReservationRequest>,
+    ) -> Result<Response<pb::Reservation>, Status> {
+        let request = request.into_inner();
+        let product = Id::parse(request.product_id, "product id")?;
+        let customer = CustomerId::parse(&request.customer_id)?;
+        let reservation = self.placement.place(product, customer).await?;
+        Ok(Response::new(to_wire(reservation)))
+    }
+
+    async fn get_reservation(
+        &self,
+        request: Request<pb::GetReservationRequest>,
+    ) -> Result<Response<pb::Reservation>, Status> {
+        let id = Id::parse(request.into_inner().id, "reservation id")?;
+        let reservation = self.db.run(move |conn| store::find(conn, id)).await?;
+        Ok(Response::new(to_wire(reservation)))
+    }
+
+    async fn list_reservations(
+        &self,
+        _request: Request<pb::ListReservationsRequest>,
+    ) -> Result<Response<pb::ListReservationsResponse>, Status> {
+        let reservations = self.db.run(store::list).await?;
+        Ok(Response::new(pb::ListReservationsResponse {
+            reservations: reservations.into_iter().map(to_wire).collect(),
+        }))
+    }
+}
+
+fn to_wire(reservation: Reservation) -> pb::Reservation {
+    let status = match reservation.state {
+        ReservationState::Reserved => pb::ReservationStatus::Reserved,
+        ReservationState::Cancelled => pb::ReservationStatus::Cancelled,
+        ReservationState::Confirmed => pb::ReservationStatus::Confirmed,
+        // Intents are filtered out by the store; never shown as a status.
+        ReservationState::Placing | ReservationState::Abandoned => {
+            pb::ReservationStatus::Unspecified
+        }
+    };
+    pb::Reservation {
+        id: reservation.id.get(),
+        product_id: reservation.product_id.get(),
+        status: status.into(),
+        customer_id: reservation.customer_id,
+    }
+}
+
+impl From<ReservationError> for Status {
+    fn from(err: ReservationError) -> Self {
+        let message = err.to_string();
+        match err {
+            ReservationError::InvalidId { .. }
+            | ReservationError::InvalidCustomer(_)
+            | ReservationError::ProductRejected(_) => Status::invalid_argument(message),
+            ReservationError::NotFound(_) | ReservationError::ProductNotFound(_) => {
+                Status::not_found(message)
+            }
+            ReservationError::ProductNotAvailable(_) => Status::failed_precondition(message),
+            ReservationError::TryAgainShortly(_) => Status::unavailable(message),
+        }
+    }
+}
+
+impl From<StoreError> for Status {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Domain(err) => err.into(),
+            StoreError::Db(err) => {
+                tracing::error!(%err, "database failure");
+                Status::unavailable("reservation database unavailable, try again shortly")
+            }
+            StoreError::Corrupt { .. } => {
+                tracing::error!(%err, "corrupt reservation row");
+                Status::internal("reservation record is corrupt")
+            }
+        }
+    }
+}

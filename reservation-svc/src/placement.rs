@@ -1,0 +1,102 @@
+//! Placing a reservation: record the intent, lock the product, then settle the intent.
+//!
+//! The reservation id must exist before the lock (the lock is taken *for* it, which makes the
+//! lock call idempotent and retryable), yet a reservation may only become visible once its
+//! product is locked. So the row is first written as an invisible PLACING intent:
+//!
+//! * lock granted → PLACING becomes RESERVED (conditional: unless the reconciler claimed it);
+//! * lock refused → the intent is deleted; nothing was locked, nothing is stored;
+//! * outcome unknown (deadline, overload, product-svc down) → the intent becomes ABANDONED and
+//!   the buyer hears "try again shortly". A late lock may still land in product-svc, so the
+//!   product is not released now: the [`crate::reconciler`] releases it once the grace period
+//!   has passed, then deletes the intent.
+//!
+//! We chose this reconciler over release-on-failure because an immediate release can overtake
+//! the lock request it means to undo (both in flight to a slow product-svc), leaving the product
+//! locked by a reservation that does not exist. A crash at any step leaves an intent that the
+//! reconciler finds by its age, so no product stays locked by a ghost.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use mesh_core::Db;
+
+use crate::domain::{
+    CustomerId, Id, IntentFate, Reservation, ReservationError, ReservationState, fate_of_intent,
+};
+use crate::product_lock::ProductLock;
+use crate::store::{self, StoreError};
+
+/// Places reservations; cheap to clone.
+#[derive(Clone)]
+pub struct Placement {
+    db: Db,
+    lock: ProductLock,
+}
+
+impl Placement {
+    /// Placement over `db`, locking through `lock`.
+    pub fn new(db: Db, lock: ProductLock) -> Self {
+        Self { db, lock }
+    }
+
+    /// Reserves `product` for `customer`: RESERVED once locked, or an error and nothing stored.
+    pub async fn place(
+        &self,
+        product: Id,
+        customer: CustomerId,
+    ) -> Result<Reservation, StoreError> {
+        let intent = self
+            .db
+            .run(move |conn| store::record_intent(conn, product, &customer, now_ms()))
+            .await?;
+        let lock = self.lock.reserve(product, intent.id).await;
+        let id = intent.id;
+        match fate_of_intent(lock) {
+            IntentFate::Reserve => {
+                let settled = self
+                    .db
+                    .run(move |conn| {
+                        store::settle_intent(conn, id, ReservationState::Reserved, now_ms())
+                    })
+                    .await?;
+                if !settled {
+                    // The reconciler claimed the intent first (we were slower than its grace
+                    // period); it releases the product.
+                    return Err(ReservationError::TryAgainShortly(
+                        "the reservation took too long to complete".into(),
+                    )
+                    .into());
+                }
+                tracing::info!(reservation = %id, product = %product, "reservation placed");
+                Ok(Reservation {
+                    state: ReservationState::Reserved,
+                    ..intent
+                })
+            }
+            IntentFate::Discard(refusal) => {
+                self.db
+                    .run(move |conn| store::delete_intent(conn, id, ReservationState::Placing))
+                    .await?;
+                tracing::info!(product = %product, reason = %refusal, "reservation refused");
+                Err(refusal.into())
+            }
+            IntentFate::Abandon(err) => {
+                self.db
+                    .run(move |conn| {
+                        store::settle_intent(conn, id, ReservationState::Abandoned, now_ms())
+                    })
+                    .await?;
+                tracing::warn!(reservation = %id, product = %product, reason = %err, "product lock outcome unknown; intent left to the reconciler");
+                Err(err.into())
+            }
+        }
+    }
+}
+
+/// Wall-clock milliseconds, the intents' age clock.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or_default()
+}

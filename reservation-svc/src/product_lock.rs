@@ -1,0 +1,282 @@
+//! The synchronous, deadline-bound call that locks a product in product-svc.
+//!
+//! One `ReserveProduct` call goes through a tower stack built once at startup:
+//!
+//! ```text
+//! LoadShed → ConcurrencyLimit → Timeout(deadline) → Retry(budget) → one gRPC attempt
+//! ```
+//!
+//! * **Load-shed + concurrency limit**: past `max_in_flight` calls waiting on product-svc, a
+//!   new call is refused at once instead of queueing, so a slow product-svc cannot pile up
+//!   every reservation request behind it.
+//! * **Timeout**: the whole call, retries included, ends by the deadline; each attempt also
+//!   carries the deadline as `grpc-timeout`, so product-svc gives up on it too.
+//! * **Retry**: only `UNAVAILABLE` (connection refused or reset, product-svc restarting) is
+//!   retried, and only while a token-bucket budget allows (a percentage of recent successful
+//!   calls), so retries cannot multiply load during an outage. Retrying is safe because
+//!   `ReserveProduct` is idempotent for the same reservation id.
+//!
+//! The tonic `Channel` is not wrapped directly (its request body is not `Clone`); the retried
+//! service is the typed client call below.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use reserve_proto::product::v1 as pb;
+use reserve_proto::product::v1::product_service_client::ProductServiceClient;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+use tower::retry::budget::{Budget, TpsBudget};
+use tower::util::BoxCloneSyncService;
+use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
+
+use crate::domain::{Id, LockFailure, ReservationError};
+
+/// Settings of the lock call; see the README's configuration table.
+#[derive(Clone, Debug)]
+pub struct LockPolicy {
+    /// Whole-call deadline, retries included.
+    pub deadline: Duration,
+    /// Calls allowed to wait on product-svc at once; more are shed.
+    pub max_in_flight: usize,
+    /// Retries allowed, as a percentage of recent successful calls.
+    pub retry_percent: f32,
+    /// Retries allowed for one call, on top of the budget: a product-svc that refuses
+    /// connections fails the call fast instead of being retried until the deadline.
+    pub max_retries: u32,
+    /// Pause before a retry.
+    pub retry_backoff: Duration,
+}
+
+impl Default for LockPolicy {
+    fn default() -> Self {
+        Self {
+            deadline: Duration::from_millis(1000),
+            max_in_flight: 256,
+            retry_percent: 20.0,
+            max_retries: 2,
+            retry_backoff: Duration::from_millis(20),
+        }
+    }
+}
+
+/// A cloneable handle to product-svc's lock operations.
+#[derive(Clone)]
+pub struct ProductLock {
+    reserve: BoxCloneSyncService<pb::ReserveProductRequest, pb::Product, BoxError>,
+    client: ProductServiceClient<Channel>,
+    policy: LockPolicy,
+}
+
+impl ProductLock {
+    /// Builds the stack over a lazily connected channel: reservation-svc starts even while
+    /// product-svc is down, and reconnects by itself when it comes back.
+    pub fn connect(product_svc_url: &str, policy: LockPolicy) -> Result<Self, tonic::transport::Error> {
+        let channel = Endpoint::from_shared(product_svc_url.to_owned())?
+            .connect_timeout(policy.deadline)
+            .tcp_nodelay(true)
+            .connect_lazy();
+        Ok(Self::over_channel(channel, policy))
+    }
+
+    fn over_channel(channel: Channel, policy: LockPolicy) -> Self {
+        let client = ProductServiceClient::new(channel);
+        let retry = RetryUnavailable {
+            budget: Arc::new(TpsBudget::new(
+                Duration::from_secs(10),
+                10,
+                policy.retry_percent / 100.0,
+            )),
+            backoff: policy.retry_backoff,
+            retries_left: policy.max_retries,
+        };
+        let reserve = ServiceBuilder::new()
+            .load_shed()
+            .concurrency_limit(policy.max_in_flight)
+            .timeout(policy.deadline)
+            .retry(retry)
+            .service(ReserveAttempt {
+                client: client.clone(),
+                deadline: policy.deadline,
+            });
+        Self {
+            reserve: BoxCloneSyncService::new(reserve),
+            client,
+            policy,
+        }
+    }
+
+    /// Locks `product` for `reservation`. `Refused` means nothing was locked; `Uncertain`
+    /// means the lock may exist and must be released later.
+    pub async fn reserve(&self, product: Id, reservation: Id) -> Result<(), LockFailure> {
+        let request = pb::ReserveProductRequest {
+            product_id: product.get(),
+            reservation_id: reservation.get(),
+        };
+        let outcome = self.reserve.clone().oneshot(request).await;
+        outcome.map(drop).map_err(|err| self.classify(err))
+    }
+
+    /// Releases `product` if `reservation` holds it; idempotent. One attempt, bounded by the
+    /// deadline: the reconciler calls it again until it succeeds.
+    pub async fn release(&self, product: Id, reservation: Id) -> Result<(), Status> {
+        let mut request = tonic::Request::new(pb::ReleaseProductRequest {
+            product_id: product.get(),
+            reservation_id: reservation.get(),
+        });
+        request.set_timeout(self.policy.deadline);
+        let mut client = self.client.clone();
+        match tokio::time::timeout(self.policy.deadline, client.release_product(request)).await {
+            // An unknown product holds no lock: nothing to release.
+            Ok(Err(status)) if status.code() == Code::NotFound => Ok(()),
+            Ok(result) => result.map(drop),
+            Err(_) => Err(Status::deadline_exceeded("product-svc did not answer in time")),
+        }
+    }
+
+    fn classify(&self, err: BoxError) -> LockFailure {
+        if err.is::<tower::load_shed::error::Overloaded>() {
+            return LockFailure::Uncertain("too many reservations in progress".into());
+        }
+        if err.is::<tower::timeout::error::Elapsed>() {
+            return LockFailure::Uncertain(format!(
+                "product service did not answer within {} ms",
+                self.policy.deadline.as_millis()
+            ));
+        }
+        match err.downcast::<Status>() {
+            Ok(status) => classify_status(*status),
+            Err(other) => LockFailure::Uncertain(format!("product service call failed: {other}")),
+        }
+    }
+}
+
+/// Maps product-svc's answer: a definite "no" is a refusal; anything that may have happened
+/// without our knowing is uncertain.
+fn classify_status(status: Status) -> LockFailure {
+    let message = status.message().to_owned();
+    match status.code() {
+        Code::FailedPrecondition | Code::AlreadyExists | Code::Aborted => {
+            LockFailure::Refused(ReservationError::ProductNotAvailable(message))
+        }
+        Code::NotFound => LockFailure::Refused(ReservationError::ProductNotFound(message)),
+        Code::InvalidArgument | Code::OutOfRange => {
+            LockFailure::Refused(ReservationError::ProductRejected(message))
+        }
+        Code::DeadlineExceeded | Code::Cancelled => {
+            LockFailure::Uncertain("product service did not answer in time".into())
+        }
+        _ => LockFailure::Uncertain(format!("product service unavailable ({message})")),
+    }
+}
+
+/// One `ReserveProduct` attempt as a tower service.
+#[derive(Clone)]
+struct ReserveAttempt {
+    client: ProductServiceClient<Channel>,
+    deadline: Duration,
+}
+
+impl Service<pb::ReserveProductRequest> for ReserveAttempt {
+    type Response = pb::Product;
+    type Error = Status;
+    type Future = Pin<Box<dyn Future<Output = Result<pb::Product, Status>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
+        // The channel's own readiness is awaited inside the generated client call.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: pb::ReserveProductRequest) -> Self::Future {
+        let mut client = self.client.clone();
+        let mut request = tonic::Request::new(request);
+        request.set_timeout(self.deadline);
+        Box::pin(async move {
+            client
+                .reserve_product(request)
+                .await
+                .map(tonic::Response::into_inner)
+        })
+    }
+}
+
+/// Retries `UNAVAILABLE` while the shared budget and this call's own retry count allow.
+/// tower clones the policy for every call, so `retries_left` counts per call.
+#[derive(Clone)]
+struct RetryUnavailable {
+    budget: Arc<TpsBudget>,
+    backoff: Duration,
+    retries_left: u32,
+}
+
+impl tower::retry::Policy<pb::ReserveProductRequest, pb::Product, Status> for RetryUnavailable {
+    type Future = tokio::time::Sleep;
+
+    fn retry(
+        &mut self,
+        _request: &mut pb::ReserveProductRequest,
+        result: &mut Result<pb::Product, Status>,
+    ) -> Option<Self::Future> {
+        match result {
+            Ok(_) => {
+                self.budget.deposit();
+                None
+            }
+            Err(status)
+                if status.code() == Code::Unavailable
+                    && self.retries_left > 0
+                    && self.budget.withdraw() =>
+            {
+                self.retries_left -= 1;
+                tracing::debug!(message = status.message(), "retrying product lock");
+                Some(tokio::time::sleep(self.backoff))
+            }
+            Err(_) => None,
+        }
+    }
+
+    fn clone_request(
+        &mut self,
+        request: &pb::ReserveProductRequest,
+    ) -> Option<pb::ReserveProductRequest> {
+        Some(request.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_taken_product_is_a_refusal() {
+        let failure = classify_status(Status::failed_precondition("product 3 is PENDING"));
+        assert!(matches!(
+            failure,
+            LockFailure::Refused(ReservationError::ProductNotAvailable(_))
+        ));
+    }
+
+    #[test]
+    fn an_unknown_product_is_a_refusal() {
+        let failure = classify_status(Status::not_found("product 9 not found"));
+        assert!(matches!(
+            failure,
+            LockFailure::Refused(ReservationError::ProductNotFound(_))
+        ));
+    }
+
+    #[test]
+    fn unavailable_and_deadline_are_uncertain() {
+        assert!(matches!(
+            classify_status(Status::unavailable("connection refused")),
+            LockFailure::Uncertain(_)
+        ));
+        assert!(matches!(
+            classify_status(Status::deadline_exceeded("late")),
+            LockFailure::Uncertain(_)
+        ));
+    }
+}

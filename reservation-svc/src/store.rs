@@ -1,0 +1,220 @@
+//! The only file that knows SQL: the reservations table and its queries.
+//!
+//! Every transition is a conditional `UPDATE … WHERE status = …` (or a conditional DELETE),
+//! so the request path and the reconciler can race on one intent and exactly one of them wins.
+
+use diesel::prelude::*;
+use mesh_core::{DbConnection, DbError, Migrations};
+
+use crate::domain::{CustomerId, Id, Reservation, ReservationError, ReservationState};
+
+/// Migrations embedded in the binary, one set per backend.
+pub const MIGRATIONS: Migrations = Migrations {
+    postgres: diesel_migrations::embed_migrations!("migrations/postgres"),
+    sqlite: diesel_migrations::embed_migrations!("migrations/sqlite"),
+};
+
+diesel::table! {
+    reservations (id) {
+        id -> BigInt,
+        product_id -> BigInt,
+        customer_id -> Text,
+        status -> Text,
+        updated_at_ms -> BigInt,
+    }
+}
+
+/// A refused operation or a database failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The domain refused the operation.
+    #[error(transparent)]
+    Domain(#[from] ReservationError),
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// A stored row breaks the schema's own rules.
+    #[error("stored reservation {id} is corrupt")]
+    Corrupt {
+        /// The row.
+        id: i64,
+    },
+}
+
+impl From<diesel::result::Error> for StoreError {
+    fn from(err: diesel::result::Error) -> Self {
+        Self::Db(DbError::Query(err))
+    }
+}
+
+/// The columns of a [`ReservationRow`], in order: a plain tuple because diesel's multi-backend
+/// connection cannot render `as_returning()` inside a RETURNING clause.
+const RESERVATION_COLUMNS: (
+    reservations::id,
+    reservations::product_id,
+    reservations::customer_id,
+    reservations::status,
+) = (
+    reservations::id,
+    reservations::product_id,
+    reservations::customer_id,
+    reservations::status,
+);
+
+#[derive(Queryable)]
+struct ReservationRow {
+    id: i64,
+    product_id: i64,
+    customer_id: String,
+    status: String,
+}
+
+impl TryFrom<ReservationRow> for Reservation {
+    type Error = StoreError;
+
+    fn try_from(row: ReservationRow) -> Result<Self, StoreError> {
+        let corrupt = StoreError::Corrupt { id: row.id };
+        let (Ok(id), Ok(product_id), Some(state)) = (
+            Id::parse(row.id, "reservation id"),
+            Id::parse(row.product_id, "product id"),
+            ReservationState::from_stored(&row.status),
+        ) else {
+            return Err(corrupt);
+        };
+        Ok(Reservation {
+            id,
+            product_id,
+            customer_id: row.customer_id,
+            state,
+        })
+    }
+}
+
+fn visible_states() -> [&'static str; 3] {
+    [
+        ReservationState::Reserved.as_str(),
+        ReservationState::Cancelled.as_str(),
+        ReservationState::Confirmed.as_str(),
+    ]
+}
+
+fn intent_states() -> [&'static str; 2] {
+    [
+        ReservationState::Placing.as_str(),
+        ReservationState::Abandoned.as_str(),
+    ]
+}
+
+/// Records the intent to reserve `product`, before asking product-svc for the lock, so the
+/// lock request can carry the reservation's id and a crash leaves a trace to reconcile.
+pub fn record_intent(
+    conn: &mut DbConnection,
+    product: Id,
+    customer: &CustomerId,
+    now_ms: i64,
+) -> Result<Reservation, StoreError> {
+    let row: ReservationRow = diesel::insert_into(reservations::table)
+        .values((
+            reservations::product_id.eq(product.get()),
+            reservations::customer_id.eq(customer.as_str()),
+            reservations::status.eq(ReservationState::Placing.as_str()),
+            reservations::updated_at_ms.eq(now_ms),
+        ))
+        .returning(RESERVATION_COLUMNS)
+        .get_result(conn)?;
+    row.try_into()
+}
+
+/// PLACING → `to`, if the intent is still PLACING. Returns whether this call moved it (false
+/// when the reconciler abandoned it first).
+pub fn settle_intent(
+    conn: &mut DbConnection,
+    id: Id,
+    to: ReservationState,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let moved = diesel::update(
+        reservations::table
+            .find(id.get())
+            .filter(reservations::status.eq(ReservationState::Placing.as_str())),
+    )
+    .set((
+        reservations::status.eq(to.as_str()),
+        reservations::updated_at_ms.eq(now_ms),
+    ))
+    .execute(conn)?;
+    Ok(moved == 1)
+}
+
+/// Deletes an intent still in `state`; a no-op otherwise.
+pub fn delete_intent(
+    conn: &mut DbConnection,
+    id: Id,
+    state: ReservationState,
+) -> Result<bool, StoreError> {
+    let deleted = diesel::delete(
+        reservations::table
+            .find(id.get())
+            .filter(reservations::status.eq(state.as_str())),
+    )
+    .execute(conn)?;
+    Ok(deleted == 1)
+}
+
+/// Intents untouched since `older_than_ms`, oldest first, at most `limit`.
+pub fn stale_intents(
+    conn: &mut DbConnection,
+    older_than_ms: i64,
+    limit: i64,
+) -> Result<Vec<Reservation>, StoreError> {
+    reservations::table
+        .filter(reservations::status.eq_any(intent_states()))
+        .filter(reservations::updated_at_ms.lt(older_than_ms))
+        .order(reservations::updated_at_ms)
+        .limit(limit)
+        .select(RESERVATION_COLUMNS)
+        .load::<ReservationRow>(conn)?
+        .into_iter()
+        .map(Reservation::try_from)
+        .collect()
+}
+
+/// Claims a stale intent for the reconciler: PLACING or ABANDONED → ABANDONED. False when the
+/// request path settled it in the meantime.
+pub fn claim_intent(conn: &mut DbConnection, id: Id, now_ms: i64) -> Result<bool, StoreError> {
+    let claimed = diesel::update(
+        reservations::table
+            .find(id.get())
+            .filter(reservations::status.eq_any(intent_states())),
+    )
+    .set((
+        reservations::status.eq(ReservationState::Abandoned.as_str()),
+        reservations::updated_at_ms.eq(now_ms),
+    ))
+    .execute(conn)?;
+    Ok(claimed == 1)
+}
+
+/// One visible reservation, or `NotFound`.
+pub fn find(conn: &mut DbConnection, id: Id) -> Result<Reservation, StoreError> {
+    reservations::table
+        .find(id.get())
+        .filter(reservations::status.eq_any(visible_states()))
+        .select(RESERVATION_COLUMNS)
+        .first::<ReservationRow>(conn)
+        .optional()?
+        .ok_or(ReservationError::NotFound(id))?
+        .try_into()
+}
+
+/// Every visible reservation, oldest first.
+pub fn list(conn: &mut DbConnection) -> Result<Vec<Reservation>, StoreError> {
+    reservations::table
+        .filter(reservations::status.eq_any(visible_states()))
+        .order(reservations::id)
+        .select(RESERVATION_COLUMNS)
+        .load::<ReservationRow>(conn)?
+        .into_iter()
+        .map(Reservation::try_from)
+        .collect()
+}
