@@ -1,1 +1,330 @@
+//! The end-to-end test harness: starts the real service binaries as processes on free loopback
+//! ports, each with a fresh PostgreSQL database, and stops them when dropped.
+//!
+//! Binaries are taken from `MESH_BIN_DIR`, else `$CARGO_TARGET_DIR/debug`, else the workspace's
+//! `target/debug`; `cargo test --workspace` (and `script/test`) builds them first. Each
+//! process logs to `target/e2e-logs/<test label>/<service>.log`.
 
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mesh_core::testing::fresh_postgres_database;
+
+/// A service of the mesh that the harness runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Svc {
+    /// product-svc.
+    Product,
+    /// reservation-svc.
+    Reservation,
+    /// payment-svc.
+    Payment,
+    /// mypage-svc.
+    MyPage,
+    /// notice-svc.
+    Notice,
+    /// the REST gateway.
+    Gateway,
+}
+
+impl Svc {
+    /// The binary's name.
+    pub fn binary(self) -> &'static str {
+        match self {
+            Self::Product => "product-svc",
+            Self::Reservation => "reservation-svc",
+            Self::Payment => "payment-svc",
+            Self::MyPage => "mypage-svc",
+            Self::Notice => "notice-svc",
+            Self::Gateway => "gateway",
+        }
+    }
+
+    /// Every gRPC service of the mesh.
+    pub const GRPC: [Svc; 5] = [
+        Self::Product,
+        Self::Reservation,
+        Self::Payment,
+        Self::MyPage,
+        Self::Notice,
+    ];
+}
+
+/// Knobs a test may turn; everything else is the services' defaults.
+#[derive(Clone, Debug)]
+pub struct MeshOptions {
+    /// reservation-svc's `PRODUCT_LOCK_DEADLINE_MS`.
+    pub lock_deadline_ms: u64,
+    /// reservation-svc's `RECONCILE_GRACE_MS`.
+    pub reconcile_grace_ms: u64,
+    /// reservation-svc's `RECONCILE_INTERVAL_MS`.
+    pub reconcile_interval_ms: u64,
+}
+
+impl Default for MeshOptions {
+    fn default() -> Self {
+        Self {
+            lock_deadline_ms: 1000,
+            reconcile_grace_ms: 5000,
+            reconcile_interval_ms: 1000,
+        }
+    }
+}
+
+struct Process {
+    child: Child,
+    env: Vec<(String, String)>,
+}
+
+/// A running mesh; every process is killed when it is dropped.
+pub struct Mesh {
+    /// The gateway's base URL, e.g. `http://127.0.0.1:41234`.
+    pub gateway_url: String,
+    /// An HTTP client for the gateway.
+    pub http: reqwest::Client,
+    addrs: BTreeMap<Svc, SocketAddr>,
+    processes: BTreeMap<Svc, Process>,
+    log_dir: PathBuf,
+}
+
+impl Mesh {
+    /// Starts every service and the gateway, then waits until the gateway is ready.
+    pub async fn start(label: &str, options: MeshOptions) -> Mesh {
+        let log_dir = workspace_target().join("e2e-logs").join(label);
+        std::fs::create_dir_all(&log_dir).expect("create e2e log dir");
+        let addrs: BTreeMap<Svc, SocketAddr> = Svc::GRPC
+            .iter()
+            .chain([Svc::Gateway].iter())
+            .map(|svc| (*svc, free_local_addr()))
+            .collect();
+        let url = |svc: Svc| format!("http://{}", addrs[&svc]);
+        let mut mesh = Mesh {
+            gateway_url: url(Svc::Gateway),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("http client"),
+            addrs: addrs.clone(),
+            processes: BTreeMap::new(),
+            log_dir,
+        };
+        for svc in Svc::GRPC {
+            let mut env = vec![
+                ("GRPC_ADDR".to_owned(), addrs[&svc].to_string()),
+                ("PRODUCT_SVC_URL".to_owned(), url(Svc::Product)),
+            ];
+            if matches!(svc, Svc::Product | Svc::Reservation) {
+                let database = fresh_postgres_database(&format!("{label}_{}", svc.binary()));
+                env.push(("DATABASE_URL".to_owned(), database));
+            }
+            if svc == Svc::Reservation {
+                env.extend([
+                    (
+                        "PRODUCT_LOCK_DEADLINE_MS".to_owned(),
+                        options.lock_deadline_ms.to_string(),
+                    ),
+                    (
+                        "RECONCILE_GRACE_MS".to_owned(),
+                        options.reconcile_grace_ms.to_string(),
+                    ),
+                    (
+                        "RECONCILE_INTERVAL_MS".to_owned(),
+                        options.reconcile_interval_ms.to_string(),
+                    ),
+                ]);
+            }
+            mesh.spawn(svc, env);
+        }
+        let gateway_env = vec![
+            ("HTTP_ADDR".to_owned(), addrs[&Svc::Gateway].to_string()),
+            ("PRODUCT_SVC_URL".to_owned(), url(Svc::Product)),
+            ("RESERVATION_SVC_URL".to_owned(), url(Svc::Reservation)),
+        ];
+        mesh.spawn(Svc::Gateway, gateway_env);
+        mesh.wait_ready(Duration::from_secs(30)).await;
+        mesh
+    }
+
+    fn spawn(&mut self, svc: Svc, env: Vec<(String, String)>) {
+        let binary = bin_dir().join(svc.binary());
+        assert!(
+            binary.exists(),
+            "{} not found: build the workspace binaries first (cargo build --workspace --bins)",
+            binary.display()
+        );
+        let log_path = self.log_dir.join(format!("{}.log", svc.binary()));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("open service log");
+        let child = Command::new(&binary)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log handle"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start {}: {err}", binary.display()));
+        self.processes.insert(svc, Process { child, env });
+    }
+
+    /// Waits until `/readyz` answers 200 (every upstream SERVING).
+    pub async fn wait_ready(&self, limit: Duration) {
+        let started = Instant::now();
+        loop {
+            let ready = self
+                .http
+                .get(self.url("/readyz"))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                .map(|response| response.status().is_success())
+                .unwrap_or(false);
+            if ready {
+                return;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "mesh not ready within {limit:?}; logs in {}",
+                self.log_dir.display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The gateway URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.gateway_url)
+    }
+
+    /// The loopback address a service listens on.
+    pub fn addr(&self, svc: Svc) -> SocketAddr {
+        self.addrs[&svc]
+    }
+
+    /// Stops a service with SIGTERM (graceful), waiting for it to exit.
+    pub fn stop(&mut self, svc: Svc) {
+        if let Some(process) = self.processes.get_mut(&svc) {
+            signal(&process.child, "TERM");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if matches!(process.child.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = process.child.kill();
+            let _ = process.child.wait();
+        }
+    }
+
+    /// Starts a stopped service again, with the same address, database and settings.
+    pub fn restart(&mut self, svc: Svc) {
+        self.stop(svc);
+        let env = self
+            .processes
+            .remove(&svc)
+            .map(|process| process.env)
+            .expect("service was started before");
+        self.spawn(svc, env);
+    }
+
+    /// Freezes a service (SIGSTOP): it keeps its connections but answers nothing, like a
+    /// service stuck in a long pause.
+    pub fn pause(&self, svc: Svc) {
+        signal(&self.processes[&svc].child, "STOP");
+    }
+
+    /// Thaws a paused service (SIGCONT).
+    pub fn resume(&self, svc: Svc) {
+        signal(&self.processes[&svc].child, "CONT");
+    }
+
+    /// POSTs `body` (a JSON value) to `path`; returns the status and the JSON answer.
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let response = self
+            .http
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("gateway answers");
+        read(response).await
+    }
+
+    /// GETs `path`; returns the status and the JSON answer.
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let response = self
+            .http
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("gateway answers");
+        read(response).await
+    }
+}
+
+impl Drop for Mesh {
+    fn drop(&mut self) {
+        for process in self.processes.values_mut() {
+            // A paused process ignores SIGKILL until it is continued on some kernels' ptrace
+            // paths; continue it first so it always dies.
+            signal(&process.child, "CONT");
+            let _ = process.child.kill();
+            let _ = process.child.wait();
+        }
+    }
+}
+
+/// Reads a response as status and JSON, failing the test on a non-JSON body.
+pub async fn read(response: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("response body");
+    let json = serde_json::from_str(&text)
+        .unwrap_or_else(|err| panic!("status {status}: body is not JSON ({err}): {text:?}"));
+    (status, json)
+}
+
+fn signal(child: &Child, name: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status();
+}
+
+/// A loopback address with a port that was free a moment ago.
+pub fn free_local_addr() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local addr")
+}
+
+fn workspace_target() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("target"),
+    }
+}
+
+fn bin_dir() -> PathBuf {
+    match std::env::var_os("MESH_BIN_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => workspace_target().join("debug"),
+    }
+}
+
+/// Finds a command on PATH or in `~/.local/bin` (where shared/tools installs clients).
+pub fn find_tool(name: &str) -> Option<PathBuf> {
+    let local = std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/bin"));
+    std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain(local)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
