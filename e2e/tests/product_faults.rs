@@ -25,12 +25,24 @@ async fn product_svc_down_answers_503_within_the_deadline() {
     let elapsed = started.elapsed();
     assert_eq!(response.status().as_u16(), 503);
     assert_eq!(
-        response.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+        response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
         Some("1")
     );
     let (_, error) = e2e::read(response).await;
-    assert!(error["error"].as_str().unwrap_or_default().contains("try again shortly"), "{error}");
-    assert!(elapsed < deadline + Duration::from_millis(200), "took {elapsed:?}");
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("try again shortly"),
+        "{error}"
+    );
+    assert!(
+        elapsed < deadline + Duration::from_millis(200),
+        "took {elapsed:?}"
+    );
     println!("503 with product-svc down after {elapsed:?}");
 
     let (_, reservations) = mesh.get("/reservations").await;
@@ -39,7 +51,9 @@ async fn product_svc_down_answers_503_within_the_deadline() {
     // Back up: the same buyer gets the product.
     mesh.restart(Svc::Product);
     mesh.wait_ready(Duration::from_secs(20)).await;
-    let (status, reservation) = mesh.post("/reservation", json!({"productId": product["id"]})).await;
+    let (status, reservation) = mesh
+        .post("/reservation", json!({"productId": product["id"]}))
+        .await;
     assert_eq!(status, 201, "{reservation}");
 }
 
@@ -58,10 +72,15 @@ async fn a_lock_that_lands_after_the_deadline_is_released_by_the_reconciler() {
     // Frozen product-svc: the request reaches its socket but nothing answers.
     mesh.pause(Svc::Product);
     let started = Instant::now();
-    let (status, error) = mesh.post("/reservation", json!({"productId": product["id"]})).await;
+    let (status, error) = mesh
+        .post("/reservation", json!({"productId": product["id"]}))
+        .await;
     let elapsed = started.elapsed();
     assert_eq!(status, 503, "{error}");
-    assert!(elapsed < deadline + Duration::from_millis(200), "took {elapsed:?}");
+    assert!(
+        elapsed < deadline + Duration::from_millis(200),
+        "took {elapsed:?}"
+    );
     // Thawed, product-svc may now apply the lock it had queued: a lock with no reservation.
     mesh.resume(Svc::Product);
 
@@ -76,6 +95,8 @@ async fn a_lock_that_lands_after_the_deadline_is_released_by_the_reconciler() {
     }
     let (_, reservations) = mesh.get("/reservations").await;
     assert_eq!(reservations, json!([]));
-    let (status, _) = mesh.post("/reservation", json!({"productId": product["id"]})).await;
+    let (status, _) = mesh
+        .post("/reservation", json!({"productId": product["id"]}))
+        .await;
     assert_eq!(status, 201);
 }

@@ -27,7 +27,10 @@ async fn grpcurl_lists_describes_and_calls_every_service_through_reflection() {
     let mesh = Mesh::start("grpcurl", MeshOptions::default()).await;
     let expected = [
         (Svc::Product, Some("reserve.product.v1.ProductService")),
-        (Svc::Reservation, Some("reserve.reservation.v1.ReservationService")),
+        (
+            Svc::Reservation,
+            Some("reserve.reservation.v1.ReservationService"),
+        ),
         (Svc::Payment, None),
         (Svc::MyPage, None),
         (Svc::Notice, None),
@@ -35,34 +38,63 @@ async fn grpcurl_lists_describes_and_calls_every_service_through_reflection() {
     for (svc, api) in expected {
         let addr = mesh.addr(svc).to_string();
         let listed = run("grpcurl", &["-plaintext", &addr, "list"]);
-        assert!(listed.contains("grpc.health.v1.Health"), "{svc:?}: {listed}");
+        assert!(
+            listed.contains("grpc.health.v1.Health"),
+            "{svc:?}: {listed}"
+        );
         if let Some(api) = api {
             assert!(listed.contains(api), "{svc:?} lists {listed}");
             let described = run("grpcurl", &["-plaintext", &addr, "describe", api]);
             assert!(described.contains("rpc "), "{described}");
         }
-        let health = run("grpcurl", &["-plaintext", &addr, "grpc.health.v1.Health/Check"]);
+        let health = run(
+            "grpcurl",
+            &["-plaintext", &addr, "grpc.health.v1.Health/Check"],
+        );
         assert!(health.contains("SERVING"), "{svc:?}: {health}");
     }
 
     let product = mesh.addr(Svc::Product).to_string();
     let registered = run(
         "grpcurl",
-        &["-plaintext", "-d", r#"{"name": "Phone"}"#, &product, "reserve.product.v1.ProductService/RegisterProduct"],
+        &[
+            "-plaintext",
+            "-d",
+            r#"{"name": "Phone"}"#,
+            &product,
+            "reserve.product.v1.ProductService/RegisterProduct",
+        ],
     );
-    assert!(registered.contains("PRODUCT_STATUS_AVAILABLE"), "{registered}");
+    assert!(
+        registered.contains("PRODUCT_STATUS_AVAILABLE"),
+        "{registered}"
+    );
     let reservation = mesh.addr(Svc::Reservation).to_string();
     let reserved = run(
         "grpcurl",
-        &["-plaintext", "-d", r#"{"product_id": 1}"#, &reservation, "reserve.reservation.v1.ReservationService/CreateReservation"],
+        &[
+            "-plaintext",
+            "-d",
+            r#"{"product_id": 1}"#,
+            &reservation,
+            "reserve.reservation.v1.ReservationService/CreateReservation",
+        ],
     );
-    assert!(reserved.contains("RESERVATION_STATUS_RESERVED"), "{reserved}");
+    assert!(
+        reserved.contains("RESERVATION_STATUS_RESERVED"),
+        "{reserved}"
+    );
 }
 
 #[tokio::test]
 async fn httpie_runs_the_original_commands() {
     let mesh = Mesh::start("httpie", MeshOptions::default()).await;
-    let port = mesh.gateway_url.rsplit(':').next().expect("a port").to_owned();
+    let port = mesh
+        .gateway_url
+        .rsplit(':')
+        .next()
+        .expect("a port")
+        .to_owned();
     let at = |path: &str| format!(":{port}{path}");
     let http = |args: &[&str]| -> serde_json::Value {
         let mut full = vec!["--ignore-stdin", "--body"];
@@ -72,15 +104,36 @@ async fn httpie_runs_the_original_commands() {
     };
     // DESIGN.md section 4, verbatim but for the port.
     for name in ["Phone", "Tv", "Coffee"] {
-        let product = http(&["POST", &at("/product"), &format!("productName={name}"), "productStatus=01"]);
+        let product = http(&[
+            "POST",
+            &at("/product"),
+            &format!("productName={name}"),
+            "productStatus=01",
+        ]);
         assert_eq!(product["productName"], name);
         assert_eq!(product["productStatus"], "AVAILABLE");
     }
-    let first = http(&["POST", &at("/reservation"), "productId=3", "reservationStatus=01"]);
-    assert_eq!((first["id"].as_i64(), first["productId"].as_i64()), (Some(1), Some(3)));
+    let first = http(&[
+        "POST",
+        &at("/reservation"),
+        "productId=3",
+        "reservationStatus=01",
+    ]);
+    assert_eq!(
+        (first["id"].as_i64(), first["productId"].as_i64()),
+        (Some(1), Some(3))
+    );
     assert_eq!(first["reservationStatus"], "RESERVED");
-    let second = http(&["POST", &at("/reservation"), "productId=2", "reservationStatus=01"]);
-    assert_eq!((second["id"].as_i64(), second["productId"].as_i64()), (Some(2), Some(2)));
+    let second = http(&[
+        "POST",
+        &at("/reservation"),
+        "productId=2",
+        "reservationStatus=01",
+    ]);
+    assert_eq!(
+        (second["id"].as_i64(), second["productId"].as_i64()),
+        (Some(2), Some(2))
+    );
     for id in ["2", "3"] {
         let product = http(&["GET", &at(&format!("/product/{id}"))]);
         assert_eq!(product["productStatus"], "PENDING", "{product}");

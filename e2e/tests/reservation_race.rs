@@ -11,7 +11,9 @@ const BUYERS: usize = 100;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_hundred_buyers_one_winner() {
     let mesh = Arc::new(Mesh::start("race", MeshOptions::default()).await);
-    let (_, product) = mesh.post("/product", json!({"productName": "Concert ticket"})).await;
+    let (_, product) = mesh
+        .post("/product", json!({"productName": "Concert ticket"}))
+        .await;
     let product_id = product["id"].as_i64().expect("product id");
 
     let start = Arc::new(Barrier::new(BUYERS));
@@ -36,7 +38,10 @@ async fn one_hundred_buyers_one_winner() {
             other => others.push(other),
         }
     }
-    println!("race: {created} x 201, {conflicts} x 409, {} other", others.len());
+    println!(
+        "race: {created} x 201, {conflicts} x 409, {} other",
+        others.len()
+    );
     assert_eq!(others, Vec::new(), "unexpected answers");
     assert_eq!((created, conflicts), (1, BUYERS - 1));
 

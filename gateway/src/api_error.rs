@@ -130,12 +130,27 @@ mod tests {
     #[test]
     fn grpc_codes_map_to_http() {
         let cases = [
-            (tonic::Status::invalid_argument("x"), StatusCode::BAD_REQUEST),
+            (
+                tonic::Status::invalid_argument("x"),
+                StatusCode::BAD_REQUEST,
+            ),
             (tonic::Status::not_found("x"), StatusCode::NOT_FOUND),
-            (tonic::Status::failed_precondition("x"), StatusCode::CONFLICT),
-            (tonic::Status::unavailable("x"), StatusCode::SERVICE_UNAVAILABLE),
-            (tonic::Status::resource_exhausted("x"), StatusCode::SERVICE_UNAVAILABLE),
-            (tonic::Status::internal("secret detail"), StatusCode::INTERNAL_SERVER_ERROR),
+            (
+                tonic::Status::failed_precondition("x"),
+                StatusCode::CONFLICT,
+            ),
+            (
+                tonic::Status::unavailable("x"),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                tonic::Status::resource_exhausted("x"),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                tonic::Status::internal("secret detail"),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
         ];
         for (status, http) in cases {
             assert_eq!(ApiError::from(status).status, http);
@@ -151,6 +166,12 @@ mod tests {
     #[test]
     fn unavailable_carries_retry_after() {
         let response = ApiError::from(tonic::Status::unavailable("busy")).into_response();
-        assert_eq!(response.headers().get(header::RETRY_AFTER).map(|v| v.as_bytes()), Some(&b"1"[..]));
+        assert_eq!(
+            response
+                .headers()
+                .get(header::RETRY_AFTER)
+                .map(|v| v.as_bytes()),
+            Some(&b"1"[..])
+        );
     }
 }

@@ -6,8 +6,8 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use http::StatusCode;
-use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use serde::Deserialize;
+use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 
 use crate::api_error::ApiError;
 

@@ -35,10 +35,7 @@ impl Config {
             http_addr: env_or("HTTP_ADDR", SocketAddr::from(([0, 0, 0, 0], 8080)))?,
             upstream: UpstreamConfig {
                 product_url: env_or("PRODUCT_SVC_URL", "http://127.0.0.1:8081".to_owned())?,
-                reservation_url: env_or(
-                    "RESERVATION_SVC_URL",
-                    "http://127.0.0.1:8082".to_owned(),
-                )?,
+                reservation_url: env_or("RESERVATION_SVC_URL", "http://127.0.0.1:8082".to_owned())?,
                 timeout: env_millis("UPSTREAM_TIMEOUT_MS", Duration::from_millis(5000))?,
             },
         })
@@ -58,12 +55,10 @@ impl App {
         let upstreams = Upstreams::connect(&config.upstream)
             .map_err(|(url, err)| ConfigError::new("*_SVC_URL", &url, err.to_string()))?;
         let listener = mesh_core::startup::bind(config.http_addr).await?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|source| StartupError::Bind {
-                addr: config.http_addr,
-                source,
-            })?;
+        let local_addr = listener.local_addr().map_err(|source| StartupError::Bind {
+            addr: config.http_addr,
+            source,
+        })?;
         Ok(Self {
             listener,
             local_addr,

@@ -57,13 +57,25 @@ mod tests {
     #[test]
     fn original_codes_and_names_are_accepted() {
         assert_eq!(parse_product_status("01"), Ok(ProductStatus::Available));
-        assert_eq!(parse_product_status("available"), Ok(ProductStatus::Available));
+        assert_eq!(
+            parse_product_status("available"),
+            Ok(ProductStatus::Available)
+        );
         assert_eq!(parse_product_status("02"), Ok(ProductStatus::Pending));
         assert_eq!(parse_product_status("soldOut"), Ok(ProductStatus::SoldOut));
         assert_eq!(parse_product_status("SOLD_OUT"), Ok(ProductStatus::SoldOut));
-        assert_eq!(parse_reservation_status("01"), Ok(ReservationStatus::Reserved));
-        assert_eq!(parse_reservation_status("02"), Ok(ReservationStatus::Cancelled));
-        assert_eq!(parse_reservation_status("Cancelled"), Ok(ReservationStatus::Cancelled));
+        assert_eq!(
+            parse_reservation_status("01"),
+            Ok(ReservationStatus::Reserved)
+        );
+        assert_eq!(
+            parse_reservation_status("02"),
+            Ok(ReservationStatus::Cancelled)
+        );
+        assert_eq!(
+            parse_reservation_status("Cancelled"),
+            Ok(ReservationStatus::Cancelled)
+        );
     }
 
     #[test]
@@ -75,15 +87,25 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for status in [ProductStatus::Available, ProductStatus::Pending, ProductStatus::SoldOut] {
-            assert_eq!(parse_product_status(product_status_name(status)), Ok(status));
+        for status in [
+            ProductStatus::Available,
+            ProductStatus::Pending,
+            ProductStatus::SoldOut,
+        ] {
+            assert_eq!(
+                parse_product_status(product_status_name(status)),
+                Ok(status)
+            );
         }
         for status in [
             ReservationStatus::Reserved,
             ReservationStatus::Cancelled,
             ReservationStatus::Confirmed,
         ] {
-            assert_eq!(parse_reservation_status(reservation_status_name(status)), Ok(status));
+            assert_eq!(
+                parse_reservation_status(reservation_status_name(status)),
+                Ok(status)
+            );
         }
     }
 }

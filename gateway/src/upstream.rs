@@ -6,9 +6,9 @@ use std::time::Duration;
 use reserve_proto::product::v1::product_service_client::ProductServiceClient;
 use reserve_proto::reservation::v1::reservation_service_client::ReservationServiceClient;
 use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
 
 /// Where the services are and how long the gateway waits for them.
 #[derive(Clone, Debug)]

@@ -51,7 +51,9 @@ pub fn env_millis(name: &str, default: Duration) -> Result<Duration, ConfigError
 
 /// Reads `name`; `None` when unset or empty (an empty value means "not configured").
 pub fn optional_env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|value| !value.trim().is_empty())
+    std::env::var(name)
+        .ok()
+        .filter(|value| !value.trim().is_empty())
 }
 
 #[cfg(test)]

@@ -100,9 +100,11 @@ impl Db {
         max_connections: u32,
     ) -> Result<Self, DbError> {
         let target = target.clone();
-        tokio::task::spawn_blocking(move || Self::connect_blocking(&target, migrations, max_connections))
-            .await
-            .map_err(|err| DbError::Task(err.to_string()))?
+        tokio::task::spawn_blocking(move || {
+            Self::connect_blocking(&target, migrations, max_connections)
+        })
+        .await
+        .map_err(|err| DbError::Task(err.to_string()))?
     }
 
     fn connect_blocking(

@@ -188,12 +188,18 @@ mod tests {
 
     #[test]
     fn available_product_can_be_reserved() {
-        assert_eq!(product(ProductStatus::Available, None).check_reserve(id(7)), Ok(()));
+        assert_eq!(
+            product(ProductStatus::Available, None).check_reserve(id(7)),
+            Ok(())
+        );
     }
 
     #[test]
     fn reserving_again_for_the_same_reservation_succeeds() {
-        assert_eq!(product(ProductStatus::Pending, Some(7)).check_reserve(id(7)), Ok(()));
+        assert_eq!(
+            product(ProductStatus::Pending, Some(7)).check_reserve(id(7)),
+            Ok(())
+        );
     }
 
     #[test]
@@ -212,12 +218,19 @@ mod tests {
 
     #[test]
     fn sold_out_product_is_refused_even_to_its_buyer() {
-        assert!(product(ProductStatus::SoldOut, Some(7)).check_reserve(id(7)).is_err());
+        assert!(
+            product(ProductStatus::SoldOut, Some(7))
+                .check_reserve(id(7))
+                .is_err()
+        );
     }
 
     #[test]
     fn names_are_trimmed_and_bounded() {
-        assert_eq!(ProductName::parse("  Phone ").expect("valid").as_str(), "Phone");
+        assert_eq!(
+            ProductName::parse("  Phone ").expect("valid").as_str(),
+            "Phone"
+        );
         assert!(ProductName::parse("   ").is_err());
         assert!(ProductName::parse(&"x".repeat(201)).is_err());
         assert!(ProductName::parse("bad\u{0}name").is_err());

@@ -53,12 +53,10 @@ impl App {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         let db = Db::connect(&config.db, store::MIGRATIONS, config.db_pool_size).await?;
         let listener = mesh_core::startup::bind(config.grpc_addr).await?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|source| StartupError::Bind {
-                addr: config.grpc_addr,
-                source,
-            })?;
+        let local_addr = listener.local_addr().map_err(|source| StartupError::Bind {
+            addr: config.grpc_addr,
+            source,
+        })?;
         let mut shell = GrpcShell::new(&[SERVICE_NAME])?;
         shell
             .health

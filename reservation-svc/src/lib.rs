@@ -82,17 +82,15 @@ impl App {
     /// connected) and binds the listener.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         let db = Db::connect(&config.db, store::MIGRATIONS, config.db_pool_size).await?;
-        let lock = ProductLock::connect(&config.product_svc_url, config.lock.clone())
-            .map_err(|err| {
+        let lock =
+            ProductLock::connect(&config.product_svc_url, config.lock.clone()).map_err(|err| {
                 ConfigError::new("PRODUCT_SVC_URL", &config.product_svc_url, err.to_string())
             })?;
         let listener = mesh_core::startup::bind(config.grpc_addr).await?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|source| StartupError::Bind {
-                addr: config.grpc_addr,
-                source,
-            })?;
+        let local_addr = listener.local_addr().map_err(|source| StartupError::Bind {
+            addr: config.grpc_addr,
+            source,
+        })?;
         let mut shell = GrpcShell::new(&[SERVICE_NAME])?;
         shell
             .health

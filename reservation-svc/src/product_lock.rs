@@ -74,7 +74,10 @@ pub struct ProductLock {
 impl ProductLock {
     /// Builds the stack over a lazily connected channel: reservation-svc starts even while
     /// product-svc is down, and reconnects by itself when it comes back.
-    pub fn connect(product_svc_url: &str, policy: LockPolicy) -> Result<Self, tonic::transport::Error> {
+    pub fn connect(
+        product_svc_url: &str,
+        policy: LockPolicy,
+    ) -> Result<Self, tonic::transport::Error> {
         let channel = Endpoint::from_shared(product_svc_url.to_owned())?
             .connect_timeout(policy.deadline)
             .tcp_nodelay(true)
@@ -133,7 +136,9 @@ impl ProductLock {
             // An unknown product holds no lock: nothing to release.
             Ok(Err(status)) if status.code() == Code::NotFound => Ok(()),
             Ok(result) => result.map(drop),
-            Err(_) => Err(Status::deadline_exceeded("product-svc did not answer in time")),
+            Err(_) => Err(Status::deadline_exceeded(
+                "product-svc did not answer in time",
+            )),
         }
     }
 
@@ -242,7 +247,7 @@ impl tower::retry::Policy<pb::ReserveProductRequest, pb::Product, Status> for Re
         &mut self,
         request: &pb::ReserveProductRequest,
     ) -> Option<pb::ReserveProductRequest> {
-        Some(request.clone())
+        Some(*request)
     }
 }
 

@@ -29,5 +29,8 @@ pub async fn ready(State(upstreams): State<Upstreams>) -> (StatusCode, Json<Valu
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "DOWN")
     };
-    (code, Json(json!({ "status": status, "components": components })))
+    (
+        code,
+        Json(json!({ "status": status, "components": components })),
+    )
 }

@@ -49,12 +49,12 @@ pub async fn create(
     State(upstreams): State<Upstreams>,
     JsonBody(body): JsonBody<CreateReservation>,
 ) -> Result<impl IntoResponse, ApiError> {
-    if let Some(status) = body.reservation_status.as_deref() {
-        if parse_reservation_status(status)? != pb::ReservationStatus::Reserved {
-            return Err(ApiError::bad_request(format!(
-                "a new reservation starts RESERVED (01), not {status:?}"
-            )));
-        }
+    if let Some(status) = body.reservation_status.as_deref()
+        && parse_reservation_status(status)? != pb::ReservationStatus::Reserved
+    {
+        return Err(ApiError::bad_request(format!(
+            "a new reservation starts RESERVED (01), not {status:?}"
+        )));
     }
     let reservation = upstreams
         .reservation
@@ -100,6 +100,9 @@ pub async fn list(
         .into_inner()
         .reservations;
     Ok(Json(
-        reservations.into_iter().map(ReservationJson::from).collect(),
+        reservations
+            .into_iter()
+            .map(ReservationJson::from)
+            .collect(),
     ))
 }

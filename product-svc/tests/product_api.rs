@@ -1,0 +1,285 @@
+//! product-svc's gRPC API against a real PostgreSQL (a fresh database per test) and, once, the
+//! embedded SQLite default.
+
+use std::net::SocketAddr;
+
+use mesh_core::Shutdown;
+use mesh_core::db::DbTarget;
+use mesh_core::testing::fresh_postgres_database;
+use product_svc::{App, Config};
+use reserve_proto::product::v1 as pb;
+use reserve_proto::product::v1::product_service_client::ProductServiceClient;
+use tonic::Code;
+use tonic::transport::Channel;
+
+struct Running {
+    client: ProductServiceClient<Channel>,
+    _stop: StopOnDrop,
+}
+
+struct StopOnDrop(Shutdown);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.trigger();
+    }
+}
+
+async fn start_on(db: DbTarget) -> Running {
+    let config = Config {
+        grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        db,
+        db_pool_size: 8,
+    };
+    let app = App::build(config).await.expect("product-svc starts");
+    let addr = app.local_addr();
+    let shutdown = Shutdown::new();
+    tokio::spawn(app.run(shutdown.clone()));
+    let client = ProductServiceClient::connect(format!("http://{addr}"))
+        .await
+        .expect("connect");
+    Running {
+        client,
+        _stop: StopOnDrop(shutdown),
+    }
+}
+
+async fn start(label: &str) -> Running {
+    start_on(DbTarget::Postgres(fresh_postgres_database(label))).await
+}
+
+async fn register(client: &mut ProductServiceClient<Channel>, name: &str) -> pb::Product {
+    client
+        .register_product(pb::RegisterProductRequest {
+            name: name.into(),
+            status: 0,
+        })
+        .await
+        .expect("register")
+        .into_inner()
+}
+
+fn reserve_request(product_id: i64, reservation_id: i64) -> pb::ReserveProductRequest {
+    pb::ReserveProductRequest {
+        product_id,
+        reservation_id,
+    }
+}
+
+fn release_request(product_id: i64, reservation_id: i64) -> pb::ReleaseProductRequest {
+    pb::ReleaseProductRequest {
+        product_id,
+        reservation_id,
+    }
+}
+
+#[tokio::test]
+async fn registered_products_can_be_read_back() {
+    let mut svc = start("product_register").await;
+    let phone = register(&mut svc.client, " Phone ").await;
+    assert_eq!((phone.id, phone.name.as_str()), (1, "Phone"));
+    assert_eq!(phone.status(), pb::ProductStatus::Available);
+    register(&mut svc.client, "Tv").await;
+
+    let fetched = svc
+        .client
+        .get_product(pb::GetProductRequest { id: 1 })
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(fetched, phone);
+    let all = svc
+        .client
+        .list_products(pb::ListProductsRequest {})
+        .await
+        .expect("list")
+        .into_inner()
+        .products;
+    assert_eq!(
+        all.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+        ["Phone", "Tv"]
+    );
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_and_stores_nothing() {
+    let mut svc = start("product_bad_input").await;
+    let refusals = [
+        (String::new(), 0, Code::InvalidArgument),
+        ("x".repeat(201), 0, Code::InvalidArgument),
+        (
+            "Tv".into(),
+            pb::ProductStatus::SoldOut as i32,
+            Code::InvalidArgument,
+        ),
+        ("Tv".into(), 42, Code::InvalidArgument),
+    ];
+    for (name, status, code) in refusals {
+        let err = svc
+            .client
+            .register_product(pb::RegisterProductRequest { name, status })
+            .await
+            .expect_err("refused");
+        assert_eq!(err.code(), code, "{err:?}");
+        assert!(!err.message().is_empty());
+    }
+    let err = svc
+        .client
+        .get_product(pb::GetProductRequest { id: 0 })
+        .await
+        .expect_err("id 0");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let err = svc
+        .client
+        .get_product(pb::GetProductRequest { id: 9 })
+        .await
+        .expect_err("unknown");
+    assert_eq!(err.code(), Code::NotFound);
+    let err = svc
+        .client
+        .reserve_product(reserve_request(9, 1))
+        .await
+        .expect_err("unknown");
+    assert_eq!(err.code(), Code::NotFound);
+    let listed = svc
+        .client
+        .list_products(pb::ListProductsRequest {})
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(listed.products.is_empty());
+}
+
+#[tokio::test]
+async fn reserve_is_idempotent_and_exclusive() {
+    let mut svc = start("product_reserve").await;
+    let product = register(&mut svc.client, "Phone").await;
+
+    let locked = svc
+        .client
+        .reserve_product(reserve_request(product.id, 7))
+        .await
+        .expect("first lock")
+        .into_inner();
+    assert_eq!(locked.status(), pb::ProductStatus::Pending);
+    assert_eq!(locked.reservation_id, 7);
+
+    // A retry of the same reservation's call succeeds again.
+    let again = svc
+        .client
+        .reserve_product(reserve_request(product.id, 7))
+        .await
+        .expect("retried lock")
+        .into_inner();
+    assert_eq!(again, locked);
+
+    // Another reservation is refused, and the holder is unchanged.
+    let err = svc
+        .client
+        .reserve_product(reserve_request(product.id, 8))
+        .await
+        .expect_err("taken");
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().contains("PENDING"), "{}", err.message());
+    let current = svc
+        .client
+        .get_product(pb::GetProductRequest { id: product.id })
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(current.reservation_id, 7);
+}
+
+#[tokio::test]
+async fn only_the_holder_releases() {
+    let mut svc = start("product_release").await;
+    let product = register(&mut svc.client, "Phone").await;
+    svc.client
+        .reserve_product(reserve_request(product.id, 7))
+        .await
+        .expect("lock");
+
+    let untouched = svc
+        .client
+        .release_product(release_request(product.id, 8))
+        .await
+        .expect("a stranger's release is a no-op")
+        .into_inner();
+    assert_eq!(untouched.status(), pb::ProductStatus::Pending);
+
+    let released = svc
+        .client
+        .release_product(release_request(product.id, 7))
+        .await
+        .expect("holder releases")
+        .into_inner();
+    assert_eq!(released.status(), pb::ProductStatus::Available);
+    assert_eq!(released.reservation_id, 0);
+
+    // Releasing again is harmless, and the product can be taken by someone else.
+    svc.client
+        .release_product(release_request(product.id, 7))
+        .await
+        .expect("idempotent release");
+    svc.client
+        .reserve_product(reserve_request(product.id, 8))
+        .await
+        .expect("free again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_locks_have_exactly_one_winner() {
+    let mut svc = start("product_race").await;
+    let product = register(&mut svc.client, "Ticket").await;
+    let attempts: Vec<_> = (1..=50)
+        .map(|reservation| {
+            let mut client = svc.client.clone();
+            tokio::spawn(async move {
+                client
+                    .reserve_product(reserve_request(product.id, reservation))
+                    .await
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for (reservation, attempt) in (1..=50).zip(attempts) {
+        match attempt.await.expect("task") {
+            Ok(_) => winners.push(reservation),
+            Err(status) => assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "winners: {winners:?}");
+    let current = svc
+        .client
+        .get_product(pb::GetProductRequest { id: product.id })
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(current.reservation_id, winners[0]);
+}
+
+#[tokio::test]
+async fn the_embedded_sqlite_default_works_too() {
+    let dir = std::env::temp_dir().join(format!(
+        "product-svc-test-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default()
+    ));
+    let mut svc = start_on(DbTarget::SqliteFile(dir.join("product.sqlite3"))).await;
+    let product = register(&mut svc.client, "Phone").await;
+    svc.client
+        .reserve_product(reserve_request(product.id, 1))
+        .await
+        .expect("lock");
+    let err = svc
+        .client
+        .reserve_product(reserve_request(product.id, 2))
+        .await
+        .expect_err("taken");
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    drop(svc);
+    let _ = std::fs::remove_dir_all(dir);
+}

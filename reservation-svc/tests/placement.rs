@@ -1,0 +1,315 @@
+//! reservation-svc against a real product-svc (in process, on a loopback port) and real
+//! PostgreSQL databases, one fresh pair per test.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mesh_core::Shutdown;
+use mesh_core::db::DbTarget;
+use mesh_core::testing::fresh_postgres_database;
+use reservation_svc::product_lock::LockPolicy;
+use reservation_svc::reconciler::ReconcilerPolicy;
+use reserve_proto::product::v1 as product_pb;
+use reserve_proto::product::v1::product_service_client::ProductServiceClient;
+use reserve_proto::reservation::v1 as pb;
+use reserve_proto::reservation::v1::reservation_service_client::ReservationServiceClient;
+use tonic::Code;
+use tonic::transport::Channel;
+
+struct StopOnDrop(Shutdown);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.trigger();
+    }
+}
+
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("free port")
+}
+
+/// A product-svc on `addr`: its client and its stop handle.
+struct ProductSvc {
+    client: ProductServiceClient<Channel>,
+    addr: SocketAddr,
+    _stop: StopOnDrop,
+}
+
+async fn start_product_svc(addr: SocketAddr, label: &str) -> ProductSvc {
+    start_product_svc_on(addr, DbTarget::Postgres(fresh_postgres_database(label))).await
+}
+
+async fn start_product_svc_on(addr: SocketAddr, db: DbTarget) -> ProductSvc {
+    let config = product_svc::Config {
+        grpc_addr: addr,
+        db,
+        db_pool_size: 8,
+    };
+    let app = product_svc::App::build(config)
+        .await
+        .expect("product-svc starts");
+    let addr = app.local_addr();
+    let shutdown = Shutdown::new();
+    tokio::spawn(app.run(shutdown.clone()));
+    let client = ProductServiceClient::connect(format!("http://{addr}"))
+        .await
+        .expect("connect product-svc");
+    ProductSvc {
+        client,
+        addr,
+        _stop: StopOnDrop(shutdown),
+    }
+}
+
+async fn start_reservation_svc(
+    product_addr: SocketAddr,
+    label: &str,
+    lock: LockPolicy,
+    reconciler: ReconcilerPolicy,
+) -> (ReservationServiceClient<Channel>, StopOnDrop) {
+    let config = reservation_svc::Config {
+        grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        db: DbTarget::Postgres(fresh_postgres_database(label)),
+        db_pool_size: 16,
+        product_svc_url: format!("http://{product_addr}"),
+        lock,
+        reconciler,
+    };
+    let app = reservation_svc::App::build(config)
+        .await
+        .expect("reservation-svc starts");
+    let url = format!("http://{}", app.local_addr());
+    let shutdown = Shutdown::new();
+    tokio::spawn(app.run(shutdown.clone()));
+    let client = ReservationServiceClient::connect(url)
+        .await
+        .expect("connect reservation-svc");
+    (client, StopOnDrop(shutdown))
+}
+
+fn default_reconciler() -> ReconcilerPolicy {
+    ReconcilerPolicy {
+        interval: Duration::from_millis(100),
+        grace: Duration::from_millis(5000),
+    }
+}
+
+async fn register(products: &mut ProductServiceClient<Channel>, name: &str) -> i64 {
+    products
+        .register_product(product_pb::RegisterProductRequest {
+            name: name.into(),
+            status: 0,
+        })
+        .await
+        .expect("register")
+        .into_inner()
+        .id
+}
+
+async fn product(products: &mut ProductServiceClient<Channel>, id: i64) -> product_pb::Product {
+    products
+        .get_product(product_pb::GetProductRequest { id })
+        .await
+        .expect("get product")
+        .into_inner()
+}
+
+async fn visible(reservations: &mut ReservationServiceClient<Channel>) -> Vec<pb::Reservation> {
+    reservations
+        .list_reservations(pb::ListReservationsRequest {})
+        .await
+        .expect("list")
+        .into_inner()
+        .reservations
+}
+
+fn reserve(product_id: i64, customer: &str) -> pb::CreateReservationRequest {
+    pb::CreateReservationRequest {
+        product_id,
+        customer_id: customer.into(),
+    }
+}
+
+#[tokio::test]
+async fn placing_locks_the_product_for_the_new_reservation() {
+    let mut products = start_product_svc(free_addr(), "placement_ok_product").await;
+    let (mut reservations, _r) = start_reservation_svc(
+        products.addr,
+        "placement_ok_reservation",
+        LockPolicy::default(),
+        default_reconciler(),
+    )
+    .await;
+    let id = register(&mut products.client, "Phone").await;
+    let placed = reservations
+        .create_reservation(reserve(id, "kim"))
+        .await
+        .expect("reserved")
+        .into_inner();
+    assert_eq!(placed.status(), pb::ReservationStatus::Reserved);
+    assert_eq!(
+        (placed.product_id, placed.customer_id.as_str()),
+        (id, "kim")
+    );
+
+    let locked = product(&mut products.client, id).await;
+    assert_eq!(locked.status(), product_pb::ProductStatus::Pending);
+    assert_eq!(locked.reservation_id, placed.id);
+    let fetched = reservations
+        .get_reservation(pb::GetReservationRequest { id: placed.id })
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(fetched, placed);
+}
+
+#[tokio::test]
+async fn refusals_store_nothing() {
+    let mut products = start_product_svc(free_addr(), "placement_refused_product").await;
+    let (mut reservations, _r) = start_reservation_svc(
+        products.addr,
+        "placement_refused_reservation",
+        LockPolicy::default(),
+        default_reconciler(),
+    )
+    .await;
+    let id = register(&mut products.client, "Phone").await;
+    reservations
+        .create_reservation(reserve(id, "kim"))
+        .await
+        .expect("first buyer");
+
+    let cases = [
+        (reserve(id, "lee"), Code::FailedPrecondition),
+        (reserve(99, "lee"), Code::NotFound),
+        (reserve(0, "lee"), Code::InvalidArgument),
+        (reserve(id, &"x".repeat(200)), Code::InvalidArgument),
+    ];
+    for (request, code) in cases {
+        let err = reservations
+            .create_reservation(request)
+            .await
+            .expect_err("refused");
+        assert_eq!(err.code(), code, "{err:?}");
+    }
+    let err = reservations
+        .get_reservation(pb::GetReservationRequest { id: 2 })
+        .await
+        .expect_err("the refused intent is not a reservation");
+    assert_eq!(err.code(), Code::NotFound);
+    let all = visible(&mut reservations).await;
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0].customer_id, "kim");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_buyers_get_one_reservation() {
+    let mut products = start_product_svc(free_addr(), "placement_race_product").await;
+    let (reservations, _r) = start_reservation_svc(
+        products.addr,
+        "placement_race_reservation",
+        LockPolicy::default(),
+        default_reconciler(),
+    )
+    .await;
+    let id = register(&mut products.client, "Ticket").await;
+    let buyers: Vec<_> = (0..40)
+        .map(|buyer| {
+            let mut client = reservations.clone();
+            tokio::spawn(async move {
+                client
+                    .create_reservation(reserve(id, &format!("buyer-{buyer}")))
+                    .await
+                    .map(|response| response.into_inner().id)
+                    .map_err(|status| status.code())
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for buyer in buyers {
+        match buyer.await.expect("task") {
+            Ok(reservation) => winners.push(reservation),
+            Err(code) => assert_eq!(code, Code::FailedPrecondition),
+        }
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    let mut client = reservations.clone();
+    let all = visible(&mut client).await;
+    assert_eq!(all.iter().map(|r| r.id).collect::<Vec<_>>(), winners);
+    assert_eq!(
+        product(&mut products.client, id).await.reservation_id,
+        winners[0]
+    );
+}
+
+#[tokio::test]
+async fn product_svc_down_fails_fast_and_a_late_lock_is_released() {
+    // product-svc is not started yet: its port refuses connections. Its database is made now,
+    // so that starting it later is quick next to the reconciler's grace period.
+    let product_addr = free_addr();
+    let product_db = DbTarget::Postgres(fresh_postgres_database("placement_down_product"));
+    let lock = LockPolicy {
+        deadline: Duration::from_millis(800),
+        ..LockPolicy::default()
+    };
+    let (mut reservations, _r) = start_reservation_svc(
+        product_addr,
+        "placement_down_reservation",
+        lock,
+        ReconcilerPolicy {
+            interval: Duration::from_millis(100),
+            // Must outlast starting product-svc and the late lock below, as in production it
+            // must outlast any lock still in flight.
+            grace: Duration::from_millis(3000),
+        },
+    )
+    .await;
+
+    let started = Instant::now();
+    let err = reservations
+        .create_reservation(reserve(1, "kim"))
+        .await
+        .expect_err("product-svc is down");
+    let elapsed = started.elapsed();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(
+        err.message().contains("try again shortly"),
+        "{}",
+        err.message()
+    );
+    assert!(
+        elapsed < Duration::from_millis(800),
+        "refused connections must fail fast: {elapsed:?}"
+    );
+    assert!(visible(&mut reservations).await.is_empty());
+
+    // product-svc comes up, and the lock request of that failed call lands late: the product
+    // is now locked by reservation 1, which does not exist.
+    let mut products = start_product_svc_on(product_addr, product_db).await;
+    let id = register(&mut products.client, "Phone").await;
+    products
+        .client
+        .reserve_product(product_pb::ReserveProductRequest {
+            product_id: id,
+            reservation_id: 1,
+        })
+        .await
+        .expect("the late lock");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while product(&mut products.client, id).await.status() != product_pb::ProductStatus::Available {
+        assert!(
+            Instant::now() < deadline,
+            "the reconciler never released the ghost lock"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let placed = reservations
+        .create_reservation(reserve(id, "kim"))
+        .await
+        .expect("free again")
+        .into_inner();
+    assert_eq!(placed.status(), pb::ReservationStatus::Reserved);
+}
