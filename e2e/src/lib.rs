@@ -294,6 +294,7 @@ fn signal(child: &Child, name: &str) {
     let _ = Command::new("kill")
         .arg(format!("-{name}"))
         .arg(child.id().to_string())
+        .stderr(Stdio::null())
         .status();
 }
 
