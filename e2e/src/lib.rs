@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mesh_core::testing::fresh_postgres_database;
+use mesh_core::testing::{TestNats, fresh_postgres_database};
 
 /// A service of the mesh that the harness runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -85,6 +85,8 @@ pub struct Mesh {
     pub gateway_url: String,
     /// An HTTP client for the gateway.
     pub http: reqwest::Client,
+    /// The mesh's own NATS server (JetStream), which a test may restart.
+    pub nats: TestNats,
     addrs: BTreeMap<Svc, SocketAddr>,
     processes: BTreeMap<Svc, Process>,
     log_dir: PathBuf,
@@ -101,7 +103,9 @@ impl Mesh {
             .map(|svc| (*svc, free_local_addr()))
             .collect();
         let url = |svc: Svc| format!("http://{}", addrs[&svc]);
+        let nats = TestNats::start();
         let mut mesh = Mesh {
+            nats,
             gateway_url: url(Svc::Gateway),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
@@ -115,8 +119,10 @@ impl Mesh {
             let mut env = vec![
                 ("GRPC_ADDR".to_owned(), addrs[&svc].to_string()),
                 ("PRODUCT_SVC_URL".to_owned(), url(Svc::Product)),
+                ("NATS_URL".to_owned(), mesh.nats.url.clone()),
+                ("CONSUMER_RETRY_DELAY_MS".to_owned(), "200".to_owned()),
             ];
-            if matches!(svc, Svc::Product | Svc::Reservation) {
+            if matches!(svc, Svc::Product | Svc::Reservation | Svc::Payment) {
                 let database = fresh_postgres_database(&format!("{label}_{}", svc.binary()));
                 env.push(("DATABASE_URL".to_owned(), database));
             }
@@ -142,6 +148,7 @@ impl Mesh {
             ("HTTP_ADDR".to_owned(), addrs[&Svc::Gateway].to_string()),
             ("PRODUCT_SVC_URL".to_owned(), url(Svc::Product)),
             ("RESERVATION_SVC_URL".to_owned(), url(Svc::Reservation)),
+            ("PAYMENT_SVC_URL".to_owned(), url(Svc::Payment)),
         ];
         mesh.spawn(Svc::Gateway, gateway_env);
         mesh.wait_ready(Duration::from_secs(30)).await;
@@ -243,6 +250,40 @@ impl Mesh {
     /// Thaws a paused service (SIGCONT).
     pub fn resume(&self, svc: Svc) {
         signal(&self.processes[&svc].child, "CONT");
+    }
+
+    /// PATCHes `body` (a JSON value) to `path`; returns the status and the JSON answer.
+    pub async fn patch(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let response = self
+            .http
+            .patch(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("gateway answers");
+        read(response).await
+    }
+
+    /// Polls `GET path` until `done` holds for its JSON answer, at most `limit`; returns the
+    /// last answer. Fails the test, showing that answer, when time runs out.
+    pub async fn eventually(
+        &self,
+        path: &str,
+        limit: Duration,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let (status, body) = self.get(path).await;
+            if status == 200 && done(&body) {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "GET {path} never reached the expected state within {limit:?}; last: {status} {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// POSTs `body` (a JSON value) to `path`; returns the status and the JSON answer.

@@ -31,7 +31,7 @@ async fn grpcurl_lists_describes_and_calls_every_service_through_reflection() {
             Svc::Reservation,
             Some("reserve.reservation.v1.ReservationService"),
         ),
-        (Svc::Payment, None),
+        (Svc::Payment, Some("reserve.payment.v1.PaymentService")),
         (Svc::MyPage, None),
         (Svc::Notice, None),
     ];

@@ -23,7 +23,7 @@ use crate::upstream::{UpstreamConfig, Upstreams};
 pub struct Config {
     /// HTTP listen address (`HTTP_ADDR`, default `0.0.0.0:8080`).
     pub http_addr: SocketAddr,
-    /// The services behind it (`PRODUCT_SVC_URL`, `RESERVATION_SVC_URL`,
+    /// The services behind it (`PRODUCT_SVC_URL`, `RESERVATION_SVC_URL`, `PAYMENT_SVC_URL`,
     /// `UPSTREAM_TIMEOUT_MS`).
     pub upstream: UpstreamConfig,
 }
@@ -36,6 +36,7 @@ impl Config {
             upstream: UpstreamConfig {
                 product_url: env_or("PRODUCT_SVC_URL", "http://127.0.0.1:8081".to_owned())?,
                 reservation_url: env_or("RESERVATION_SVC_URL", "http://127.0.0.1:8082".to_owned())?,
+                payment_url: env_or("PAYMENT_SVC_URL", "http://127.0.0.1:8083".to_owned())?,
                 timeout: env_millis("UPSTREAM_TIMEOUT_MS", Duration::from_millis(5000))?,
             },
         })

@@ -1,6 +1,7 @@
 //! Status names on the REST surface. Output always shows names (`AVAILABLE`); input also
 //! accepts the original API's codes (`01`, `02`, `soldOut`), see DESIGN.md section 3.
 
+use reserve_proto::payment::v1::PaymentStatus;
 use reserve_proto::product::v1::ProductStatus;
 use reserve_proto::reservation::v1::ReservationStatus;
 
@@ -50,6 +51,30 @@ pub fn reservation_status_name(status: ReservationStatus) -> &'static str {
     }
 }
 
+/// Parses a payment status given by name or original code.
+pub fn parse_payment_status(raw: &str) -> Result<PaymentStatus, ApiError> {
+    match raw.trim().to_ascii_uppercase().as_str() {
+        "01" | "UNPAID" => Ok(PaymentStatus::Unpaid),
+        "02" | "PAID" => Ok(PaymentStatus::Paid),
+        "VOIDED" => Ok(PaymentStatus::Voided),
+        "REFUNDED" => Ok(PaymentStatus::Refunded),
+        _ => Err(ApiError::bad_request(format!(
+            "unknown paymentStatus {raw:?}: use UNPAID (01), PAID (02), VOIDED or REFUNDED"
+        ))),
+    }
+}
+
+/// The name shown for a payment status.
+pub fn payment_status_name(status: PaymentStatus) -> &'static str {
+    match status {
+        PaymentStatus::Unpaid => "UNPAID",
+        PaymentStatus::Paid => "PAID",
+        PaymentStatus::Voided => "VOIDED",
+        PaymentStatus::Refunded => "REFUNDED",
+        PaymentStatus::Unspecified => "UNSPECIFIED",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,6 +108,25 @@ mod tests {
         let err = parse_product_status("03").expect_err("unknown");
         assert!(err.message.contains("AVAILABLE (01)"), "{}", err.message);
         assert!(parse_reservation_status("").is_err());
+    }
+
+    #[test]
+    fn payment_codes_are_accepted() {
+        assert_eq!(parse_payment_status("02"), Ok(PaymentStatus::Paid));
+        assert_eq!(parse_payment_status("paid"), Ok(PaymentStatus::Paid));
+        assert_eq!(parse_payment_status("01"), Ok(PaymentStatus::Unpaid));
+        assert!(parse_payment_status("03").is_err());
+        for status in [
+            PaymentStatus::Unpaid,
+            PaymentStatus::Paid,
+            PaymentStatus::Voided,
+            PaymentStatus::Refunded,
+        ] {
+            assert_eq!(
+                parse_payment_status(payment_status_name(status)),
+                Ok(status)
+            );
+        }
     }
 
     #[test]

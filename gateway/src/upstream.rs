@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use reserve_proto::payment::v1::payment_service_client::PaymentServiceClient;
 use reserve_proto::product::v1::product_service_client::ProductServiceClient;
 use reserve_proto::reservation::v1::reservation_service_client::ReservationServiceClient;
 use tonic::transport::{Channel, Endpoint};
@@ -17,6 +18,8 @@ pub struct UpstreamConfig {
     pub product_url: String,
     /// reservation-svc's gRPC URL.
     pub reservation_url: String,
+    /// payment-svc's gRPC URL.
+    pub payment_url: String,
     /// Deadline of every upstream call.
     pub timeout: Duration,
 }
@@ -36,6 +39,8 @@ pub struct Upstreams {
     pub product: ProductServiceClient<Channel>,
     /// reservation-svc.
     pub reservation: ReservationServiceClient<Channel>,
+    /// payment-svc.
+    pub payment: PaymentServiceClient<Channel>,
     all: Vec<Upstream>,
     timeout: Duration,
 }
@@ -53,9 +58,11 @@ impl Upstreams {
         };
         let product = channel(&config.product_url)?;
         let reservation = channel(&config.reservation_url)?;
+        let payment = channel(&config.payment_url)?;
         Ok(Self {
             product: ProductServiceClient::new(product.clone()),
             reservation: ReservationServiceClient::new(reservation.clone()),
+            payment: PaymentServiceClient::new(payment.clone()),
             all: vec![
                 Upstream {
                     name: "product-svc",
@@ -64,6 +71,10 @@ impl Upstreams {
                 Upstream {
                     name: "reservation-svc",
                     channel: reservation,
+                },
+                Upstream {
+                    name: "payment-svc",
+                    channel: payment,
                 },
             ],
             timeout: config.timeout,

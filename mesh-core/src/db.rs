@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use diesel::Connection;
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
@@ -31,6 +32,13 @@ pub struct Migrations {
     /// Applied on SQLite.
     pub sqlite: EmbeddedMigrations,
 }
+
+/// The outbox and inbox tables ([`crate::outbox`], [`crate::consumer`]), applied to every
+/// service's database before its own migrations.
+const MESSAGING_MIGRATIONS: Migrations = Migrations {
+    postgres: diesel_migrations::embed_migrations!("migrations/postgres"),
+    sqlite: diesel_migrations::embed_migrations!("migrations/sqlite"),
+};
 
 /// Where a service keeps its data.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -134,17 +142,32 @@ impl Db {
         let mut conn = pool
             .get()
             .map_err(|err| DbError::Unavailable(err.to_string()))?;
-        let applied = match &mut conn as &mut DbConnection {
-            DbConnection::Postgres(pg) => pg
-                .run_pending_migrations(migrations.postgres)
-                .map(|versions| versions.len()),
-            DbConnection::Sqlite(sqlite) => sqlite
-                .run_pending_migrations(migrations.sqlite)
-                .map(|versions| versions.len()),
+        // The outbox and inbox tables every service shares first, then the service's own.
+        let mut applied = 0;
+        for set in [MESSAGING_MIGRATIONS, migrations] {
+            applied += match &mut conn as &mut DbConnection {
+                DbConnection::Postgres(pg) => pg
+                    .run_pending_migrations(set.postgres)
+                    .map(|versions| versions.len()),
+                DbConnection::Sqlite(sqlite) => sqlite
+                    .run_pending_migrations(set.sqlite)
+                    .map(|versions| versions.len()),
+            }
+            .map_err(|err| DbError::Migration(err.to_string()))?;
         }
-        .map_err(|err| DbError::Migration(err.to_string()))?;
         tracing::info!(target = %target.describe(), applied, "database ready");
         Ok(Self { pool })
+    }
+
+    /// Runs `work` inside one database transaction on the blocking thread pool: everything it
+    /// writes commits together or not at all (state change + outbox row, effect + inbox row).
+    pub async fn transaction<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + From<diesel::result::Error> + Send + 'static,
+    {
+        self.run(move |conn| conn.transaction(work)).await
     }
 
     /// Runs `work` with a pooled connection on the blocking thread pool.

@@ -4,9 +4,14 @@
 //! server shell, shutdown); domain types stay in their service, so a service can be read
 //! top to bottom without this crate knowing anything about products or reservations.
 
+pub mod clock;
 pub mod config;
+pub mod consumer;
 pub mod db;
+pub mod events;
 pub mod grpc_server;
+pub mod messaging;
+pub mod outbox;
 pub mod shutdown;
 pub mod startup;
 pub mod telemetry;

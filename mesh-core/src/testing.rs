@@ -44,3 +44,88 @@ pub fn fresh_postgres_database(label: &str) -> String {
         None => panic!("TEST_DATABASE_ADMIN_URL has no database path: {admin}"),
     }
 }
+
+/// A private NATS server with JetStream for one test: its own port and store directory, so
+/// tests running in parallel never see each other's streams. Killed when dropped.
+pub struct TestNats {
+    child: std::process::Child,
+    /// `nats://127.0.0.1:PORT`.
+    pub url: String,
+    /// The port it listens on.
+    pub port: u16,
+    /// Its JetStream store directory (kept across [`TestNats::restart`]).
+    pub store_dir: std::path::PathBuf,
+}
+
+impl TestNats {
+    /// Starts `nats-server -js` on a free loopback port and waits until it accepts connections.
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map(|addr| addr.port())
+            .expect("a free port");
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let store_dir = std::env::temp_dir().join(format!(
+            "rm-test-nats-{}-{}-{port}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        Self::start_on(port, store_dir)
+    }
+
+    fn start_on(port: u16, store_dir: std::path::PathBuf) -> Self {
+        std::fs::create_dir_all(&store_dir).expect("create NATS store dir");
+        let binary = [
+            "/usr/sbin/nats-server",
+            "/usr/local/bin/nats-server",
+            "nats-server",
+        ]
+        .into_iter()
+        .find(|candidate| !candidate.starts_with('/') || std::path::Path::new(candidate).exists())
+        .unwrap_or("nats-server");
+        let child = std::process::Command::new(binary)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(&store_dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|err| {
+                panic!("tests need nats-server (script/test installs it): {err}")
+            });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nats-server did not start on {port}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Self {
+            child,
+            url: format!("nats://127.0.0.1:{port}"),
+            port,
+            store_dir,
+        }
+    }
+
+    /// Stops the server (its data stays on disk).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port with the same data.
+    pub fn restart(&mut self) {
+        self.stop();
+        let again = Self::start_on(self.port, self.store_dir.clone());
+        let old = std::mem::replace(self, again);
+        std::mem::forget(old);
+    }
+}
+
+impl Drop for TestNats {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.store_dir);
+    }
+}

@@ -1,20 +1,10 @@
-//! payment-svc binary. Its API arrives with the event backbone issue; until then it serves gRPC health and
-//! reflection on its port (`GRPC_ADDR`, default `0.0.0.0:8083`) so the mesh's shape, its
-//! probes and `script/server` are already in place.
-
-use std::net::SocketAddr;
-
-use mesh_core::config::env_or;
-use mesh_core::grpc_server::GrpcShell;
+//! payment-svc binary: configuration from the environment, run until SIGTERM or Ctrl-C.
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     mesh_core::telemetry::init("payment-svc");
-    let addr: SocketAddr = env_or("GRPC_ADDR", SocketAddr::from(([0, 0, 0, 0], 8083)))?;
-    let listener = mesh_core::startup::bind(addr).await?;
-    tracing::info!(%addr, "payment-svc serving gRPC health only; its API is not built yet");
-    GrpcShell::new(&[])?
-        .serve(listener, mesh_core::Shutdown::on_os_signal())
-        .await?;
+    let config = payment_svc::Config::from_env()?;
+    let app = payment_svc::App::build(config).await?;
+    app.run(mesh_core::Shutdown::on_os_signal()).await?;
     Ok(())
 }

@@ -37,6 +37,14 @@ impl ProductStatus {
     }
 }
 
+/// What the reservation holding a product can do to it through events.
+impl ProductStatus {
+    /// A cancelled reservation frees its product, paid for or not (the payment is refunded).
+    pub const FREED_BY_CANCELLATION: [ProductStatus; 2] = [Self::Pending, Self::SoldOut];
+    /// A completed payment sells a product that is still locked for that reservation.
+    pub const SOLD_BY_PAYMENT: [ProductStatus; 1] = [Self::Pending];
+}
+
 impl fmt::Display for ProductStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

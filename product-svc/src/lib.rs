@@ -6,15 +6,21 @@
 //! on port 0 and read back the address it got.
 
 pub mod domain;
+pub mod events;
 pub mod grpc;
 pub mod store;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use mesh_core::config::env_or;
 use mesh_core::db::DbTarget;
+use mesh_core::events::subject_of;
 use mesh_core::grpc_server::GrpcShell;
+use mesh_core::messaging::{Messaging, MessagingConfig, drain};
 use mesh_core::{Db, Shutdown, StartupError};
+use reserve_proto::events::v1::{PaymentCompleted, ReservationCancelled};
 use reserve_proto::product::v1::product_service_server::{ProductServiceServer, SERVICE_NAME};
 
 use crate::grpc::ProductApi;
@@ -28,6 +34,8 @@ pub struct Config {
     pub db: DbTarget,
     /// PostgreSQL pool size (`DB_POOL_SIZE`, default 16).
     pub db_pool_size: u32,
+    /// The event backbone (`NATS_URL`, `CONSUMER_*`).
+    pub messaging: MessagingConfig,
 }
 
 impl Config {
@@ -37,6 +45,7 @@ impl Config {
             grpc_addr: env_or("GRPC_ADDR", SocketAddr::from(([0, 0, 0, 0], 8081)))?,
             db: DbTarget::from_env("product")?,
             db_pool_size: env_or("DB_POOL_SIZE", 16)?,
+            messaging: MessagingConfig::from_env()?,
         })
     }
 }
@@ -46,6 +55,7 @@ pub struct App {
     shell: GrpcShell,
     listener: tokio::net::TcpListener,
     local_addr: SocketAddr,
+    messaging: Messaging,
 }
 
 impl App {
@@ -62,12 +72,25 @@ impl App {
             .health
             .set_serving::<ProductServiceServer<ProductApi>>()
             .await;
+        let mut messaging =
+            Messaging::connect(&config.messaging, "product-svc", db.clone()).await?;
+        messaging.subscribe(
+            "product-svc-reservation-cancelled",
+            subject_of::<ReservationCancelled>(),
+            Arc::new(events::FreeOnCancellation),
+        );
+        messaging.subscribe(
+            "product-svc-payment-completed",
+            subject_of::<PaymentCompleted>(),
+            Arc::new(events::SellOnPayment),
+        );
         let api = ProductServiceServer::new(ProductApi::new(db));
         shell.router = shell.router.add_service(api);
         Ok(Self {
             shell,
             listener,
             local_addr,
+            messaging,
         })
     }
 
@@ -76,10 +99,13 @@ impl App {
         self.local_addr
     }
 
-    /// Serves until `shutdown` fires, then drains.
+    /// Serves (and consumes events) until `shutdown` fires, then drains.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), StartupError> {
         tracing::info!(addr = %self.local_addr, "product-svc serving gRPC");
-        self.shell.serve(self.listener, shutdown).await?;
+        let background = self.messaging.spawn(&shutdown);
+        let served = self.shell.serve(self.listener, shutdown).await;
+        drain(background, Duration::from_secs(10)).await;
+        served?;
         Ok(())
     }
 }

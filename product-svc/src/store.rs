@@ -21,6 +21,7 @@ diesel::table! {
         name -> Text,
         status -> Text,
         reservation_id -> Nullable<BigInt>,
+        version -> BigInt,
     }
 }
 
@@ -150,6 +151,7 @@ pub fn reserve(conn: &mut DbConnection, id: Id, reservation: Id) -> Result<Produ
     .set((
         products::status.eq(ProductStatus::Pending.as_str()),
         products::reservation_id.eq(reservation.get()),
+        products::version.eq(products::version + 1),
     ))
     .execute(conn)?;
     let product = find(conn, id)?;
@@ -177,6 +179,7 @@ pub fn release(conn: &mut DbConnection, id: Id, reservation: Id) -> Result<Produ
     .set((
         products::status.eq(ProductStatus::Available.as_str()),
         products::reservation_id.eq(None::<i64>),
+        products::version.eq(products::version + 1),
     ))
     .execute(conn)?;
     let product = find(conn, id)?;
@@ -184,4 +187,31 @@ pub fn release(conn: &mut DbConnection, id: Id, reservation: Id) -> Result<Produ
         tracing::info!(product = %id, reservation = %reservation, "product released");
     }
     Ok(product)
+}
+
+/// Moves the product from one of `from` to `to`, but only while `reservation` holds it.
+/// Returns whether it moved; events about a reservation that no longer holds the product
+/// (cancelled and re-reserved since, or arriving out of order) change nothing.
+pub fn transition_if_held(
+    conn: &mut DbConnection,
+    id: Id,
+    reservation: Id,
+    from: &[ProductStatus],
+    to: ProductStatus,
+) -> Result<bool, StoreError> {
+    let from: Vec<&str> = from.iter().map(|status| status.as_str()).collect();
+    let holder = (to != ProductStatus::Available).then_some(reservation.get());
+    let moved = diesel::update(
+        products::table
+            .find(id.get())
+            .filter(products::reservation_id.eq(reservation.get()))
+            .filter(products::status.eq_any(from)),
+    )
+    .set((
+        products::status.eq(to.as_str()),
+        products::reservation_id.eq(holder),
+        products::version.eq(products::version + 1),
+    ))
+    .execute(conn)?;
+    Ok(moved == 1)
 }

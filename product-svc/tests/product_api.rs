@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 
 use mesh_core::Shutdown;
 use mesh_core::db::DbTarget;
-use mesh_core::testing::fresh_postgres_database;
+use mesh_core::messaging::MessagingConfig;
+use mesh_core::testing::{TestNats, fresh_postgres_database};
 use product_svc::{App, Config};
 use reserve_proto::product::v1 as pb;
 use reserve_proto::product::v1::product_service_client::ProductServiceClient;
@@ -15,6 +16,7 @@ use tonic::transport::Channel;
 struct Running {
     client: ProductServiceClient<Channel>,
     _stop: StopOnDrop,
+    _nats: TestNats,
 }
 
 struct StopOnDrop(Shutdown);
@@ -26,10 +28,15 @@ impl Drop for StopOnDrop {
 }
 
 async fn start_on(db: DbTarget) -> Running {
+    let nats = TestNats::start();
     let config = Config {
         grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         db,
         db_pool_size: 8,
+        messaging: MessagingConfig {
+            nats_url: nats.url.clone(),
+            consumer: Default::default(),
+        },
     };
     let app = App::build(config).await.expect("product-svc starts");
     let addr = app.local_addr();
@@ -41,6 +48,7 @@ async fn start_on(db: DbTarget) -> Running {
     Running {
         client,
         _stop: StopOnDrop(shutdown),
+        _nats: nats,
     }
 }
 

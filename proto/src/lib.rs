@@ -51,6 +51,9 @@ pub mod events {
     pub mod v1 {
         tonic::include_proto!("reserve.events.v1");
     }
+
+    mod domain_event;
+    pub use domain_event::DomainEvent;
 }
 
 /// Encoded `FileDescriptorSet` of every package above, for gRPC server reflection.

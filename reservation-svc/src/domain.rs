@@ -42,6 +42,31 @@ impl ReservationState {
         }
     }
 
+    /// States a buyer may cancel from.
+    pub const CANCELLABLE: [ReservationState; 2] = [Self::Reserved, Self::Confirmed];
+
+    /// RESERVED or CONFIRMED → CANCELLED (a paid reservation is cancelled too: its payment is
+    /// refunded). Cancelling twice is an illegal transition; intents are not reservations.
+    pub fn cancel(self, id: Id) -> Result<ReservationState, ReservationError> {
+        match self {
+            Self::Reserved | Self::Confirmed => Ok(Self::Cancelled),
+            Self::Cancelled => Err(ReservationError::IllegalTransition(format!(
+                "reservation {id} is already CANCELLED"
+            ))),
+            Self::Placing | Self::Abandoned => Err(ReservationError::NotFound(id)),
+        }
+    }
+
+    /// What a completed payment does to a reservation: RESERVED → CONFIRMED. Anything else is
+    /// left alone: a cancelled reservation stays cancelled (payment-svc refunds it from the
+    /// cancellation event), and a confirmed one is already confirmed (a redelivery).
+    pub fn confirm(self) -> Option<ReservationState> {
+        match self {
+            Self::Reserved => Some(Self::Confirmed),
+            _ => None,
+        }
+    }
+
     /// Whether users may see a reservation in this state: intents are not reservations yet.
     pub fn is_visible(self) -> bool {
         matches!(self, Self::Reserved | Self::Cancelled | Self::Confirmed)
@@ -123,6 +148,8 @@ pub struct Reservation {
     pub customer_id: String,
     /// Where it is.
     pub state: ReservationState,
+    /// Its version: how many visible changes it has had.
+    pub version: i64,
 }
 
 /// How a call to lock the product ended, as far as placing a reservation cares.
@@ -136,11 +163,11 @@ pub enum LockFailure {
     Uncertain(String),
 }
 
-/// What to do with the recorded intent after the lock call.
+/// What to do with the recorded intent after the lock call; `T` is what a granted lock gave.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum IntentFate {
+pub enum IntentFate<T> {
     /// The lock is ours: the intent becomes a RESERVED reservation.
-    Reserve,
+    Reserve(T),
     /// Nothing was locked: delete the intent and report the refusal.
     Discard(ReservationError),
     /// The lock may exist: keep the intent as ABANDONED so the reconciler releases the product
@@ -149,9 +176,9 @@ pub enum IntentFate {
 }
 
 /// Decides the intent's fate from the lock call's result.
-pub fn fate_of_intent(lock: Result<(), LockFailure>) -> IntentFate {
+pub fn fate_of_intent<T>(lock: Result<T, LockFailure>) -> IntentFate<T> {
     match lock {
-        Ok(()) => IntentFate::Reserve,
+        Ok(granted) => IntentFate::Reserve(granted),
         Err(LockFailure::Refused(err)) => IntentFate::Discard(err),
         Err(LockFailure::Uncertain(reason)) => {
             IntentFate::Abandon(ReservationError::TryAgainShortly(reason))
@@ -185,6 +212,9 @@ pub enum ReservationError {
     /// product-svc found the lock request itself invalid.
     #[error("product service rejected the request: {0}")]
     ProductRejected(String),
+    /// The reservation is not in a state that allows the change.
+    #[error("{0}")]
+    IllegalTransition(String),
     /// The lock could not be taken now (overload, slow or unreachable product-svc).
     #[error("{0}; try again shortly")]
     TryAgainShortly(String),
@@ -196,25 +226,59 @@ mod tests {
 
     #[test]
     fn a_granted_lock_reserves() {
-        assert_eq!(fate_of_intent(Ok(())), IntentFate::Reserve);
+        assert_eq!(fate_of_intent(Ok("Phone")), IntentFate::Reserve("Phone"));
     }
 
     #[test]
     fn a_refused_lock_discards_the_intent_with_the_reason() {
         let refusal = ReservationError::ProductNotAvailable("product 3 is PENDING".into());
         assert_eq!(
-            fate_of_intent(Err(LockFailure::Refused(refusal.clone()))),
+            fate_of_intent::<()>(Err(LockFailure::Refused(refusal.clone()))),
             IntentFate::Discard(refusal)
         );
     }
 
     #[test]
     fn an_unknown_outcome_keeps_the_intent_for_the_reconciler() {
-        let fate = fate_of_intent(Err(LockFailure::Uncertain("deadline passed".into())));
+        let fate = fate_of_intent::<()>(Err(LockFailure::Uncertain("deadline passed".into())));
         match fate {
             IntentFate::Abandon(err) => assert!(err.to_string().contains("try again shortly")),
             other => panic!("expected Abandon, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn live_reservations_can_be_cancelled_once() {
+        let id = Id::parse(4, "id").expect("id");
+        assert_eq!(
+            ReservationState::Reserved.cancel(id),
+            Ok(ReservationState::Cancelled)
+        );
+        assert_eq!(
+            ReservationState::Confirmed.cancel(id),
+            Ok(ReservationState::Cancelled)
+        );
+        assert!(matches!(
+            ReservationState::Cancelled.cancel(id),
+            Err(ReservationError::IllegalTransition(_))
+        ));
+        assert_eq!(
+            ReservationState::Placing.cancel(id),
+            Err(ReservationError::NotFound(id))
+        );
+        for state in ReservationState::CANCELLABLE {
+            assert!(state.cancel(id).is_ok());
+        }
+    }
+
+    #[test]
+    fn only_a_reserved_reservation_is_confirmed_by_payment() {
+        assert_eq!(
+            ReservationState::Reserved.confirm(),
+            Some(ReservationState::Confirmed)
+        );
+        assert_eq!(ReservationState::Confirmed.confirm(), None);
+        assert_eq!(ReservationState::Cancelled.confirm(), None);
     }
 
     #[test]

@@ -2,9 +2,11 @@
 //! statuses. No business rule lives here.
 
 use mesh_core::Db;
+use mesh_core::outbox::OutboxSignal;
 use reserve_proto::reservation::v1 as pb;
 use tonic::{Request, Response, Status};
 
+use crate::cancellation;
 use crate::domain::{CustomerId, Id, Reservation, ReservationError, ReservationState};
 use crate::placement::Placement;
 use crate::store::{self, StoreError};
@@ -14,12 +16,17 @@ use crate::store::{self, StoreError};
 pub struct ReservationApi {
     db: Db,
     placement: Placement,
+    outbox: OutboxSignal,
 }
 
 impl ReservationApi {
-    /// A service over `db`, placing through `placement`.
-    pub fn new(db: Db, placement: Placement) -> Self {
-        Self { db, placement }
+    /// A service over `db`, placing through `placement`, waking the relay with `outbox`.
+    pub fn new(db: Db, placement: Placement, outbox: OutboxSignal) -> Self {
+        Self {
+            db,
+            placement,
+            outbox,
+        }
     }
 }
 
@@ -43,6 +50,15 @@ impl pb::reservation_service_server::ReservationService for ReservationApi {
         let id = Id::parse(request.into_inner().id, "reservation id")?;
         let reservation = self.db.run(move |conn| store::find(conn, id)).await?;
         Ok(Response::new(to_wire(reservation)))
+    }
+
+    async fn cancel_reservation(
+        &self,
+        request: Request<pb::CancelReservationRequest>,
+    ) -> Result<Response<pb::Reservation>, Status> {
+        let id = Id::parse(request.into_inner().id, "reservation id")?;
+        let cancelled = cancellation::cancel(&self.db, &self.outbox, id).await?;
+        Ok(Response::new(to_wire(cancelled)))
     }
 
     async fn list_reservations(
@@ -84,7 +100,9 @@ impl From<ReservationError> for Status {
             ReservationError::NotFound(_) | ReservationError::ProductNotFound(_) => {
                 Status::not_found(message)
             }
-            ReservationError::ProductNotAvailable(_) => Status::failed_precondition(message),
+            ReservationError::ProductNotAvailable(_) | ReservationError::IllegalTransition(_) => {
+                Status::failed_precondition(message)
+            }
             ReservationError::TryAgainShortly(_) => Status::unavailable(message),
         }
     }

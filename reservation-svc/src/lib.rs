@@ -5,7 +5,9 @@
 //! [`reconciler`] releases locks whose reservation never came to be. [`App::build`] binds the
 //! listener before [`App::run`], so tests start the real service on port 0.
 
+pub mod cancellation;
 pub mod domain;
+pub mod events;
 pub mod grpc;
 pub mod placement;
 pub mod product_lock;
@@ -13,12 +15,16 @@ pub mod reconciler;
 pub mod store;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use mesh_core::config::{env_millis, env_or};
 use mesh_core::db::DbTarget;
+use mesh_core::events::subject_of;
 use mesh_core::grpc_server::GrpcShell;
+use mesh_core::messaging::{Messaging, MessagingConfig, drain};
 use mesh_core::{ConfigError, Db, Shutdown, StartupError};
+use reserve_proto::events::v1::PaymentCompleted;
 use reserve_proto::reservation::v1::reservation_service_server::{
     ReservationServiceServer, SERVICE_NAME,
 };
@@ -43,6 +49,8 @@ pub struct Config {
     pub lock: LockPolicy,
     /// The reconciler's policy (`RECONCILE_*`).
     pub reconciler: ReconcilerPolicy,
+    /// The event backbone (`NATS_URL`, `CONSUMER_*`).
+    pub messaging: MessagingConfig,
 }
 
 impl Config {
@@ -65,6 +73,7 @@ impl Config {
                 interval: env_millis("RECONCILE_INTERVAL_MS", Duration::from_millis(1000))?,
                 grace: env_millis("RECONCILE_GRACE_MS", Duration::from_millis(5000))?,
             },
+            messaging: MessagingConfig::from_env()?,
         })
     }
 }
@@ -75,6 +84,7 @@ pub struct App {
     listener: tokio::net::TcpListener,
     local_addr: SocketAddr,
     reconciler: Reconciler,
+    messaging: Messaging,
 }
 
 impl App {
@@ -96,13 +106,22 @@ impl App {
             .health
             .set_serving::<ReservationServiceServer<ReservationApi>>()
             .await;
-        let api = ReservationApi::new(db.clone(), Placement::new(db.clone(), lock.clone()));
+        let mut messaging =
+            Messaging::connect(&config.messaging, "reservation-svc", db.clone()).await?;
+        messaging.subscribe(
+            "reservation-svc-payment-completed",
+            subject_of::<PaymentCompleted>(),
+            Arc::new(events::ConfirmOnPayment),
+        );
+        let placement = Placement::new(db.clone(), lock.clone(), messaging.signal());
+        let api = ReservationApi::new(db.clone(), placement, messaging.signal());
         shell.router = shell.router.add_service(ReservationServiceServer::new(api));
         Ok(Self {
             shell,
             listener,
             local_addr,
             reconciler: Reconciler::new(db, lock, config.reconciler),
+            messaging,
         })
     }
 
@@ -111,13 +130,13 @@ impl App {
         self.local_addr
     }
 
-    /// Serves (and reconciles) until `shutdown` fires, then drains.
+    /// Serves (and reconciles, publishes, consumes) until `shutdown` fires, then drains.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), StartupError> {
         tracing::info!(addr = %self.local_addr, "reservation-svc serving gRPC");
-        let reconciler = tokio::spawn(self.reconciler.run(shutdown.clone()));
+        let mut background = self.messaging.spawn(&shutdown);
+        background.spawn(self.reconciler.run(shutdown.clone()));
         let served = self.shell.serve(self.listener, shutdown).await;
-        // The reconciler only stops at shutdown; its result carries nothing to report.
-        let _ = reconciler.await;
+        drain(background, Duration::from_secs(10)).await;
         served?;
         Ok(())
     }

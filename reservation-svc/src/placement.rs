@@ -16,13 +16,14 @@
 //! locked by a reservation that does not exist. A crash at any step leaves an intent that the
 //! reconciler finds by its age, so no product stays locked by a ghost.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use mesh_core::Db;
+use mesh_core::clock::now_ms;
+use mesh_core::outbox::{self, OutboxSignal};
 
 use crate::domain::{
     CustomerId, Id, IntentFate, Reservation, ReservationError, ReservationState, fate_of_intent,
 };
+use crate::events;
 use crate::product_lock::ProductLock;
 use crate::store::{self, StoreError};
 
@@ -31,12 +32,13 @@ use crate::store::{self, StoreError};
 pub struct Placement {
     db: Db,
     lock: ProductLock,
+    outbox: OutboxSignal,
 }
 
 impl Placement {
-    /// Placement over `db`, locking through `lock`.
-    pub fn new(db: Db, lock: ProductLock) -> Self {
-        Self { db, lock }
+    /// Placement over `db`, locking through `lock`, waking the outbox relay with `outbox`.
+    pub fn new(db: Db, lock: ProductLock, outbox: OutboxSignal) -> Self {
+        Self { db, lock, outbox }
     }
 
     /// Reserves `product` for `customer`: RESERVED once locked, or an error and nothing stored.
@@ -52,11 +54,23 @@ impl Placement {
         let lock = self.lock.reserve(product, intent.id).await;
         let id = intent.id;
         match fate_of_intent(lock) {
-            IntentFate::Reserve => {
+            IntentFate::Reserve(product_name) => {
+                let placed = Reservation {
+                    state: ReservationState::Reserved,
+                    version: 1,
+                    ..intent
+                };
+                let event = events::placed(&placed, product_name);
+                // The reservation and its ReservationPlaced event commit together.
                 let settled = self
                     .db
-                    .run(move |conn| {
-                        store::settle_intent(conn, id, ReservationState::Reserved, now_ms())
+                    .transaction(move |conn| {
+                        let settled =
+                            store::settle_intent(conn, id, ReservationState::Reserved, now_ms())?;
+                        if settled {
+                            outbox::enqueue(conn, &event)?;
+                        }
+                        Ok::<_, StoreError>(settled)
                     })
                     .await?;
                 if !settled {
@@ -67,11 +81,9 @@ impl Placement {
                     )
                     .into());
                 }
+                self.outbox.wake();
                 tracing::info!(reservation = %id, product = %product, "reservation placed");
-                Ok(Reservation {
-                    state: ReservationState::Reserved,
-                    ..intent
-                })
+                Ok(placed)
             }
             IntentFate::Discard(refusal) => {
                 self.db
@@ -91,12 +103,4 @@ impl Placement {
             }
         }
     }
-}
-
-/// Wall-clock milliseconds, the intents' age clock.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or_default()
 }

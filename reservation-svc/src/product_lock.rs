@@ -112,15 +112,17 @@ impl ProductLock {
         }
     }
 
-    /// Locks `product` for `reservation`. `Refused` means nothing was locked; `Uncertain`
-    /// means the lock may exist and must be released later.
-    pub async fn reserve(&self, product: Id, reservation: Id) -> Result<(), LockFailure> {
+    /// Locks `product` for `reservation` and returns the product's name. `Refused` means
+    /// nothing was locked; `Uncertain` means the lock may exist and must be released later.
+    pub async fn reserve(&self, product: Id, reservation: Id) -> Result<String, LockFailure> {
         let request = pb::ReserveProductRequest {
             product_id: product.get(),
             reservation_id: reservation.get(),
         };
         let outcome = self.reserve.clone().oneshot(request).await;
-        outcome.map(drop).map_err(|err| self.classify(err))
+        outcome
+            .map(|locked| locked.name)
+            .map_err(|err| self.classify(err))
     }
 
     /// Releases `product` if `reservation` holds it; idempotent. One attempt, bounded by the

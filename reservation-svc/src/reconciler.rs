@@ -11,10 +11,10 @@
 
 use std::time::Duration;
 
+use mesh_core::clock::now_ms;
 use mesh_core::{Db, Shutdown};
 
 use crate::domain::{Reservation, ReservationState};
-use crate::placement::now_ms;
 use crate::product_lock::ProductLock;
 use crate::store::{self, StoreError};
 

@@ -20,6 +20,7 @@ diesel::table! {
         product_id -> BigInt,
         customer_id -> Text,
         status -> Text,
+        version -> BigInt,
         updated_at_ms -> BigInt,
     }
 }
@@ -54,11 +55,13 @@ const RESERVATION_COLUMNS: (
     reservations::product_id,
     reservations::customer_id,
     reservations::status,
+    reservations::version,
 ) = (
     reservations::id,
     reservations::product_id,
     reservations::customer_id,
     reservations::status,
+    reservations::version,
 );
 
 #[derive(Queryable)]
@@ -67,6 +70,7 @@ struct ReservationRow {
     product_id: i64,
     customer_id: String,
     status: String,
+    version: i64,
 }
 
 impl TryFrom<ReservationRow> for Reservation {
@@ -86,6 +90,7 @@ impl TryFrom<ReservationRow> for Reservation {
             product_id,
             customer_id: row.customer_id,
             state,
+            version: row.version,
         })
     }
 }
@@ -126,13 +131,14 @@ pub fn record_intent(
 }
 
 /// PLACING → `to`, if the intent is still PLACING. Returns whether this call moved it (false
-/// when the reconciler abandoned it first).
+/// when the reconciler abandoned it first). Becoming visible counts as the first version.
 pub fn settle_intent(
     conn: &mut DbConnection,
     id: Id,
     to: ReservationState,
     now_ms: i64,
 ) -> Result<bool, StoreError> {
+    let version = i64::from(to.is_visible());
     let moved = diesel::update(
         reservations::table
             .find(id.get())
@@ -140,10 +146,49 @@ pub fn settle_intent(
     )
     .set((
         reservations::status.eq(to.as_str()),
+        reservations::version.eq(version),
         reservations::updated_at_ms.eq(now_ms),
     ))
     .execute(conn)?;
     Ok(moved == 1)
+}
+
+/// Moves a visible reservation from one of `from` to `to` (version + 1) and returns it as it
+/// is now; `None` when it was in none of `from` (the caller explains why from the domain).
+pub fn transition(
+    conn: &mut DbConnection,
+    id: Id,
+    from: &[ReservationState],
+    to: ReservationState,
+    now_ms: i64,
+) -> Result<Option<Reservation>, StoreError> {
+    let from: Vec<&str> = from.iter().map(|state| state.as_str()).collect();
+    let moved = diesel::update(
+        reservations::table
+            .find(id.get())
+            .filter(reservations::status.eq_any(from)),
+    )
+    .set((
+        reservations::status.eq(to.as_str()),
+        reservations::version.eq(reservations::version + 1),
+        reservations::updated_at_ms.eq(now_ms),
+    ))
+    .execute(conn)?;
+    if moved == 0 {
+        return Ok(None);
+    }
+    find_any(conn, id).map(Some)
+}
+
+/// A reservation in any state, intents included, or `NotFound`.
+pub fn find_any(conn: &mut DbConnection, id: Id) -> Result<Reservation, StoreError> {
+    reservations::table
+        .find(id.get())
+        .select(RESERVATION_COLUMNS)
+        .first::<ReservationRow>(conn)
+        .optional()?
+        .ok_or(ReservationError::NotFound(id))?
+        .try_into()
 }
 
 /// Deletes an intent still in `state`; a no-op otherwise.

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use mesh_core::Shutdown;
 use mesh_core::db::DbTarget;
-use mesh_core::testing::fresh_postgres_database;
+use mesh_core::messaging::MessagingConfig;
+use mesh_core::testing::{TestNats, fresh_postgres_database};
 use reservation_svc::product_lock::LockPolicy;
 use reservation_svc::reconciler::ReconcilerPolicy;
 use reserve_proto::product::v1 as product_pb;
@@ -37,15 +38,28 @@ struct ProductSvc {
     _stop: StopOnDrop,
 }
 
-async fn start_product_svc(addr: SocketAddr, label: &str) -> ProductSvc {
-    start_product_svc_on(addr, DbTarget::Postgres(fresh_postgres_database(label))).await
+fn messaging(nats: &TestNats) -> MessagingConfig {
+    MessagingConfig {
+        nats_url: nats.url.clone(),
+        consumer: Default::default(),
+    }
 }
 
-async fn start_product_svc_on(addr: SocketAddr, db: DbTarget) -> ProductSvc {
+async fn start_product_svc(addr: SocketAddr, label: &str, nats: &TestNats) -> ProductSvc {
+    start_product_svc_on(
+        addr,
+        DbTarget::Postgres(fresh_postgres_database(label)),
+        nats,
+    )
+    .await
+}
+
+async fn start_product_svc_on(addr: SocketAddr, db: DbTarget, nats: &TestNats) -> ProductSvc {
     let config = product_svc::Config {
         grpc_addr: addr,
         db,
         db_pool_size: 8,
+        messaging: messaging(nats),
     };
     let app = product_svc::App::build(config)
         .await
@@ -68,6 +82,7 @@ async fn start_reservation_svc(
     label: &str,
     lock: LockPolicy,
     reconciler: ReconcilerPolicy,
+    nats: &TestNats,
 ) -> (ReservationServiceClient<Channel>, StopOnDrop) {
     let config = reservation_svc::Config {
         grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -76,6 +91,7 @@ async fn start_reservation_svc(
         product_svc_url: format!("http://{product_addr}"),
         lock,
         reconciler,
+        messaging: messaging(nats),
     };
     let app = reservation_svc::App::build(config)
         .await
@@ -134,12 +150,14 @@ fn reserve(product_id: i64, customer: &str) -> pb::CreateReservationRequest {
 
 #[tokio::test]
 async fn placing_locks_the_product_for_the_new_reservation() {
-    let mut products = start_product_svc(free_addr(), "placement_ok_product").await;
+    let nats = TestNats::start();
+    let mut products = start_product_svc(free_addr(), "placement_ok_product", &nats).await;
     let (mut reservations, _r) = start_reservation_svc(
         products.addr,
         "placement_ok_reservation",
         LockPolicy::default(),
         default_reconciler(),
+        &nats,
     )
     .await;
     let id = register(&mut products.client, "Phone").await;
@@ -167,12 +185,14 @@ async fn placing_locks_the_product_for_the_new_reservation() {
 
 #[tokio::test]
 async fn refusals_store_nothing() {
-    let mut products = start_product_svc(free_addr(), "placement_refused_product").await;
+    let nats = TestNats::start();
+    let mut products = start_product_svc(free_addr(), "placement_refused_product", &nats).await;
     let (mut reservations, _r) = start_reservation_svc(
         products.addr,
         "placement_refused_reservation",
         LockPolicy::default(),
         default_reconciler(),
+        &nats,
     )
     .await;
     let id = register(&mut products.client, "Phone").await;
@@ -206,12 +226,14 @@ async fn refusals_store_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_buyers_get_one_reservation() {
-    let mut products = start_product_svc(free_addr(), "placement_race_product").await;
+    let nats = TestNats::start();
+    let mut products = start_product_svc(free_addr(), "placement_race_product", &nats).await;
     let (reservations, _r) = start_reservation_svc(
         products.addr,
         "placement_race_reservation",
         LockPolicy::default(),
         default_reconciler(),
+        &nats,
     )
     .await;
     let id = register(&mut products.client, "Ticket").await;
@@ -246,6 +268,7 @@ async fn racing_buyers_get_one_reservation() {
 
 #[tokio::test]
 async fn product_svc_down_fails_fast_and_a_late_lock_is_released() {
+    let nats = TestNats::start();
     // product-svc is not started yet: its port refuses connections. Its database is made now,
     // so that starting it later is quick next to the reconciler's grace period.
     let product_addr = free_addr();
@@ -264,6 +287,7 @@ async fn product_svc_down_fails_fast_and_a_late_lock_is_released() {
             // must outlast any lock still in flight.
             grace: Duration::from_millis(3000),
         },
+        &nats,
     )
     .await;
 
@@ -287,7 +311,7 @@ async fn product_svc_down_fails_fast_and_a_late_lock_is_released() {
 
     // product-svc comes up, and the lock request of that failed call lands late: the product
     // is now locked by reservation 1, which does not exist.
-    let mut products = start_product_svc_on(product_addr, product_db).await;
+    let mut products = start_product_svc_on(product_addr, product_db, &nats).await;
     let id = register(&mut products.client, "Phone").await;
     products
         .client

@@ -2,12 +2,13 @@
 //! Handlers only translate JSON ⇄ gRPC; every rule lives in the services.
 
 mod health;
+mod payments;
 mod products;
 mod reservations;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use http::Uri;
 
 use crate::api_error::ApiError;
@@ -26,6 +27,11 @@ pub fn router(upstreams: Upstreams) -> Router {
         )
         .route("/reservations", get(reservations::list))
         .route("/reservation/{id}", get(reservations::get))
+        .route("/reservationupdate", patch(reservations::update))
+        .route("/paid", patch(payments::pay))
+        .route("/payment", get(payments::list))
+        .route("/payments", get(payments::list))
+        .route("/payment/{id}", get(payments::get))
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
         .route("/actuator/health", get(health::ready))

@@ -73,6 +73,45 @@ pub async fn create(
     ))
 }
 
+/// `PATCH /reservationupdate` body, as the original API sent it to cancel.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateReservation {
+    id: WireId,
+    #[serde(default)]
+    product_id: Option<WireId>,
+    reservation_status: String,
+}
+
+/// Cancels a reservation (the only update the API offers): `reservationStatus` must be
+/// CANCELLED (`02`). The `id` decides; a `productId` that disagrees is ignored with a warning.
+pub async fn update(
+    State(upstreams): State<Upstreams>,
+    JsonBody(body): JsonBody<UpdateReservation>,
+) -> Result<Json<ReservationJson>, ApiError> {
+    if parse_reservation_status(&body.reservation_status)? != pb::ReservationStatus::Cancelled {
+        return Err(ApiError::bad_request(format!(
+            "a reservation can only be updated to CANCELLED (02), not {:?}",
+            body.reservation_status
+        )));
+    }
+    let cancelled = upstreams
+        .reservation
+        .clone()
+        .cancel_reservation(pb::CancelReservationRequest { id: body.id.0 })
+        .await?
+        .into_inner();
+    if let Some(product) = body.product_id.filter(|p| p.0 != cancelled.product_id) {
+        tracing::warn!(
+            reservation = cancelled.id,
+            given = product.0,
+            actual = cancelled.product_id,
+            "productId in the request disagrees with the reservation; ignored"
+        );
+    }
+    Ok(Json(cancelled.into()))
+}
+
 /// One reservation.
 pub async fn get(
     State(upstreams): State<Upstreams>,

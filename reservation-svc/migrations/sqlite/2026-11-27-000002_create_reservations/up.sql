@@ -6,6 +6,9 @@ CREATE TABLE reservations (
     -- only RESERVED, CANCELLED and CONFIRMED rows are visible to users.
     status        TEXT NOT NULL
         CHECK (status IN ('PLACING', 'ABANDONED', 'RESERVED', 'CANCELLED', 'CONFIRMED')),
+    -- Per-aggregate version, increased by every visible change; sent in every event so read
+    -- models can drop stale ones.
+    version       BIGINT NOT NULL DEFAULT 0,
     updated_at_ms BIGINT NOT NULL
 );
 CREATE INDEX reservations_intents ON reservations (updated_at_ms)

@@ -1,0 +1,303 @@
+//! Durable JetStream pull consumers with an exactly-once *effect* on top of at-least-once
+//! delivery.
+//!
+//! For every message, the handler's effect and the event id (the inbox row in
+//! `processed_events`) commit in one database transaction; only then is the message acked. A
+//! redelivery of an event already applied (a crash between commit and ack, or a duplicate
+//! publish) finds its inbox row, is acked, and changes nothing.
+//!
+//! Poison messages never block the stream: an envelope that does not decode, a handler that
+//! rejects the event, or one that keeps failing past `max_attempts` deliveries is published to
+//! `reserve.dlq.<consumer>` with the reason in a header, logged, and acked.
+//!
+//! Messages are applied one at a time per consumer, in stream order, which keeps the effects of
+//! one producer's events in order in the common case; handlers are still written to be
+//! order-safe, because a retried message lets later ones overtake it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use async_nats::jetstream::AckKind;
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
+use diesel::prelude::*;
+use prost::Message as _;
+use reserve_proto::events::v1::EventEnvelope;
+use tokio_stream::StreamExt;
+
+use crate::db::{Db, DbConnection, DbError};
+use crate::outbox::OutboxSignal;
+use crate::{Shutdown, clock, events};
+
+diesel::table! {
+    processed_events (consumer, event_id) {
+        consumer -> Text,
+        event_id -> Text,
+        processed_at_ms -> BigInt,
+    }
+}
+
+/// Why a handler did not apply an event.
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    /// A passing failure (database busy or down): the event is redelivered later.
+    #[error("transient: {0}")]
+    Retry(String),
+    /// The event can never be applied (undecodable payload, impossible data): dead-lettered.
+    #[error("rejected: {0}")]
+    Reject(String),
+}
+
+impl From<diesel::result::Error> for HandleError {
+    fn from(err: diesel::result::Error) -> Self {
+        Self::Retry(err.to_string())
+    }
+}
+
+impl From<DbError> for HandleError {
+    fn from(err: DbError) -> Self {
+        Self::Retry(err.to_string())
+    }
+}
+
+impl From<prost::DecodeError> for HandleError {
+    fn from(err: prost::DecodeError) -> Self {
+        Self::Reject(format!("payload does not decode: {err}"))
+    }
+}
+
+/// Applies events of one subscription. `apply` runs inside the transaction that also records
+/// the event as processed; whatever it writes (state, outbox rows) commits with it.
+pub trait EventHandler: Send + Sync + 'static {
+    /// Applies `event`. Events of other types on the subject are ignored by returning `Ok`.
+    fn apply(&self, conn: &mut DbConnection, event: &EventEnvelope) -> Result<(), HandleError>;
+}
+
+/// One durable consumer: a name and the subject it filters on.
+#[derive(Clone, Debug)]
+pub struct Subscription {
+    /// Durable consumer name, also the inbox's consumer key and the dead-letter subject token.
+    pub durable: String,
+    /// Subject filter, e.g. `reserve.events.reservation.>` (one filter: NATS 2.9 compatible).
+    pub filter_subject: String,
+}
+
+/// Settings shared by a service's consumers.
+#[derive(Clone, Debug)]
+pub struct ConsumerPolicy {
+    /// Deliveries of one event before it is dead-lettered.
+    pub max_attempts: i64,
+    /// How long JetStream waits for an ack before redelivering.
+    pub ack_wait: Duration,
+    /// Delay before a failed event is redelivered.
+    pub retry_delay: Duration,
+}
+
+impl Default for ConsumerPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            ack_wait: Duration::from_secs(30),
+            retry_delay: Duration::from_millis(500),
+        }
+    }
+}
+
+/// What became of one delivered message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied now.
+    Applied,
+    /// Applied before (a redelivery or duplicate): acked, nothing changed.
+    AlreadyApplied,
+    /// Will be redelivered after a delay.
+    Retry(String),
+    /// Sent to the dead-letter subject.
+    DeadLettered(String),
+}
+
+/// A running consumer: pulls, applies, acks.
+pub struct EventConsumer {
+    db: Db,
+    js: jetstream::Context,
+    subscription: Subscription,
+    handler: Arc<dyn EventHandler>,
+    signal: OutboxSignal,
+    policy: ConsumerPolicy,
+}
+
+impl EventConsumer {
+    /// A consumer of `subscription` applying events with `handler`; `signal` wakes the outbox
+    /// relay after a handler enqueued events.
+    pub fn new(
+        db: Db,
+        js: jetstream::Context,
+        subscription: Subscription,
+        handler: Arc<dyn EventHandler>,
+        signal: OutboxSignal,
+        policy: ConsumerPolicy,
+    ) -> Self {
+        Self {
+            db,
+            js,
+            subscription,
+            handler,
+            signal,
+            policy,
+        }
+    }
+
+    /// Consumes until shutdown; reconnects (re-provisioning if needed) after any NATS failure.
+    pub async fn run(self, shutdown: Shutdown) {
+        let mut backoff = Duration::from_millis(100);
+        while !shutdown.is_triggered() {
+            match self.consume(&shutdown).await {
+                Ok(()) => return,
+                Err(err) => {
+                    tracing::warn!(consumer = %self.subscription.durable, %err, "consumer interrupted; reconnecting");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.requested() => return,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    /// The durable consumer on the server, created if missing.
+    pub async fn durable(
+        &self,
+    ) -> Result<jetstream::consumer::Consumer<pull::Config>, async_nats::Error> {
+        events::provision(&self.js).await?;
+        let stream = self.js.get_stream(events::EVENTS_STREAM).await?;
+        let consumer = stream
+            .get_or_create_consumer(
+                &self.subscription.durable,
+                pull::Config {
+                    durable_name: Some(self.subscription.durable.clone()),
+                    filter_subject: self.subscription.filter_subject.clone(),
+                    ack_policy: AckPolicy::Explicit,
+                    ack_wait: self.policy.ack_wait,
+                    deliver_policy: DeliverPolicy::All,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        Ok(consumer)
+    }
+
+    async fn consume(&self, shutdown: &Shutdown) -> Result<(), async_nats::Error> {
+        let consumer = self.durable().await?;
+        let mut messages = consumer.messages().await?;
+        tracing::info!(consumer = %self.subscription.durable, subject = %self.subscription.filter_subject, "consuming");
+        loop {
+            let next = tokio::select! {
+                next = messages.next() => next,
+                _ = shutdown.requested() => return Ok(()),
+            };
+            let message = match next {
+                Some(Ok(message)) => message,
+                Some(Err(err)) => return Err(err.into()),
+                None => return Err("message stream ended".into()),
+            };
+            let outcome = self.process(&message).await;
+            self.settle(&message, &outcome).await?;
+        }
+    }
+
+    /// Applies one message and decides its fate, without acking it (see [`Self::settle`]).
+    pub async fn process(&self, message: &jetstream::Message) -> Outcome {
+        let envelope = match EventEnvelope::decode(message.payload.clone()) {
+            Ok(envelope) => envelope,
+            Err(err) => return Outcome::DeadLettered(format!("envelope does not decode: {err}")),
+        };
+        let attempt = message.info().map(|info| info.delivered).unwrap_or(1);
+        let consumer = self.subscription.durable.clone();
+        let handler = Arc::clone(&self.handler);
+        let event_id = envelope.event_id.clone();
+        let applied = self
+            .db
+            .transaction(move |conn| -> Result<bool, HandleError> {
+                if already_processed(conn, &consumer, &envelope.event_id)? {
+                    return Ok(false);
+                }
+                handler.apply(conn, &envelope)?;
+                record_processed(conn, &consumer, &envelope.event_id)?;
+                Ok(true)
+            })
+            .await;
+        match applied {
+            Ok(true) => {
+                self.signal.wake();
+                Outcome::Applied
+            }
+            Ok(false) => Outcome::AlreadyApplied,
+            Err(HandleError::Reject(reason)) => Outcome::DeadLettered(reason),
+            Err(HandleError::Retry(reason)) if attempt >= self.policy.max_attempts => {
+                Outcome::DeadLettered(format!("failed {attempt} times, last: {reason}"))
+            }
+            Err(HandleError::Retry(reason)) => {
+                tracing::warn!(consumer = %self.subscription.durable, %event_id, attempt, %reason, "event failed; will retry");
+                Outcome::Retry(reason)
+            }
+        }
+    }
+
+    /// Acks, naks or dead-letters `message` according to `outcome`.
+    pub async fn settle(
+        &self,
+        message: &jetstream::Message,
+        outcome: &Outcome,
+    ) -> Result<(), async_nats::Error> {
+        match outcome {
+            Outcome::Applied | Outcome::AlreadyApplied => message.ack().await?,
+            Outcome::Retry(_) => {
+                message
+                    .ack_with(AckKind::Nak(Some(self.policy.retry_delay)))
+                    .await?
+            }
+            Outcome::DeadLettered(reason) => {
+                tracing::error!(consumer = %self.subscription.durable, subject = %message.subject, %reason, "event dead-lettered");
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert("Reserve-Dead-Letter-Reason", reason.as_str());
+                headers.insert("Reserve-Original-Subject", message.subject.as_str());
+                let subject = format!("{}.{}", events::DLQ_PREFIX, self.subscription.durable);
+                self.js
+                    .publish_with_headers(subject, headers, message.payload.clone())
+                    .await?
+                    .await?;
+                message.ack().await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn already_processed(
+    conn: &mut DbConnection,
+    consumer: &str,
+    event_id: &str,
+) -> Result<bool, diesel::result::Error> {
+    let found: i64 = processed_events::table
+        .filter(processed_events::consumer.eq(consumer))
+        .filter(processed_events::event_id.eq(event_id))
+        .count()
+        .get_result(conn)?;
+    Ok(found > 0)
+}
+
+fn record_processed(
+    conn: &mut DbConnection,
+    consumer: &str,
+    event_id: &str,
+) -> Result<(), diesel::result::Error> {
+    diesel::insert_into(processed_events::table)
+        .values((
+            processed_events::consumer.eq(consumer),
+            processed_events::event_id.eq(event_id),
+            processed_events::processed_at_ms.eq(clock::now_ms()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}

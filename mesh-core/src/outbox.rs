@@ -1,0 +1,273 @@
+//! The transactional outbox: no committed state change loses its event, and no rolled-back
+//! one publishes a phantom.
+//!
+//! A service calls [`enqueue`] inside the same database transaction as the change the event
+//! announces. The [`OutboxRelay`] then publishes pending rows in id order to JetStream with
+//! the event id as `Nats-Msg-Id`, waits for JetStream's ack, and only then stamps the rows as
+//! published. NATS down: rows wait, and publishing resumes when the client reconnects. A crash
+//! between publish and stamp: the row is published again and JetStream's duplicate window (or
+//! the consumer's inbox) drops the copy.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use async_nats::jetstream::context::PublishAckFuture;
+use async_nats::jetstream::message::PublishMessage;
+use diesel::prelude::*;
+use tokio::sync::Notify;
+
+use crate::db::{Db, DbConnection, DbError};
+use crate::events::OutgoingEvent;
+use crate::{Shutdown, events};
+
+diesel::table! {
+    outbox (id) {
+        id -> BigInt,
+        event_id -> Text,
+        subject -> Text,
+        payload -> Binary,
+        traceparent -> Nullable<Text>,
+        created_at_ms -> BigInt,
+        published_at_ms -> Nullable<BigInt>,
+    }
+}
+
+/// Adds `event` to the outbox; call it inside the transaction of the change it announces.
+pub fn enqueue(
+    conn: &mut DbConnection,
+    event: &OutgoingEvent,
+) -> Result<(), diesel::result::Error> {
+    diesel::insert_into(outbox::table)
+        .values((
+            outbox::event_id.eq(&event.event_id),
+            outbox::subject.eq(&event.subject),
+            outbox::payload.eq(&event.payload),
+            outbox::created_at_ms.eq(crate::clock::now_ms()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Rows not yet published, oldest first.
+pub fn pending(
+    conn: &mut DbConnection,
+    limit: i64,
+) -> Result<Vec<PendingRow>, diesel::result::Error> {
+    outbox::table
+        .filter(outbox::published_at_ms.is_null())
+        .order(outbox::id)
+        .limit(limit)
+        .select((
+            outbox::id,
+            outbox::event_id,
+            outbox::subject,
+            outbox::payload,
+        ))
+        .load(conn)
+}
+
+/// How many rows wait to be published (the backlog a dashboard shows).
+pub fn backlog(conn: &mut DbConnection) -> Result<i64, diesel::result::Error> {
+    outbox::table
+        .filter(outbox::published_at_ms.is_null())
+        .count()
+        .get_result(conn)
+}
+
+fn mark_published(conn: &mut DbConnection, ids: &[i64]) -> Result<(), diesel::result::Error> {
+    diesel::update(outbox::table.filter(outbox::id.eq_any(ids)))
+        .set(outbox::published_at_ms.eq(crate::clock::now_ms()))
+        .execute(conn)?;
+    Ok(())
+}
+
+fn purge_published(
+    conn: &mut DbConnection,
+    before_ms: i64,
+) -> Result<usize, diesel::result::Error> {
+    diesel::delete(outbox::table.filter(outbox::published_at_ms.lt(before_ms))).execute(conn)
+}
+
+/// An outbox row waiting for the relay.
+#[derive(Queryable, Debug)]
+pub struct PendingRow {
+    /// Row id (publishing order).
+    pub id: i64,
+    /// The event id, sent as `Nats-Msg-Id`.
+    pub event_id: String,
+    /// The subject.
+    pub subject: String,
+    /// The encoded envelope.
+    pub payload: Vec<u8>,
+}
+
+/// Wakes the relay right after a commit that enqueued events, so events leave within
+/// milliseconds instead of at the next poll. Cheap to clone.
+#[derive(Clone, Default, Debug)]
+pub struct OutboxSignal(Arc<Notify>);
+
+impl OutboxSignal {
+    /// Tells the relay there is something to publish.
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// Publishes the outbox to JetStream; one per service process.
+pub struct OutboxRelay {
+    db: Db,
+    js: jetstream::Context,
+    signal: OutboxSignal,
+    /// Poll period when not woken (catches rows written by other replicas or before a crash).
+    poll: Duration,
+    batch: i64,
+}
+
+/// How long published rows are kept (for inspection) before they are purged.
+const KEEP_PUBLISHED: Duration = Duration::from_secs(3600);
+
+impl OutboxRelay {
+    /// A relay for `db`'s outbox, woken by `signal`.
+    pub fn new(db: Db, js: jetstream::Context, signal: OutboxSignal) -> Self {
+        Self {
+            db,
+            js,
+            signal,
+            poll: Duration::from_millis(500),
+            batch: 256,
+        }
+    }
+
+    /// Publishes until shutdown, then makes one last pass so a graceful stop leaves nothing
+    /// behind that NATS could have taken.
+    pub async fn run(self, shutdown: Shutdown) {
+        let mut provisioned = false;
+        let mut backoff = Duration::from_millis(100);
+        let mut last_purge = std::time::Instant::now();
+        loop {
+            if !provisioned {
+                provisioned = match events::provision(&self.js).await {
+                    Ok(()) => true,
+                    Err(err) => {
+                        tracing::warn!(%err, "JetStream not reachable yet; outbox waits");
+                        false
+                    }
+                };
+            }
+            let outcome = if provisioned {
+                self.publish_batch().await
+            } else {
+                Err(RelayError::Nats("streams not provisioned".into()))
+            };
+            match outcome {
+                Ok(published) if published > 0 => {
+                    backoff = Duration::from_millis(100);
+                    continue;
+                }
+                Ok(_) => {
+                    backoff = Duration::from_millis(100);
+                    if last_purge.elapsed() > Duration::from_secs(60) {
+                        self.purge().await;
+                        last_purge = std::time::Instant::now();
+                    }
+                    tokio::select! {
+                        _ = self.signal.0.notified() => {}
+                        _ = tokio::time::sleep(self.poll) => {}
+                        _ = shutdown.requested() => break,
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(%err, retry_in_ms = backoff.as_millis() as u64, "outbox relay failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.requested() => break,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+        match tokio::time::timeout(Duration::from_secs(5), self.publish_batch()).await {
+            Ok(Ok(published)) => tracing::info!(published, "outbox flushed at shutdown"),
+            Ok(Err(err)) => {
+                tracing::warn!(%err, "outbox not flushed at shutdown; rows wait for the next start")
+            }
+            Err(_) => {
+                tracing::warn!("outbox flush timed out at shutdown; rows wait for the next start")
+            }
+        }
+    }
+
+    /// Publishes one batch: every publish is sent, then every ack awaited (pipelined), then the
+    /// acked rows are stamped. Returns how many were published.
+    pub async fn publish_batch(&self) -> Result<usize, RelayError> {
+        let batch = self.batch;
+        let rows = self
+            .db
+            .run(move |conn| pending(conn, batch).map_err(DbError::from))
+            .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut in_flight: Vec<(i64, PublishAckFuture)> = Vec::with_capacity(rows.len());
+        let mut failure = None;
+        for row in rows {
+            let message = PublishMessage::build()
+                .payload(row.payload.into())
+                .message_id(&row.event_id);
+            match self.js.send_publish(row.subject, message).await {
+                Ok(ack) => in_flight.push((row.id, ack)),
+                Err(err) => {
+                    failure = Some(RelayError::Nats(err.to_string()));
+                    break;
+                }
+            }
+        }
+        let mut acked = Vec::with_capacity(in_flight.len());
+        for (id, ack) in in_flight {
+            match ack.await {
+                Ok(_) => acked.push(id),
+                Err(err) => {
+                    failure.get_or_insert(RelayError::Nats(err.to_string()));
+                }
+            }
+        }
+        let published = acked.len();
+        if !acked.is_empty() {
+            self.db
+                .run(move |conn| mark_published(conn, &acked).map_err(DbError::from))
+                .await?;
+        }
+        match failure {
+            Some(err) if published == 0 => Err(err),
+            Some(err) => {
+                tracing::warn!(%err, published, "part of an outbox batch failed; the rest is retried");
+                Ok(published)
+            }
+            None => Ok(published),
+        }
+    }
+
+    async fn purge(&self) {
+        let keep_ms = i64::try_from(KEEP_PUBLISHED.as_millis()).unwrap_or(i64::MAX);
+        let before = crate::clock::now_ms().saturating_sub(keep_ms);
+        let purged = self
+            .db
+            .run(move |conn| purge_published(conn, before).map_err(DbError::from))
+            .await;
+        if let Err(err) = purged {
+            tracing::warn!(%err, "purging published outbox rows failed");
+        }
+    }
+}
+
+/// Why a relay pass failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// NATS refused or did not ack.
+    #[error("NATS: {0}")]
+    Nats(String),
+}

@@ -1,0 +1,182 @@
+//! Payments and their lifecycle, as pure types: no I/O, no diesel, no tonic.
+
+use std::fmt;
+
+/// Where a payment is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PaymentStatus {
+    /// Created for a reservation, waiting for the buyer.
+    Unpaid,
+    /// Paid.
+    Paid,
+    /// The reservation was cancelled before payment.
+    Voided,
+    /// The reservation was cancelled after payment; the money goes back.
+    Refunded,
+}
+
+impl PaymentStatus {
+    /// States a buyer can pay from.
+    pub const PAYABLE: [PaymentStatus; 1] = [Self::Unpaid];
+
+    /// The name stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unpaid => "UNPAID",
+            Self::Paid => "PAID",
+            Self::Voided => "VOIDED",
+            Self::Refunded => "REFUNDED",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn from_stored(name: &str) -> Option<Self> {
+        match name {
+            "UNPAID" => Some(Self::Unpaid),
+            "PAID" => Some(Self::Paid),
+            "VOIDED" => Some(Self::Voided),
+            "REFUNDED" => Some(Self::Refunded),
+            _ => None,
+        }
+    }
+
+    /// UNPAID → PAID; paying anything else is an illegal transition with a reason a buyer
+    /// understands.
+    pub fn pay(self, id: Id) -> Result<PaymentStatus, PaymentError> {
+        match self {
+            Self::Unpaid => Ok(Self::Paid),
+            Self::Paid => Err(PaymentError::IllegalTransition(format!(
+                "payment {id} is already PAID"
+            ))),
+            Self::Voided | Self::Refunded => Err(PaymentError::IllegalTransition(format!(
+                "payment {id} is {self}: its reservation was cancelled"
+            ))),
+        }
+    }
+
+    /// What the reservation's cancellation does: UNPAID → VOIDED, PAID → REFUNDED; an already
+    /// voided or refunded payment stays as it is (a redelivered cancellation).
+    pub fn on_cancellation(self) -> Option<PaymentStatus> {
+        match self {
+            Self::Unpaid => Some(Self::Voided),
+            Self::Paid => Some(Self::Refunded),
+            Self::Voided | Self::Refunded => None,
+        }
+    }
+}
+
+impl fmt::Display for PaymentStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A positive database id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Id(i64);
+
+impl Id {
+    /// Accepts positive ids only; `what` names the id in the error.
+    pub fn parse(raw: i64, what: &'static str) -> Result<Self, PaymentError> {
+        if raw > 0 {
+            Ok(Self(raw))
+        } else {
+            Err(PaymentError::InvalidId { what, raw })
+        }
+    }
+
+    /// The raw value.
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A payment as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Payment {
+    /// Its id.
+    pub id: Id,
+    /// The reservation it pays for.
+    pub reservation_id: Id,
+    /// The reserved product.
+    pub product_id: Id,
+    /// The buyer.
+    pub customer_id: String,
+    /// Where it is.
+    pub status: PaymentStatus,
+    /// How many changes it has had, starting at 1.
+    pub version: i64,
+}
+
+/// Every way a payment operation can be refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PaymentError {
+    /// A zero or negative id.
+    #[error("{what} must be a positive number, got {raw}")]
+    InvalidId {
+        /// Which id.
+        what: &'static str,
+        /// What was given.
+        raw: i64,
+    },
+    /// No payment has this id.
+    #[error("payment {0} not found")]
+    NotFound(Id),
+    /// The payment's state does not allow the change.
+    #[error("{0}")]
+    IllegalTransition(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id() -> Id {
+        Id::parse(1, "payment id").expect("id")
+    }
+
+    #[test]
+    fn only_unpaid_payments_can_be_paid() {
+        assert_eq!(PaymentStatus::Unpaid.pay(id()), Ok(PaymentStatus::Paid));
+        let twice = PaymentStatus::Paid.pay(id()).expect_err("paid twice");
+        assert_eq!(twice.to_string(), "payment 1 is already PAID");
+        let voided = PaymentStatus::Voided.pay(id()).expect_err("voided");
+        assert!(voided.to_string().contains("cancelled"), "{voided}");
+        assert!(PaymentStatus::Refunded.pay(id()).is_err());
+        for status in PaymentStatus::PAYABLE {
+            assert!(status.pay(id()).is_ok());
+        }
+    }
+
+    #[test]
+    fn cancellation_voids_unpaid_and_refunds_paid() {
+        assert_eq!(
+            PaymentStatus::Unpaid.on_cancellation(),
+            Some(PaymentStatus::Voided)
+        );
+        assert_eq!(
+            PaymentStatus::Paid.on_cancellation(),
+            Some(PaymentStatus::Refunded)
+        );
+        assert_eq!(PaymentStatus::Voided.on_cancellation(), None);
+        assert_eq!(PaymentStatus::Refunded.on_cancellation(), None);
+    }
+
+    #[test]
+    fn statuses_round_trip_through_storage() {
+        for status in [
+            PaymentStatus::Unpaid,
+            PaymentStatus::Paid,
+            PaymentStatus::Voided,
+            PaymentStatus::Refunded,
+        ] {
+            assert_eq!(PaymentStatus::from_stored(status.as_str()), Some(status));
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! The tonic service: maps protobuf requests to payment calls and errors to statuses.
+
+use mesh_core::Db;
+use mesh_core::outbox::OutboxSignal;
+use reserve_proto::payment::v1 as pb;
+use tonic::{Request, Response, Status};
+
+use crate::domain::{Id, Payment, PaymentError, PaymentStatus};
+use crate::pay::pay;
+use crate::store::{self, StoreError};
+
+/// The `reserve.payment.v1.PaymentService` implementation.
+#[derive(Clone)]
+pub struct PaymentApi {
+    db: Db,
+    outbox: OutboxSignal,
+}
+
+impl PaymentApi {
+    /// A service over `db`, waking the relay with `outbox`.
+    pub fn new(db: Db, outbox: OutboxSignal) -> Self {
+        Self { db, outbox }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::payment_service_server::PaymentService for PaymentApi {
+    async fn pay(&self, request: Request<pb::PayRequest>) -> Result<Response<pb::Payment>, Status> {
+        let id = Id::parse(request.into_inner().id, "payment id")?;
+        let paid = pay(&self.db, &self.outbox, id).await?;
+        Ok(Response::new(to_wire(paid)))
+    }
+
+    async fn get_payment(
+        &self,
+        request: Request<pb::GetPaymentRequest>,
+    ) -> Result<Response<pb::Payment>, Status> {
+        let id = Id::parse(request.into_inner().id, "payment id")?;
+        let payment = self.db.run(move |conn| store::find(conn, id)).await?;
+        Ok(Response::new(to_wire(payment)))
+    }
+
+    async fn list_payments(
+        &self,
+        request: Request<pb::ListPaymentsRequest>,
+    ) -> Result<Response<pb::ListPaymentsResponse>, Status> {
+        let raw = request.into_inner().reservation_id;
+        let reservation = match raw {
+            0 => None,
+            raw => Some(Id::parse(raw, "reservation id")?),
+        };
+        let payments = self
+            .db
+            .run(move |conn| store::list(conn, reservation))
+            .await?;
+        Ok(Response::new(pb::ListPaymentsResponse {
+            payments: payments.into_iter().map(to_wire).collect(),
+        }))
+    }
+}
+
+fn to_wire(payment: Payment) -> pb::Payment {
+    let status = match payment.status {
+        PaymentStatus::Unpaid => pb::PaymentStatus::Unpaid,
+        PaymentStatus::Paid => pb::PaymentStatus::Paid,
+        PaymentStatus::Voided => pb::PaymentStatus::Voided,
+        PaymentStatus::Refunded => pb::PaymentStatus::Refunded,
+    };
+    pb::Payment {
+        id: payment.id.get(),
+        reservation_id: payment.reservation_id.get(),
+        product_id: payment.product_id.get(),
+        status: status.into(),
+        customer_id: payment.customer_id,
+    }
+}
+
+impl From<PaymentError> for Status {
+    fn from(err: PaymentError) -> Self {
+        let message = err.to_string();
+        match err {
+            PaymentError::InvalidId { .. } => Status::invalid_argument(message),
+            PaymentError::NotFound(_) => Status::not_found(message),
+            PaymentError::IllegalTransition(_) => Status::failed_precondition(message),
+        }
+    }
+}
+
+impl From<StoreError> for Status {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Domain(err) => err.into(),
+            StoreError::Db(err) => {
+                tracing::error!(%err, "database failure");
+                Status::unavailable("payment database unavailable, try again shortly")
+            }
+            StoreError::Corrupt { .. } => {
+                tracing::error!(%err, "corrupt payment row");
+                Status::internal("payment record is corrupt")
+            }
+        }
+    }
+}

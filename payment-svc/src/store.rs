@@ -1,0 +1,196 @@
+//! The only file that knows SQL: the payments table and its queries. Every change is a
+//! conditional `UPDATE … WHERE status IN (…)`.
+
+use diesel::prelude::*;
+use mesh_core::clock::now_ms;
+use mesh_core::{DbConnection, DbError, Migrations};
+
+use crate::domain::{Id, Payment, PaymentError, PaymentStatus};
+
+/// Migrations embedded in the binary, one set per backend.
+pub const MIGRATIONS: Migrations = Migrations {
+    postgres: diesel_migrations::embed_migrations!("migrations/postgres"),
+    sqlite: diesel_migrations::embed_migrations!("migrations/sqlite"),
+};
+
+diesel::table! {
+    payments (id) {
+        id -> BigInt,
+        reservation_id -> BigInt,
+        product_id -> BigInt,
+        customer_id -> Text,
+        status -> Text,
+        version -> BigInt,
+        updated_at_ms -> BigInt,
+    }
+}
+
+/// A refused operation or a database failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The domain refused the operation.
+    #[error(transparent)]
+    Domain(#[from] PaymentError),
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// A stored row breaks the schema's own rules.
+    #[error("stored payment {id} is corrupt")]
+    Corrupt {
+        /// The row.
+        id: i64,
+    },
+}
+
+impl From<diesel::result::Error> for StoreError {
+    fn from(err: diesel::result::Error) -> Self {
+        Self::Db(DbError::Query(err))
+    }
+}
+
+/// The columns of a [`PaymentRow`], in order (a tuple: the multi-backend connection cannot
+/// render `as_returning()`).
+const PAYMENT_COLUMNS: (
+    payments::id,
+    payments::reservation_id,
+    payments::product_id,
+    payments::customer_id,
+    payments::status,
+    payments::version,
+) = (
+    payments::id,
+    payments::reservation_id,
+    payments::product_id,
+    payments::customer_id,
+    payments::status,
+    payments::version,
+);
+
+#[derive(Queryable)]
+struct PaymentRow {
+    id: i64,
+    reservation_id: i64,
+    product_id: i64,
+    customer_id: String,
+    status: String,
+    version: i64,
+}
+
+impl TryFrom<PaymentRow> for Payment {
+    type Error = StoreError;
+
+    fn try_from(row: PaymentRow) -> Result<Self, StoreError> {
+        let (Ok(id), Ok(reservation_id), Ok(product_id), Some(status)) = (
+            Id::parse(row.id, "payment id"),
+            Id::parse(row.reservation_id, "reservation id"),
+            Id::parse(row.product_id, "product id"),
+            PaymentStatus::from_stored(&row.status),
+        ) else {
+            return Err(StoreError::Corrupt { id: row.id });
+        };
+        Ok(Payment {
+            id,
+            reservation_id,
+            product_id,
+            customer_id: row.customer_id,
+            status,
+            version: row.version,
+        })
+    }
+}
+
+/// What a new payment is for.
+#[derive(Clone, Debug)]
+pub struct NewPayment<'a> {
+    /// The reservation.
+    pub reservation_id: Id,
+    /// Its product.
+    pub product_id: Id,
+    /// Its buyer.
+    pub customer_id: &'a str,
+    /// The first status (UNPAID, or VOIDED for a reservation known only as cancelled).
+    pub status: PaymentStatus,
+}
+
+/// Inserts the payment of a reservation.
+pub fn create(conn: &mut DbConnection, new: &NewPayment<'_>) -> Result<Payment, StoreError> {
+    let row: PaymentRow = diesel::insert_into(payments::table)
+        .values((
+            payments::reservation_id.eq(new.reservation_id.get()),
+            payments::product_id.eq(new.product_id.get()),
+            payments::customer_id.eq(new.customer_id),
+            payments::status.eq(new.status.as_str()),
+            payments::version.eq(1),
+            payments::updated_at_ms.eq(now_ms()),
+        ))
+        .returning(PAYMENT_COLUMNS)
+        .get_result(conn)?;
+    row.try_into()
+}
+
+/// One payment, or `NotFound`.
+pub fn find(conn: &mut DbConnection, id: Id) -> Result<Payment, StoreError> {
+    payments::table
+        .find(id.get())
+        .select(PAYMENT_COLUMNS)
+        .first::<PaymentRow>(conn)
+        .optional()?
+        .ok_or(PaymentError::NotFound(id))?
+        .try_into()
+}
+
+/// The payment of a reservation, if one exists.
+pub fn find_by_reservation(
+    conn: &mut DbConnection,
+    reservation: Id,
+) -> Result<Option<Payment>, StoreError> {
+    payments::table
+        .filter(payments::reservation_id.eq(reservation.get()))
+        .select(PAYMENT_COLUMNS)
+        .first::<PaymentRow>(conn)
+        .optional()?
+        .map(Payment::try_from)
+        .transpose()
+}
+
+/// Every payment (of one reservation, when given), oldest first.
+pub fn list(conn: &mut DbConnection, reservation: Option<Id>) -> Result<Vec<Payment>, StoreError> {
+    let mut query = payments::table
+        .order(payments::id)
+        .select(PAYMENT_COLUMNS)
+        .into_boxed();
+    if let Some(reservation) = reservation {
+        query = query.filter(payments::reservation_id.eq(reservation.get()));
+    }
+    query
+        .load::<PaymentRow>(conn)?
+        .into_iter()
+        .map(Payment::try_from)
+        .collect()
+}
+
+/// Moves payment `id` from one of `from` to `to` (version + 1); `None` when it was in none of
+/// `from`.
+pub fn transition(
+    conn: &mut DbConnection,
+    id: Id,
+    from: &[PaymentStatus],
+    to: PaymentStatus,
+) -> Result<Option<Payment>, StoreError> {
+    let from: Vec<&str> = from.iter().map(|status| status.as_str()).collect();
+    let moved = diesel::update(
+        payments::table
+            .find(id.get())
+            .filter(payments::status.eq_any(from)),
+    )
+    .set((
+        payments::status.eq(to.as_str()),
+        payments::version.eq(payments::version + 1),
+        payments::updated_at_ms.eq(now_ms()),
+    ))
+    .execute(conn)?;
+    if moved == 0 {
+        return Ok(None);
+    }
+    find(conn, id).map(Some)
+}

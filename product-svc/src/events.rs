@@ -1,0 +1,73 @@
+//! What product-svc consumes: ReservationCancelled frees the product, PaymentCompleted sells it.
+//!
+//! Both are order-safe because each applies only while the event's reservation still holds the
+//! product: a PaymentCompleted arriving after the same reservation's cancellation finds the
+//! product already free (or held by someone else) and changes nothing, and a cancellation
+//! arriving after the sale frees it (the payment is refunded). Redeliveries are filtered by the
+//! inbox before these run, and would be no-ops anyway.
+
+use mesh_core::DbConnection;
+use mesh_core::consumer::{EventHandler, HandleError};
+use mesh_core::events::open;
+use reserve_proto::events::v1::{EventEnvelope, PaymentCompleted, ReservationCancelled};
+
+use crate::domain::{Id, ProductStatus};
+use crate::store::{self, StoreError};
+
+/// ReservationCancelled → the product becomes AVAILABLE if that reservation held it.
+pub struct FreeOnCancellation;
+
+impl EventHandler for FreeOnCancellation {
+    fn apply(&self, conn: &mut DbConnection, event: &EventEnvelope) -> Result<(), HandleError> {
+        let Some(cancelled) = open::<ReservationCancelled>(event) else {
+            return Ok(());
+        };
+        let cancelled = cancelled?;
+        let (product, reservation) = ids(cancelled.product_id, cancelled.reservation_id)?;
+        let freed = store::transition_if_held(
+            conn,
+            product,
+            reservation,
+            &ProductStatus::FREED_BY_CANCELLATION,
+            ProductStatus::Available,
+        )
+        .map_err(retry)?;
+        tracing::info!(product = %product, reservation = %reservation, freed, "reservation cancelled");
+        Ok(())
+    }
+}
+
+/// PaymentCompleted → the product becomes SOLD_OUT if that reservation still holds it.
+pub struct SellOnPayment;
+
+impl EventHandler for SellOnPayment {
+    fn apply(&self, conn: &mut DbConnection, event: &EventEnvelope) -> Result<(), HandleError> {
+        let Some(completed) = open::<PaymentCompleted>(event) else {
+            return Ok(());
+        };
+        let completed = completed?;
+        let (product, reservation) = ids(completed.product_id, completed.reservation_id)?;
+        let sold = store::transition_if_held(
+            conn,
+            product,
+            reservation,
+            &ProductStatus::SOLD_BY_PAYMENT,
+            ProductStatus::SoldOut,
+        )
+        .map_err(retry)?;
+        tracing::info!(product = %product, reservation = %reservation, sold, "payment completed");
+        Ok(())
+    }
+}
+
+fn ids(product: i64, reservation: i64) -> Result<(Id, Id), HandleError> {
+    let reject = |err: crate::domain::ProductError| HandleError::Reject(err.to_string());
+    Ok((
+        Id::parse(product, "product id").map_err(reject)?,
+        Id::parse(reservation, "reservation id").map_err(reject)?,
+    ))
+}
+
+fn retry(err: StoreError) -> HandleError {
+    HandleError::Retry(err.to_string())
+}

@@ -1,0 +1,43 @@
+//! What every event message says about itself: its type name, the aggregate it belongs to, and
+//! that aggregate's id. The envelope, the JetStream subject and the consumers' dispatch are
+//! all derived from this one table, so a new event cannot be half-registered.
+
+use super::v1::*;
+
+/// A domain event payload (one of the messages of `reserve.events.v1`).
+pub trait DomainEvent: prost::Message + Default {
+    /// The event's type name, e.g. `ReservationPlaced`; also the last token of its subject.
+    const EVENT_TYPE: &'static str;
+    /// The aggregate it is about: `product`, `reservation` or `payment`.
+    const AGGREGATE_TYPE: &'static str;
+
+    /// The id of the aggregate instance it is about.
+    fn aggregate_id(&self) -> i64;
+}
+
+macro_rules! domain_events {
+    ($($message:ident => $aggregate:literal by $id:ident;)*) => {
+        $(
+            impl DomainEvent for $message {
+                const EVENT_TYPE: &'static str = stringify!($message);
+                const AGGREGATE_TYPE: &'static str = $aggregate;
+
+                fn aggregate_id(&self) -> i64 {
+                    self.$id
+                }
+            }
+        )*
+    };
+}
+
+domain_events! {
+    ProductRegistered => "product" by product_id;
+    ProductStatusChanged => "product" by product_id;
+    ReservationPlaced => "reservation" by reservation_id;
+    ReservationCancelled => "reservation" by reservation_id;
+    ReservationConfirmed => "reservation" by reservation_id;
+    PaymentRequested => "payment" by payment_id;
+    PaymentCompleted => "payment" by payment_id;
+    PaymentVoided => "payment" by payment_id;
+    PaymentRefunded => "payment" by payment_id;
+}
