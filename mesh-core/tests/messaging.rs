@@ -1,0 +1,341 @@
+//! The outbox relay and the consumer loop against a real NATS JetStream (a private server per
+//! test) and a real PostgreSQL database (fresh per test).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use diesel::prelude::*;
+use mesh_core::consumer::{ConsumerPolicy, EventConsumer, EventHandler, HandleError, Subscription};
+use mesh_core::db::DbTarget;
+use mesh_core::events::{self, OutgoingEvent};
+use mesh_core::outbox::{self, OutboxRelay, OutboxSignal};
+use mesh_core::testing::{TestNats, fresh_postgres_database};
+use mesh_core::{Db, DbConnection, DbError, Migrations, Shutdown};
+use reserve_proto::events::v1::{EventEnvelope, ReservationPlaced};
+use tokio_stream::StreamExt;
+
+const TEST_MIGRATIONS: Migrations = Migrations {
+    postgres: diesel_migrations::embed_migrations!("tests/migrations/postgres"),
+    sqlite: diesel_migrations::embed_migrations!("tests/migrations/sqlite"),
+};
+
+diesel::table! {
+    test_effects (event_id) {
+        event_id -> Text,
+        note -> Text,
+    }
+}
+
+/// Records one row per application; a doubled effect shows as two rows.
+struct RecordingHandler;
+
+impl EventHandler for RecordingHandler {
+    fn apply(&self, conn: &mut DbConnection, event: &EventEnvelope) -> Result<(), HandleError> {
+        diesel::insert_into(test_effects::table)
+            .values((
+                test_effects::event_id.eq(&event.event_id),
+                test_effects::note.eq(&event.event_type),
+            ))
+            .execute(conn)?;
+        Ok(())
+    }
+}
+
+struct Fixture {
+    nats: TestNats,
+    db: Db,
+    js: jetstream::Context,
+    shutdown: Shutdown,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+    }
+}
+
+async fn fixture(label: &str) -> Fixture {
+    let nats = TestNats::start();
+    let db = Db::connect(
+        &DbTarget::Postgres(fresh_postgres_database(label)),
+        TEST_MIGRATIONS,
+        4,
+    )
+    .await
+    .expect("database");
+    let js = events::connect(&nats.url, label).await.expect("nats");
+    events::provision(&js).await.expect("provision");
+    Fixture {
+        nats,
+        db,
+        js,
+        shutdown: Shutdown::new(),
+    }
+}
+
+fn placed(reservation_id: i64) -> OutgoingEvent {
+    OutgoingEvent::new(
+        &ReservationPlaced {
+            reservation_id,
+            product_id: 1,
+            customer_id: "kim".into(),
+            product_name: "Phone".into(),
+        },
+        1,
+    )
+}
+
+async fn enqueue(db: &Db, events: Vec<OutgoingEvent>) {
+    db.transaction(move |conn| -> Result<(), DbError> {
+        for event in &events {
+            outbox::enqueue(conn, event)?;
+        }
+        Ok(())
+    })
+    .await
+    .expect("enqueue");
+}
+
+async fn stream_messages(js: &jetstream::Context, stream: &str) -> u64 {
+    match js.get_stream(stream).await {
+        Ok(mut stream) => stream
+            .info()
+            .await
+            .map(|info| info.state.messages)
+            .unwrap_or(0),
+        Err(_) => 0,
+    }
+}
+
+async fn effects(db: &Db) -> i64 {
+    db.run(|conn| {
+        test_effects::table
+            .count()
+            .get_result::<i64>(conn)
+            .map_err(DbError::from)
+    })
+    .await
+    .expect("count effects")
+}
+
+async fn backlog(db: &Db) -> i64 {
+    db.run(|conn| outbox::backlog(conn).map_err(DbError::from))
+        .await
+        .expect("backlog")
+}
+
+async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn consumer(fx: &Fixture, durable: &str, policy: ConsumerPolicy) -> EventConsumer {
+    EventConsumer::new(
+        fx.db.clone(),
+        fx.js.clone(),
+        Subscription {
+            durable: durable.into(),
+            filter_subject: format!("{}.reservation.>", events::EVENTS_PREFIX),
+        },
+        Arc::new(RecordingHandler),
+        OutboxSignal::default(),
+        policy,
+    )
+}
+
+#[tokio::test]
+async fn outbox_rows_wait_while_nats_is_down_and_are_published_once_after() {
+    let mut fx = fixture("outbox_outage").await;
+    let signal = OutboxSignal::default();
+    let relay = OutboxRelay::new(fx.db.clone(), fx.js.clone(), signal.clone());
+    tokio::spawn(relay.run(fx.shutdown.clone()));
+
+    enqueue(&fx.db, (1..=5).map(placed).collect()).await;
+    signal.wake();
+    wait_for(
+        "5 events in the stream",
+        Duration::from_secs(10),
+        || async { stream_messages(&fx.js, events::EVENTS_STREAM).await == 5 },
+    )
+    .await;
+
+    fx.nats.stop();
+    enqueue(&fx.db, (6..=10).map(placed).collect()).await;
+    signal.wake();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(backlog(&fx.db).await, 5, "rows wait while NATS is down");
+
+    fx.nats.restart();
+    wait_for("the backlog to drain", Duration::from_secs(30), || async {
+        backlog(&fx.db).await == 0
+    })
+    .await;
+    // Publishes attempted during the outage and retried after it are deduplicated.
+    wait_for(
+        "10 events in the stream",
+        Duration::from_secs(10),
+        || async { stream_messages(&fx.js, events::EVENTS_STREAM).await == 10 },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(stream_messages(&fx.js, events::EVENTS_STREAM).await, 10);
+}
+
+#[tokio::test]
+async fn a_relay_crash_between_publish_and_mark_publishes_no_duplicate() {
+    let fx = fixture("outbox_crash").await;
+    let relay = OutboxRelay::new(fx.db.clone(), fx.js.clone(), OutboxSignal::default());
+    enqueue(&fx.db, vec![placed(1)]).await;
+    assert_eq!(relay.publish_batch().await.expect("publish"), 1);
+
+    // The crash: the publish was acked, but the row was never stamped.
+    fx.db
+        .run(|conn| {
+            diesel::sql_query("UPDATE outbox SET published_at_ms = NULL")
+                .execute(conn)
+                .map_err(DbError::from)
+        })
+        .await
+        .expect("unstamp");
+    assert_eq!(relay.publish_batch().await.expect("publish again"), 1);
+    assert_eq!(stream_messages(&fx.js, events::EVENTS_STREAM).await, 1);
+}
+
+#[tokio::test]
+async fn an_event_redelivered_after_a_crash_before_ack_takes_effect_once() {
+    let fx = fixture("consumer_crash").await;
+    let relay = OutboxRelay::new(fx.db.clone(), fx.js.clone(), OutboxSignal::default());
+    enqueue(&fx.db, vec![placed(1)]).await;
+    relay.publish_batch().await.expect("publish");
+
+    let policy = ConsumerPolicy {
+        ack_wait: Duration::from_secs(1),
+        ..ConsumerPolicy::default()
+    };
+    let first = consumer(&fx, "crashy", policy.clone());
+    {
+        let durable = first.durable().await.expect("consumer");
+        let mut messages = durable.messages().await.expect("messages");
+        let message = messages.next().await.expect("one").expect("message");
+        // Effect committed; the process "dies" before acking.
+        assert_eq!(
+            first.process(&message).await,
+            mesh_core::consumer::Outcome::Applied
+        );
+    }
+    assert_eq!(effects(&fx.db).await, 1);
+
+    // A restarted consumer gets the message again after ack_wait and only acks it.
+    tokio::spawn(consumer(&fx, "crashy", policy).run(fx.shutdown.clone()));
+    let js = fx.js.clone();
+    wait_for(
+        "the redelivery to be acked",
+        Duration::from_secs(15),
+        || {
+            let js = js.clone();
+            async move {
+                let Ok(stream) = js.get_stream(events::EVENTS_STREAM).await else {
+                    return false;
+                };
+                let Ok(mut durable) = stream
+                    .get_consumer::<async_nats::jetstream::consumer::pull::Config>("crashy")
+                    .await
+                else {
+                    return false;
+                };
+                // Delivered twice (the crash, then the redelivery), and now acked.
+                durable.info().await.is_ok_and(|info| {
+                    info.delivered.consumer_sequence >= 2
+                        && info.ack_floor.stream_sequence >= 1
+                        && info.num_ack_pending == 0
+                })
+            }
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        effects(&fx.db).await,
+        1,
+        "the redelivered event had no second effect"
+    );
+}
+
+#[tokio::test]
+async fn the_same_event_published_twice_takes_effect_once() {
+    let fx = fixture("consumer_duplicate").await;
+    let event = placed(1);
+    // Two publishes without a message id: JetStream keeps both, the inbox drops one.
+    for _ in 0..2 {
+        fx.js
+            .publish(event.subject.clone(), event.payload.clone().into())
+            .await
+            .expect("publish")
+            .await
+            .expect("ack");
+    }
+    assert_eq!(stream_messages(&fx.js, events::EVENTS_STREAM).await, 2);
+    tokio::spawn(consumer(&fx, "dedup", ConsumerPolicy::default()).run(fx.shutdown.clone()));
+    wait_for("the event's effect", Duration::from_secs(10), || async {
+        effects(&fx.db).await >= 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(effects(&fx.db).await, 1);
+}
+
+#[tokio::test]
+async fn a_poison_message_is_dead_lettered_and_does_not_block_the_stream() {
+    let fx = fixture("consumer_poison").await;
+    let subject = format!("{}.reservation.ReservationPlaced", events::EVENTS_PREFIX);
+    fx.js
+        .publish(subject, bytes::Bytes::from_static(b"\xff\xfe not protobuf"))
+        .await
+        .expect("publish poison")
+        .await
+        .expect("ack");
+    let good = placed(2);
+    fx.js
+        .publish(good.subject.clone(), good.payload.clone().into())
+        .await
+        .expect("publish good")
+        .await
+        .expect("ack");
+
+    tokio::spawn(consumer(&fx, "poisoned", ConsumerPolicy::default()).run(fx.shutdown.clone()));
+    wait_for(
+        "the good event's effect",
+        Duration::from_secs(10),
+        || async { effects(&fx.db).await == 1 },
+    )
+    .await;
+    wait_for("one dead letter", Duration::from_secs(10), || async {
+        stream_messages(&fx.js, events::DLQ_STREAM).await == 1
+    })
+    .await;
+    let dlq = fx
+        .js
+        .get_stream(events::DLQ_STREAM)
+        .await
+        .expect("dlq stream");
+    let letter = dlq
+        .get_last_raw_message_by_subject(&format!("{}.poisoned", events::DLQ_PREFIX))
+        .await
+        .expect("dead letter");
+    let headers = letter.headers;
+    assert!(
+        headers
+            .get("Reserve-Dead-Letter-Reason")
+            .is_some_and(|reason| reason.as_str().contains("does not decode")),
+        "{headers:?}"
+    );
+}
