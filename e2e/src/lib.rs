@@ -104,6 +104,7 @@ impl Mesh {
             .collect();
         let url = |svc: Svc| format!("http://{}", addrs[&svc]);
         let nats = TestNats::start();
+        provision_jetstream(&nats.url);
         let mut mesh = Mesh {
             nats,
             gateway_url: url(Svc::Gateway),
@@ -320,6 +321,22 @@ impl Drop for Mesh {
             let _ = process.child.wait();
         }
     }
+}
+
+/// Runs the mesh's provisioning step (the `jetstream-provision` binary), as script/server and
+/// the Helm hook do.
+fn provision_jetstream(nats_url: &str) {
+    let binary = bin_dir().join("jetstream-provision");
+    let status = Command::new(&binary)
+        .env("NATS_URL", nats_url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap_or_else(|err| panic!("cannot run {}: {err}", binary.display()));
+    assert!(
+        status.success(),
+        "JetStream provisioning failed on {nats_url}"
+    );
 }
 
 /// Reads a response as status and JSON, failing the test on a non-JSON body.

@@ -65,6 +65,8 @@ async fn a_lock_that_lands_after_the_deadline_is_released_by_the_reconciler() {
         reconcile_interval_ms: 200,
     };
     let deadline = Duration::from_millis(options.lock_deadline_ms);
+    let settled_after =
+        Duration::from_millis(options.reconcile_grace_ms + 2 * options.reconcile_interval_ms + 500);
     let mesh = Mesh::start("product_frozen", options).await;
     let (_, product) = mesh.post("/product", json!({"productName": "Piano"})).await;
     let path = format!("/product/{}", product["id"]);
@@ -82,7 +84,9 @@ async fn a_lock_that_lands_after_the_deadline_is_released_by_the_reconciler() {
         "took {elapsed:?}"
     );
     // Thawed, product-svc may now apply the lock it had queued: a lock with no reservation.
+    // Whether it lands or not, once the grace period has passed it must be gone for good.
     mesh.resume(Svc::Product);
+    tokio::time::sleep(settled_after).await;
 
     let released_by = Instant::now() + Duration::from_secs(15);
     loop {
