@@ -6,7 +6,7 @@
 //! process logs to `target/e2e-logs/<test label>/<service>.log`.
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -96,6 +96,8 @@ impl Mesh {
     /// Starts every service and the gateway, then waits until the gateway is ready.
     pub async fn start(label: &str, options: MeshOptions) -> Mesh {
         let log_dir = workspace_target().join("e2e-logs").join(label);
+        // Each run's logs alone: a restart within the run appends, a new run starts afresh.
+        let _ = std::fs::remove_dir_all(&log_dir);
         std::fs::create_dir_all(&log_dir).expect("create e2e log dir");
         let addrs: BTreeMap<Svc, SocketAddr> = Svc::GRPC
             .iter()
@@ -287,6 +289,16 @@ impl Mesh {
         }
     }
 
+    /// Registers a product through the gateway and returns its id, failing the test on
+    /// anything but 201.
+    pub async fn register_product(&self, name: &str) -> i64 {
+        let (status, product) = self
+            .post("/product", serde_json::json!({ "productName": name }))
+            .await;
+        assert_eq!(status, 201, "registering {name}: {product}");
+        product["id"].as_i64().expect("a product id")
+    }
+
     /// POSTs `body` (a JSON value) to `path`; returns the status and the JSON answer.
     pub async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
         let response = self
@@ -356,10 +368,10 @@ fn signal(child: &Child, name: &str) {
         .status();
 }
 
-/// A loopback address with a port that was free a moment ago.
+/// A loopback address with a port that was free a moment ago and that no other test of this
+/// process was given.
 pub fn free_local_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local addr")
+    SocketAddr::from(([127, 0, 0, 1], mesh_core::testing::free_port()))
 }
 
 fn workspace_target() -> PathBuf {

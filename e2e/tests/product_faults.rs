@@ -11,7 +11,7 @@ async fn product_svc_down_answers_503_within_the_deadline() {
     let options = MeshOptions::default();
     let deadline = Duration::from_millis(options.lock_deadline_ms);
     let mut mesh = Mesh::start("product_down", options).await;
-    let (_, product) = mesh.post("/product", json!({"productName": "Bike"})).await;
+    let product = json!({"id": mesh.register_product("Bike").await});
     mesh.stop(Svc::Product);
 
     let started = Instant::now();
@@ -68,7 +68,7 @@ async fn a_lock_that_lands_after_the_deadline_is_released_by_the_reconciler() {
     let settled_after =
         Duration::from_millis(options.reconcile_grace_ms + 2 * options.reconcile_interval_ms + 500);
     let mesh = Mesh::start("product_frozen", options).await;
-    let (_, product) = mesh.post("/product", json!({"productName": "Piano"})).await;
+    let product = json!({"id": mesh.register_product("Piano").await});
     let path = format!("/product/{}", product["id"]);
 
     // Frozen product-svc: the request reaches its socket but nothing answers.

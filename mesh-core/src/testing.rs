@@ -45,6 +45,25 @@ pub fn fresh_postgres_database(label: &str) -> String {
     }
 }
 
+/// A loopback port that was free a moment ago and that no other caller in this process has
+/// been given: tests running in parallel in one binary never pick the same port.
+pub fn free_port() -> u16 {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map(|addr| addr.port())
+            .expect("a free port");
+        let mut given = GIVEN
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+}
+
 /// A private NATS server with JetStream for one test: its own port and store directory, so
 /// tests running in parallel never see each other's streams. Killed when dropped.
 pub struct TestNats {
@@ -60,10 +79,7 @@ pub struct TestNats {
 impl TestNats {
     /// Starts `nats-server -js` on a free loopback port and waits until it accepts connections.
     pub fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .map(|addr| addr.port())
-            .expect("a free port");
+        let port = free_port();
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let store_dir = std::env::temp_dir().join(format!(
             "rm-test-nats-{}-{}-{port}",

@@ -26,9 +26,7 @@ impl Drop for StopOnDrop {
 }
 
 fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("free port")
+    SocketAddr::from(([127, 0, 0, 1], mesh_core::testing::free_port()))
 }
 
 /// A product-svc on `addr`: its client and its stop handle.
