@@ -80,7 +80,10 @@ async fn reserve_and_wait_for_payment(mesh: &Mesh, product: usize) -> Duration {
         if payments.as_array().is_some_and(|list| !list.is_empty()) {
             return sent.elapsed();
         }
-        assert!(sent.elapsed() < Duration::from_secs(30), "no payment for {path}");
+        assert!(
+            sent.elapsed() < Duration::from_secs(30),
+            "no payment for {path}"
+        );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
