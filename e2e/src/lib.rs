@@ -62,6 +62,8 @@ pub struct MeshOptions {
     pub reconcile_grace_ms: u64,
     /// reservation-svc's `RECONCILE_INTERVAL_MS`.
     pub reconcile_interval_ms: u64,
+    /// More environment for one service: (service, variable, value).
+    pub extra_env: Vec<(Svc, String, String)>,
 }
 
 impl Default for MeshOptions {
@@ -70,6 +72,7 @@ impl Default for MeshOptions {
             lock_deadline_ms: 1000,
             reconcile_grace_ms: 5000,
             reconcile_interval_ms: 1000,
+            extra_env: Vec::new(),
         }
     }
 }
@@ -125,10 +128,10 @@ impl Mesh {
                 ("NATS_URL".to_owned(), mesh.nats.url.clone()),
                 ("CONSUMER_RETRY_DELAY_MS".to_owned(), "200".to_owned()),
             ];
-            if matches!(svc, Svc::Product | Svc::Reservation | Svc::Payment) {
-                let database = fresh_postgres_database(&format!("{label}_{}", svc.binary()));
-                env.push(("DATABASE_URL".to_owned(), database));
-            }
+            let database = fresh_postgres_database(&format!("{label}_{}", svc.binary()));
+            env.push(("DATABASE_URL".to_owned(), database));
+            // Small pools: several meshes share the machine's one PostgreSQL in parallel.
+            env.push(("DB_POOL_SIZE".to_owned(), "6".to_owned()));
             if svc == Svc::Reservation {
                 env.extend([
                     (
@@ -145,6 +148,7 @@ impl Mesh {
                     ),
                 ]);
             }
+            env.extend(extra_env(&options, svc));
             mesh.spawn(svc, env);
         }
         let gateway_env = vec![
@@ -152,7 +156,11 @@ impl Mesh {
             ("PRODUCT_SVC_URL".to_owned(), url(Svc::Product)),
             ("RESERVATION_SVC_URL".to_owned(), url(Svc::Reservation)),
             ("PAYMENT_SVC_URL".to_owned(), url(Svc::Payment)),
+            ("MYPAGE_SVC_URL".to_owned(), url(Svc::MyPage)),
+            ("NOTICE_SVC_URL".to_owned(), url(Svc::Notice)),
         ];
+        let mut gateway_env = gateway_env;
+        gateway_env.extend(extra_env(&options, Svc::Gateway));
         mesh.spawn(Svc::Gateway, gateway_env);
         mesh.wait_ready(Duration::from_secs(30)).await;
         mesh
@@ -244,6 +252,26 @@ impl Mesh {
         self.spawn(svc, env);
     }
 
+    /// Runs the service's binary once with `args` and its environment (database, NATS, …),
+    /// e.g. `mypage-svc rebuild`; returns its standard output, failing the test if it fails.
+    pub fn run_command(&self, svc: Svc, args: &[&str]) -> String {
+        let env = &self.processes[&svc].env;
+        let output = Command::new(bin_dir().join(svc.binary()))
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap_or_else(|err| panic!("cannot run {} {args:?}: {err}", svc.binary()));
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "{} {args:?} failed: {stdout}{}",
+            svc.binary(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    }
+
     /// Freezes a service (SIGSTOP): it keeps its connections but answers nothing, like a
     /// service stuck in a long pause.
     pub fn pause(&self, svc: Svc) {
@@ -333,6 +361,15 @@ impl Drop for Mesh {
             let _ = process.child.wait();
         }
     }
+}
+
+fn extra_env(options: &MeshOptions, svc: Svc) -> Vec<(String, String)> {
+    options
+        .extra_env
+        .iter()
+        .filter(|(target, _, _)| *target == svc)
+        .map(|(_, key, value)| (key.clone(), value.clone()))
+        .collect()
 }
 
 /// Runs the mesh's provisioning step (the `jetstream-provision` binary), as script/server and

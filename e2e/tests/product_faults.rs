@@ -63,6 +63,7 @@ async fn a_lock_that_lands_after_the_deadline_is_released_by_the_reconciler() {
         lock_deadline_ms: 500,
         reconcile_grace_ms: 1500,
         reconcile_interval_ms: 200,
+        ..MeshOptions::default()
     };
     let deadline = Duration::from_millis(options.lock_deadline_ms);
     let settled_after =

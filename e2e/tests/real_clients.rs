@@ -32,8 +32,8 @@ async fn grpcurl_lists_describes_and_calls_every_service_through_reflection() {
             Some("reserve.reservation.v1.ReservationService"),
         ),
         (Svc::Payment, Some("reserve.payment.v1.PaymentService")),
-        (Svc::MyPage, None),
-        (Svc::Notice, None),
+        (Svc::MyPage, Some("reserve.mypage.v1.MyPageService")),
+        (Svc::Notice, Some("reserve.notice.v1.NoticeService")),
     ];
     for (svc, api) in expected {
         let addr = mesh.addr(svc).to_string();

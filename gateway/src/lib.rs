@@ -24,7 +24,7 @@ pub struct Config {
     /// HTTP listen address (`HTTP_ADDR`, default `0.0.0.0:8080`).
     pub http_addr: SocketAddr,
     /// The services behind it (`PRODUCT_SVC_URL`, `RESERVATION_SVC_URL`, `PAYMENT_SVC_URL`,
-    /// `UPSTREAM_TIMEOUT_MS`).
+    /// `MYPAGE_SVC_URL`, `NOTICE_SVC_URL`, `UPSTREAM_TIMEOUT_MS`).
     pub upstream: UpstreamConfig,
 }
 
@@ -37,6 +37,8 @@ impl Config {
                 product_url: env_or("PRODUCT_SVC_URL", "http://127.0.0.1:8081".to_owned())?,
                 reservation_url: env_or("RESERVATION_SVC_URL", "http://127.0.0.1:8082".to_owned())?,
                 payment_url: env_or("PAYMENT_SVC_URL", "http://127.0.0.1:8083".to_owned())?,
+                mypage_url: env_or("MYPAGE_SVC_URL", "http://127.0.0.1:8084".to_owned())?,
+                notice_url: env_or("NOTICE_SVC_URL", "http://127.0.0.1:8085".to_owned())?,
                 timeout: env_millis("UPSTREAM_TIMEOUT_MS", Duration::from_millis(5000))?,
             },
         })

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use reserve_proto::mypage::v1::my_page_service_client::MyPageServiceClient;
+use reserve_proto::notice::v1::notice_service_client::NoticeServiceClient;
 use reserve_proto::payment::v1::payment_service_client::PaymentServiceClient;
 use reserve_proto::product::v1::product_service_client::ProductServiceClient;
 use reserve_proto::reservation::v1::reservation_service_client::ReservationServiceClient;
@@ -20,6 +22,10 @@ pub struct UpstreamConfig {
     pub reservation_url: String,
     /// payment-svc's gRPC URL.
     pub payment_url: String,
+    /// mypage-svc's gRPC URL.
+    pub mypage_url: String,
+    /// notice-svc's gRPC URL.
+    pub notice_url: String,
     /// Deadline of every upstream call.
     pub timeout: Duration,
 }
@@ -41,6 +47,10 @@ pub struct Upstreams {
     pub reservation: ReservationServiceClient<Channel>,
     /// payment-svc.
     pub payment: PaymentServiceClient<Channel>,
+    /// mypage-svc (its streams are not bound by the call timeout).
+    pub mypage: MyPageServiceClient<Channel>,
+    /// notice-svc.
+    pub notice: NoticeServiceClient<Channel>,
     all: Vec<Upstream>,
     timeout: Duration,
 }
@@ -59,10 +69,14 @@ impl Upstreams {
         let product = channel(&config.product_url)?;
         let reservation = channel(&config.reservation_url)?;
         let payment = channel(&config.payment_url)?;
+        let mypage = channel(&config.mypage_url)?;
+        let notice = channel(&config.notice_url)?;
         Ok(Self {
             product: ProductServiceClient::new(product.clone()),
             reservation: ReservationServiceClient::new(reservation.clone()),
             payment: PaymentServiceClient::new(payment.clone()),
+            mypage: MyPageServiceClient::new(mypage.clone()),
+            notice: NoticeServiceClient::new(notice.clone()),
             all: vec![
                 Upstream {
                     name: "product-svc",
@@ -75,6 +89,14 @@ impl Upstreams {
                 Upstream {
                     name: "payment-svc",
                     channel: payment,
+                },
+                Upstream {
+                    name: "mypage-svc",
+                    channel: mypage,
+                },
+                Upstream {
+                    name: "notice-svc",
+                    channel: notice,
                 },
             ],
             timeout: config.timeout,

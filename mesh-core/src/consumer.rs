@@ -71,6 +71,10 @@ impl From<prost::DecodeError> for HandleError {
 pub trait EventHandler: Send + Sync + 'static {
     /// Applies `event`. Events of other types on the subject are ignored by returning `Ok`.
     fn apply(&self, conn: &mut DbConnection, event: &EventEnvelope) -> Result<(), HandleError>;
+
+    /// Called after `apply`'s transaction committed (never for a redelivery), e.g. to tell
+    /// live watchers; must not block.
+    fn committed(&self, _event: &EventEnvelope) {}
 }
 
 /// One durable consumer: a name and the subject it filters on.
@@ -206,6 +210,44 @@ impl EventConsumer {
         }
     }
 
+    /// Applies every event already in the stream for this subscription, then returns how many
+    /// it applied: for rebuilding a read model from the start of the stream.
+    pub async fn catch_up(&self) -> Result<usize, async_nats::Error> {
+        let mut consumer = self.durable().await?;
+        let mut applied = 0;
+        loop {
+            let mut batch = consumer
+                .batch()
+                .max_messages(500)
+                .expires(Duration::from_millis(500))
+                .messages()
+                .await?;
+            let mut seen = 0;
+            while let Some(message) = batch.next().await {
+                let message = message?;
+                seen += 1;
+                let outcome = self.process(&message).await;
+                if outcome == Outcome::Applied {
+                    applied += 1;
+                }
+                self.settle(&message, &outcome).await?;
+            }
+            if seen == 0 {
+                let info = consumer.info().await?;
+                if info.num_pending == 0 && info.num_ack_pending == 0 {
+                    return Ok(applied);
+                }
+            }
+        }
+    }
+
+    /// Deletes this subscription's durable consumer from the server (for one-off consumers).
+    pub async fn delete(&self) -> Result<(), async_nats::Error> {
+        let stream = self.js.get_stream(events::EVENTS_STREAM).await?;
+        stream.delete_consumer(&self.subscription.durable).await?;
+        Ok(())
+    }
+
     /// Applies one message and decides its fate, without acking it (see [`Self::settle`]).
     pub async fn process(&self, message: &jetstream::Message) -> Outcome {
         let envelope = match EventEnvelope::decode(message.payload.clone()) {
@@ -218,21 +260,22 @@ impl EventConsumer {
         let event_id = envelope.event_id.clone();
         let applied = self
             .db
-            .transaction(move |conn| -> Result<bool, HandleError> {
+            .transaction(move |conn| -> Result<Option<EventEnvelope>, HandleError> {
                 if already_processed(conn, &consumer, &envelope.event_id)? {
-                    return Ok(false);
+                    return Ok(None);
                 }
                 handler.apply(conn, &envelope)?;
                 record_processed(conn, &consumer, &envelope.event_id)?;
-                Ok(true)
+                Ok(Some(envelope))
             })
             .await;
         match applied {
-            Ok(true) => {
+            Ok(Some(envelope)) => {
+                self.handler.committed(&envelope);
                 self.signal.wake();
                 Outcome::Applied
             }
-            Ok(false) => Outcome::AlreadyApplied,
+            Ok(None) => Outcome::AlreadyApplied,
             Err(HandleError::Reject(reason)) => Outcome::DeadLettered(reason),
             Err(HandleError::Retry(reason)) if attempt >= self.policy.max_attempts => {
                 Outcome::DeadLettered(format!("failed {attempt} times, last: {reason}"))

@@ -131,8 +131,11 @@ impl Db {
                 (path.to_string_lossy().into_owned(), 1)
             }
         };
+        // Connections open on demand (one kept idle), not all at start: ten services'
+        // pools must fit in one PostgreSQL's max_connections.
         let pool = Pool::builder()
             .max_size(size)
+            .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(5))
             .connection_customizer(Box::new(SqlitePragmas))
             .build(ConnectionManager::<DbConnection>::new(url))

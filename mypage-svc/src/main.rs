@@ -1,20 +1,30 @@
-//! mypage-svc binary. Its API arrives with the my-page issue; until then it serves gRPC health and
-//! reflection on its port (`GRPC_ADDR`, default `0.0.0.0:8084`) so the mesh's shape, its
-//! probes and `script/server` are already in place.
-
-use std::net::SocketAddr;
-
-use mesh_core::config::env_or;
-use mesh_core::grpc_server::GrpcShell;
+//! mypage-svc binary. `mypage-svc` serves; `mypage-svc rebuild` rebuilds the read model from
+//! the start of the event stream into its database, then exits (see `rebuild.rs`).
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     mesh_core::telemetry::init("mypage-svc");
-    let addr: SocketAddr = env_or("GRPC_ADDR", SocketAddr::from(([0, 0, 0, 0], 8084)))?;
-    let listener = mesh_core::startup::bind(addr).await?;
-    tracing::info!(%addr, "mypage-svc serving gRPC health only; its API is not built yet");
-    GrpcShell::new(&[])?
-        .serve(listener, mesh_core::Shutdown::on_os_signal())
-        .await?;
+    let config = mypage_svc::Config::from_env()?;
+    match std::env::args().nth(1).as_deref() {
+        None => {
+            let app = mypage_svc::App::build(config).await?;
+            app.run(mesh_core::Shutdown::on_os_signal()).await?;
+        }
+        Some("rebuild") => {
+            let report = mypage_svc::rebuild::rebuild(config).await?;
+            tracing::info!(
+                cleared = report.cleared,
+                applied = report.applied,
+                "my page rebuilt"
+            );
+            println!(
+                "rebuilt my page: cleared {} entries, applied {} events",
+                report.cleared, report.applied
+            );
+        }
+        Some(other) => {
+            anyhow::bail!("unknown command {other:?}; use no argument to serve, or `rebuild`")
+        }
+    }
     Ok(())
 }

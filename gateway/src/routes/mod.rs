@@ -2,6 +2,8 @@
 //! Handlers only translate JSON ⇄ gRPC; every rule lives in the services.
 
 mod health;
+mod mypage;
+mod notices;
 mod payments;
 mod products;
 mod reservations;
@@ -32,6 +34,11 @@ pub fn router(upstreams: Upstreams) -> Router {
         .route("/payment", get(payments::list))
         .route("/payments", get(payments::list))
         .route("/payment/{id}", get(payments::get))
+        .route("/mypage", get(mypage::list))
+        .route("/myPages", get(mypage::list))
+        .route("/mypage/stream", get(mypage::stream))
+        .route("/notice", get(notices::list))
+        .route("/notices", get(notices::list))
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
         .route("/actuator/health", get(health::ready))

@@ -1,0 +1,295 @@
+//! The read side: my page (CQRS read model, live over SSE, rebuildable) and notifications
+//! (one per status change, through a webhook that fails at first), with real processes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use e2e::{Mesh, MeshOptions, Svc};
+use serde_json::{Value, json};
+use tokio_stream::StreamExt;
+
+const SOON: Duration = Duration::from_secs(20);
+
+/// Reserves products 1 and 2 for kim and lee, pays kim's, cancels lee's; waits until the
+/// sources have settled.
+async fn run_flow(mesh: &Mesh) {
+    mesh.register_product("Phone").await;
+    mesh.register_product("Tv").await;
+    for (product, customer) in [(1, "kim"), (2, "lee")] {
+        let (status, body) = mesh
+            .post(
+                "/reservation",
+                json!({"productId": product, "customerId": customer}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    mesh.eventually("/payments", SOON, |l| {
+        l.as_array().is_some_and(|l| l.len() == 2)
+    })
+    .await;
+    let (status, _) = mesh
+        .patch("/paid", json!({"id": 1, "paymentStatus": "02"}))
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = mesh
+        .patch(
+            "/reservationupdate",
+            json!({"id": 2, "reservationStatus": "02"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    mesh.eventually("/reservation/1", SOON, |r| {
+        r["reservationStatus"] == "CONFIRMED"
+    })
+    .await;
+    mesh.eventually("/payment/2", SOON, |p| p["paymentStatus"] == "VOIDED")
+        .await;
+}
+
+/// What my page should show, computed from the source services.
+async fn expected_rows(mesh: &Mesh) -> Vec<Value> {
+    let (_, reservations) = mesh.get("/reservations").await;
+    let (_, products) = mesh.get("/products").await;
+    let (_, payments) = mesh.get("/payments").await;
+    let mut rows = Vec::new();
+    for reservation in reservations.as_array().expect("list") {
+        let product = products
+            .as_array()
+            .and_then(|l| l.iter().find(|p| p["id"] == reservation["productId"]))
+            .expect("product");
+        let payment = payments
+            .as_array()
+            .and_then(|l| l.iter().find(|p| p["reservationId"] == reservation["id"]))
+            .expect("payment");
+        rows.push(json!({
+            "reservationId": reservation["id"],
+            "productId": reservation["productId"],
+            "productName": product["productName"],
+            "customerId": reservation["customerId"],
+            "reservationStatus": reservation["reservationStatus"],
+            "paymentId": payment["id"],
+            "paymentStatus": payment["paymentStatus"],
+        }));
+    }
+    rows
+}
+
+/// My-page rows without their timestamps, for comparing.
+fn comparable(rows: &Value) -> Vec<Value> {
+    rows.as_array()
+        .into_iter()
+        .flatten()
+        .map(|row| {
+            let mut row = row.clone();
+            if let Some(object) = row.as_object_mut() {
+                object.remove("updatedAt");
+                object.remove("id");
+            }
+            row
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn my_page_matches_the_source_services_and_rebuilds_identically() {
+    let mut mesh = Mesh::start("mypage_rows", MeshOptions::default()).await;
+    run_flow(&mesh).await;
+    let expected = expected_rows(&mesh).await;
+    let live = mesh
+        .eventually("/myPages", SOON, |rows| comparable(rows) == expected)
+        .await;
+
+    let (status, kims) = mesh.get("/mypage?customerId=kim").await;
+    assert_eq!(status, 200);
+    assert_eq!(comparable(&kims), vec![expected[0].clone()]);
+    assert_eq!(kims[0]["reservationStatus"], "CONFIRMED");
+    assert_eq!(kims[0]["paymentStatus"], "PAID");
+    let (_, page) = mesh.get("/mypage?pageSize=1").await;
+    assert_eq!(page.as_array().map(Vec::len), Some(1));
+    let (status, error) = mesh.get("/mypage?pageSize=9999").await;
+    assert_eq!(status, 400, "{error}");
+
+    // The read model is disposable: rebuilt from the streams, it is the same.
+    mesh.stop(Svc::MyPage);
+    let report = mesh.run_command(Svc::MyPage, &["rebuild"]);
+    assert!(report.contains("rebuilt my page"), "{report}");
+    mesh.restart(Svc::MyPage);
+    mesh.wait_ready(SOON).await;
+    let (_, rebuilt) = mesh.get("/myPages").await;
+    assert_eq!(comparable(&rebuilt), comparable(&live));
+}
+
+#[tokio::test]
+async fn an_sse_client_sees_reserved_then_confirmed_live() {
+    let mesh = Mesh::start("mypage_sse", MeshOptions::default()).await;
+    mesh.register_product("Phone").await;
+    let response = mesh
+        .http
+        .get(mesh.url("/mypage/stream?customerId=kim"))
+        .send()
+        .await
+        .expect("stream opens");
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(
+        response
+            .headers()
+            .get("content-type")
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
+    );
+    let mut body = response.bytes_stream();
+
+    let (status, _) = mesh
+        .post("/reservation", json!({"productId": 1, "customerId": "kim"}))
+        .await;
+    assert_eq!(status, 201);
+    mesh.eventually("/payment/1", SOON, |p| p["paymentStatus"] == "UNPAID")
+        .await;
+    let (status, _) = mesh
+        .patch("/paid", json!({"id": 1, "paymentStatus": "02"}))
+        .await;
+    assert_eq!(status, 200);
+
+    let mut seen = Vec::new();
+    let mut buffer = String::new();
+    let deadline = tokio::time::Instant::now() + SOON;
+    while !seen.contains(&"CONFIRMED".to_owned()) {
+        let chunk = tokio::time::timeout_at(deadline, body.next())
+            .await
+            .unwrap_or_else(|_| panic!("no CONFIRMED within {SOON:?}; saw {seen:?}"))
+            .expect("stream open")
+            .expect("chunk");
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let event: String = buffer.drain(..end + 2).collect();
+            if let Some(data) = event.lines().find_map(|line| line.strip_prefix("data:")) {
+                let row: Value = serde_json::from_str(data.trim()).expect("JSON data");
+                assert_eq!(row["customerId"], "kim");
+                if let Some(status) = row["reservationStatus"].as_str()
+                    && seen.last().map(String::as_str) != Some(status)
+                {
+                    seen.push(status.to_owned());
+                }
+            }
+        }
+    }
+    let reserved = seen
+        .iter()
+        .position(|s| s == "RESERVED")
+        .expect("saw RESERVED");
+    let confirmed = seen
+        .iter()
+        .position(|s| s == "CONFIRMED")
+        .expect("saw CONFIRMED");
+    assert!(reserved < confirmed, "{seen:?}");
+
+    let (status, error) = mesh.get("/mypage/stream").await;
+    assert_eq!(status, 400, "{error}");
+}
+
+/// A webhook receiver that fails the first two attempts of every notification, then accepts.
+#[derive(Clone, Default)]
+struct FlakyReceiver {
+    attempts: Arc<Mutex<HashMap<String, u32>>>,
+    accepted: Arc<Mutex<HashMap<String, u32>>>,
+}
+
+async fn receive(
+    State(receiver): State<FlakyReceiver>,
+    headers: HeaderMap,
+    body: String,
+) -> StatusCode {
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    assert_eq!(
+        body["eventId"],
+        key.as_str(),
+        "body and header name the same event"
+    );
+    let attempt = {
+        let mut attempts = receiver.attempts.lock().expect("lock");
+        let count = attempts.entry(key.clone()).or_default();
+        *count += 1;
+        *count
+    };
+    if attempt <= 2 {
+        return StatusCode::INTERNAL_SERVER_ERROR;
+    }
+    *receiver
+        .accepted
+        .lock()
+        .expect("lock")
+        .entry(key)
+        .or_default() += 1;
+    StatusCode::OK
+}
+
+#[tokio::test]
+async fn a_failing_webhook_still_gets_every_notification_exactly_once() {
+    let receiver = FlakyReceiver::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let hook = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    let app = axum::Router::new()
+        .route("/hook", post(receive))
+        .with_state(receiver.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let options = MeshOptions {
+        extra_env: vec![(Svc::Notice, "NOTICE_WEBHOOK_URL".into(), hook)],
+        ..MeshOptions::default()
+    };
+    let mesh = Mesh::start("notice_webhook", options).await;
+    run_flow(&mesh).await;
+
+    // Placed ×2, payment requested ×2, paid, confirmed, cancelled, voided.
+    let notices = mesh
+        .eventually("/notices", SOON, |list| {
+            list.as_array()
+                .is_some_and(|l| l.len() == 8 && l.iter().all(|n| n["delivery"] == "SENT"))
+        })
+        .await;
+    let accepted = receiver.accepted.lock().expect("lock").clone();
+    assert_eq!(accepted.len(), 8, "{accepted:?}");
+    assert!(accepted.values().all(|count| *count == 1), "{accepted:?}");
+    assert!(
+        notices
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|n| n["attempts"] == 3),
+        "{notices}"
+    );
+
+    let (_, kims) = mesh.get("/notice?customerId=kim").await;
+    let kinds: Vec<_> = kims
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| n["eventType"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(kinds.len(), 4, "{kims}");
+    for kind in [
+        "ReservationPlaced",
+        "PaymentRequested",
+        "PaymentCompleted",
+        "ReservationConfirmed",
+    ] {
+        assert!(kinds.iter().any(|k| k == kind), "{kind} missing: {kims}");
+    }
+    assert!(
+        kims[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Reservation 1")),
+        "{kims}"
+    );
+}

@@ -1,0 +1,132 @@
+//! `/mypage` routes ⇄ `reserve.mypage.v1.MyPageService`: the buyer's page, paged, and live as
+//! Server-Sent Events.
+
+use std::convert::Infallible;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use reserve_proto::mypage::v1 as pb;
+use reserve_proto::payment::v1::PaymentStatus;
+use reserve_proto::reservation::v1::ReservationStatus;
+use serde::{Deserialize, Serialize};
+use tokio_stream::{Stream, StreamExt};
+
+use crate::api_error::ApiError;
+use crate::status_names::{payment_status_name, reservation_status_name};
+use crate::upstream::Upstreams;
+
+/// Query of `GET /mypage`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MyPageQuery {
+    #[serde(default)]
+    customer_id: Option<String>,
+    #[serde(default)]
+    page_size: Option<String>,
+    #[serde(default)]
+    page_token: Option<String>,
+}
+
+/// One my-page row, in the original API's field names.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MyPageJson {
+    id: i64,
+    reservation_id: i64,
+    product_id: i64,
+    product_name: String,
+    customer_id: String,
+    reservation_status: Option<&'static str>,
+    payment_id: Option<i64>,
+    payment_status: Option<&'static str>,
+    updated_at: i64,
+}
+
+impl From<pb::MyPageEntry> for MyPageJson {
+    fn from(entry: pb::MyPageEntry) -> Self {
+        let reservation_status = Some(entry.reservation_status())
+            .filter(|status| *status != ReservationStatus::Unspecified)
+            .map(reservation_status_name);
+        let payment_status = Some(entry.payment_status())
+            .filter(|status| *status != PaymentStatus::Unspecified)
+            .map(payment_status_name);
+        Self {
+            id: entry.reservation_id,
+            reservation_id: entry.reservation_id,
+            product_id: entry.product_id,
+            product_name: entry.product_name,
+            customer_id: entry.customer_id,
+            reservation_status,
+            payment_id: (entry.payment_id > 0).then_some(entry.payment_id),
+            payment_status,
+            updated_at: entry.updated_at_unix_ms,
+        }
+    }
+}
+
+/// `GET /mypage?customerId=…` (and `/myPages`): a page of entries, a JSON array; the next
+/// page's token, when there is one, is in the `Next-Page-Token` header.
+pub async fn list(
+    State(upstreams): State<Upstreams>,
+    Query(query): Query<MyPageQuery>,
+) -> Result<([(String, String); 1], Json<Vec<MyPageJson>>), ApiError> {
+    let page_size = match query.page_size.as_deref() {
+        None | Some("") => 0,
+        Some(raw) => raw.parse::<i32>().map_err(|_| {
+            ApiError::bad_request(format!("pageSize must be a whole number, got {raw:?}"))
+        })?,
+    };
+    let page = upstreams
+        .mypage
+        .clone()
+        .list_my_page(pb::ListMyPageRequest {
+            customer_id: query.customer_id.unwrap_or_default(),
+            page_size,
+            page_token: query.page_token.unwrap_or_default(),
+        })
+        .await?
+        .into_inner();
+    let header = ("next-page-token".to_owned(), page.next_page_token);
+    Ok((
+        [header],
+        Json(page.entries.into_iter().map(MyPageJson::from).collect()),
+    ))
+}
+
+/// Query of `GET /mypage/stream`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamQuery {
+    #[serde(default)]
+    customer_id: Option<String>,
+}
+
+/// `GET /mypage/stream?customerId=…`: the buyer's entries now, then each change as it happens,
+/// as Server-Sent Events (`event: mypage`, JSON data), with keep-alive comments.
+pub async fn stream(
+    State(upstreams): State<Upstreams>,
+    Query(query): Query<StreamQuery>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let customer_id = query.customer_id.unwrap_or_default().trim().to_owned();
+    if customer_id.is_empty() {
+        return Err(ApiError::bad_request("customerId must not be empty"));
+    }
+    let entries = upstreams
+        .mypage
+        .clone()
+        .watch_my_page(pb::WatchMyPageRequest { customer_id })
+        .await?
+        .into_inner();
+    let events = entries.map_while(|entry| match entry {
+        Ok(entry) => {
+            let json = serde_json::to_string(&MyPageJson::from(entry)).unwrap_or_default();
+            Some(Ok(Event::default().event("mypage").data(json)))
+        }
+        Err(status) => {
+            tracing::warn!(message = status.message(), "my-page stream ended");
+            None
+        }
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}

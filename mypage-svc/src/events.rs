@@ -1,0 +1,51 @@
+//! The projection: reservation and payment events → my-page entries, and a "changed" signal
+//! for live watchers after each commit.
+
+use mesh_core::DbConnection;
+use mesh_core::consumer::{EventHandler, HandleError};
+use reserve_proto::events::v1::EventEnvelope;
+use tokio::sync::broadcast;
+
+use crate::domain::change_of;
+use crate::store;
+
+/// An entry changed (sent after its transaction committed).
+#[derive(Clone, Debug)]
+pub struct EntryChanged {
+    /// The entry.
+    pub reservation_id: i64,
+    /// Its buyer.
+    pub customer_id: String,
+}
+
+/// Applies events to the read model and tells watchers. The broadcast channel never blocks
+/// the consumer: a watcher too slow to keep up misses signals and re-reads its whole page.
+pub struct MyPageProjection {
+    changes: broadcast::Sender<EntryChanged>,
+}
+
+impl MyPageProjection {
+    /// A projection announcing changes on `changes`.
+    pub fn new(changes: broadcast::Sender<EntryChanged>) -> Self {
+        Self { changes }
+    }
+}
+
+impl EventHandler for MyPageProjection {
+    fn apply(&self, conn: &mut DbConnection, event: &EventEnvelope) -> Result<(), HandleError> {
+        if let Some(change) = change_of(event)? {
+            store::apply(conn, &change)?;
+        }
+        Ok(())
+    }
+
+    fn committed(&self, event: &EventEnvelope) {
+        if let Ok(Some(change)) = change_of(event) {
+            // No receiver is fine: nobody is watching.
+            let _ = self.changes.send(EntryChanged {
+                reservation_id: change.reservation_id(),
+                customer_id: change.customer_id().to_owned(),
+            });
+        }
+    }
+}

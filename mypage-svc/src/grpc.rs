@@ -1,0 +1,179 @@
+//! The tonic service: list and get entries, and watch a buyer's page live.
+
+use std::pin::Pin;
+
+use mesh_core::{Db, DbError};
+use reserve_proto::mypage::v1 as pb;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::events::EntryChanged;
+use crate::store;
+
+/// Largest page; also the default.
+const MAX_PAGE: i64 = 500;
+const DEFAULT_PAGE: i64 = 100;
+/// Entries buffered per watcher before it counts as slow.
+const WATCH_BUFFER: usize = 64;
+
+/// The `reserve.mypage.v1.MyPageService` implementation.
+#[derive(Clone)]
+pub struct MyPageApi {
+    db: Db,
+    changes: broadcast::Sender<EntryChanged>,
+}
+
+impl MyPageApi {
+    /// A service over `db`, watching `changes`.
+    pub fn new(db: Db, changes: broadcast::Sender<EntryChanged>) -> Self {
+        Self { db, changes }
+    }
+}
+
+type EntryStream = Pin<Box<dyn Stream<Item = Result<pb::MyPageEntry, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::my_page_service_server::MyPageService for MyPageApi {
+    async fn list_my_page(
+        &self,
+        request: Request<pb::ListMyPageRequest>,
+    ) -> Result<Response<pb::ListMyPageResponse>, Status> {
+        let request = request.into_inner();
+        let limit = match i64::from(request.page_size) {
+            0 => DEFAULT_PAGE,
+            size @ 1..=MAX_PAGE => size,
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "page_size must be 1 to {MAX_PAGE}, got {other}"
+                )));
+            }
+        };
+        let after = match request.page_token.as_str() {
+            "" => 0,
+            token => token
+                .parse::<i64>()
+                .map_err(|_| Status::invalid_argument(format!("invalid page_token {token:?}")))?,
+        };
+        let customer = request.customer_id.trim().to_owned();
+        let mut entries = self
+            .db
+            .run(move |conn| store::list(conn, &customer, after, limit + 1))
+            .await
+            .map_err(unavailable)?;
+        let next_page_token = if entries.len() as i64 > limit {
+            entries.truncate(limit as usize);
+            entries
+                .last()
+                .map(|entry| entry.reservation_id.to_string())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListMyPageResponse {
+            entries,
+            next_page_token,
+        }))
+    }
+
+    async fn get_my_page_entry(
+        &self,
+        request: Request<pb::GetMyPageEntryRequest>,
+    ) -> Result<Response<pb::MyPageEntry>, Status> {
+        let id = request.into_inner().reservation_id;
+        if id <= 0 {
+            return Err(Status::invalid_argument(format!(
+                "reservation id must be a positive number, got {id}"
+            )));
+        }
+        let entry = self
+            .db
+            .run(move |conn| store::get(conn, id))
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| Status::not_found(format!("my page has no reservation {id}")))?;
+        Ok(Response::new(entry))
+    }
+
+    type WatchMyPageStream = EntryStream;
+
+    /// Sends the buyer's current entries, then every entry as it changes. A watcher that falls
+    /// behind is sent its whole page again rather than slowing anyone down.
+    async fn watch_my_page(
+        &self,
+        request: Request<pb::WatchMyPageRequest>,
+    ) -> Result<Response<EntryStream>, Status> {
+        let customer = request.into_inner().customer_id.trim().to_owned();
+        let mut changes = self.changes.subscribe();
+        let (sender, receiver) = mpsc::channel(WATCH_BUFFER);
+        let db = self.db.clone();
+        tokio::spawn(async move {
+            if send_page(&db, &customer, &sender).await.is_err() {
+                return;
+            }
+            loop {
+                let sent = match changes.recv().await {
+                    Ok(change) if customer.is_empty() || change.customer_id == customer => {
+                        send_entry(&db, change.reservation_id, &sender).await
+                    }
+                    Ok(_) => Ok(()),
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::debug!(missed, "slow my-page watcher; resending its page");
+                        send_page(&db, &customer, &sender).await
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                if sent.is_err() {
+                    return; // the client went away
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+}
+
+struct Gone;
+
+async fn send_page(
+    db: &Db,
+    customer: &str,
+    sender: &mpsc::Sender<Result<pb::MyPageEntry, Status>>,
+) -> Result<(), Gone> {
+    let customer = customer.to_owned();
+    let entries = db
+        .run(move |conn| store::list(conn, &customer, 0, i64::MAX))
+        .await;
+    match entries {
+        Ok(entries) => {
+            for entry in entries {
+                sender.send(Ok(entry)).await.map_err(|_| Gone)?;
+            }
+            Ok(())
+        }
+        Err(err) => {
+            let _ = sender.send(Err(unavailable(err))).await;
+            Err(Gone)
+        }
+    }
+}
+
+async fn send_entry(
+    db: &Db,
+    reservation_id: i64,
+    sender: &mpsc::Sender<Result<pb::MyPageEntry, Status>>,
+) -> Result<(), Gone> {
+    match db.run(move |conn| store::get(conn, reservation_id)).await {
+        Ok(Some(entry)) => sender.send(Ok(entry)).await.map_err(|_| Gone),
+        Ok(None) => Ok(()),
+        Err(err) => {
+            let _ = sender.send(Err(unavailable(err))).await;
+            Err(Gone)
+        }
+    }
+}
+
+fn unavailable(err: DbError) -> Status {
+    tracing::error!(%err, "database failure");
+    Status::unavailable("my-page database unavailable, try again shortly")
+}

@@ -1,0 +1,50 @@
+//! Every reservation and payment status change → one notification, recorded in the event's
+//! own transaction (so none is lost and none is doubled), then handed to the dispatcher.
+
+use std::sync::Arc;
+
+use mesh_core::DbConnection;
+use mesh_core::consumer::{EventHandler, HandleError};
+use reserve_proto::events::v1::EventEnvelope;
+use tokio::sync::Notify;
+
+use crate::domain::notice_of;
+use crate::store::{self, NewNotice};
+use crate::templates::{Lang, render};
+
+/// Records notifications for events.
+pub struct NoticeRecorder {
+    lang: Lang,
+    dispatcher: Arc<Notify>,
+}
+
+impl NoticeRecorder {
+    /// Writes in `lang`; wakes `dispatcher` after each commit.
+    pub fn new(lang: Lang, dispatcher: Arc<Notify>) -> Self {
+        Self { lang, dispatcher }
+    }
+}
+
+impl EventHandler for NoticeRecorder {
+    fn apply(&self, conn: &mut DbConnection, event: &EventEnvelope) -> Result<(), HandleError> {
+        let Some((customer_id, facts)) = notice_of(event)? else {
+            return Ok(());
+        };
+        let message = render(self.lang, &facts);
+        store::record(
+            conn,
+            &NewNotice {
+                event_id: &event.event_id,
+                customer_id: &customer_id,
+                event_type: facts.event_type,
+                reservation_id: facts.reservation_id,
+                message: &message,
+            },
+        )?;
+        Ok(())
+    }
+
+    fn committed(&self, _event: &EventEnvelope) {
+        self.dispatcher.notify_one();
+    }
+}

@@ -1,0 +1,185 @@
+//! The only file that knows SQL: the `notices` table.
+
+use diesel::prelude::*;
+use mesh_core::clock::now_ms;
+use mesh_core::{DbConnection, DbError, Migrations};
+use reserve_proto::notice::v1::Notice;
+
+use crate::domain::Delivery;
+
+/// Migrations embedded in the binary, one set per backend.
+pub const MIGRATIONS: Migrations = Migrations {
+    postgres: diesel_migrations::embed_migrations!("migrations/postgres"),
+    sqlite: diesel_migrations::embed_migrations!("migrations/sqlite"),
+};
+
+diesel::table! {
+    notices (id) {
+        id -> BigInt,
+        event_id -> Text,
+        customer_id -> Text,
+        event_type -> Text,
+        reservation_id -> BigInt,
+        message -> Text,
+        created_at_ms -> BigInt,
+        delivery -> Text,
+        attempts -> Integer,
+        next_attempt_at_ms -> BigInt,
+        last_error -> Nullable<Text>,
+    }
+}
+
+type Row = (
+    i64,
+    String,
+    String,
+    String,
+    i64,
+    String,
+    i64,
+    String,
+    i32,
+    Option<String>,
+);
+
+const COLUMNS: (
+    notices::id,
+    notices::event_id,
+    notices::customer_id,
+    notices::event_type,
+    notices::reservation_id,
+    notices::message,
+    notices::created_at_ms,
+    notices::delivery,
+    notices::attempts,
+    notices::last_error,
+) = (
+    notices::id,
+    notices::event_id,
+    notices::customer_id,
+    notices::event_type,
+    notices::reservation_id,
+    notices::message,
+    notices::created_at_ms,
+    notices::delivery,
+    notices::attempts,
+    notices::last_error,
+);
+
+fn to_notice(row: Row) -> Notice {
+    let (
+        id,
+        event_id,
+        customer_id,
+        event_type,
+        reservation_id,
+        message,
+        created,
+        delivery,
+        attempts,
+        last_error,
+    ) = row;
+    Notice {
+        id,
+        customer_id,
+        event_type,
+        reservation_id,
+        message,
+        created_at_unix_ms: created,
+        delivery,
+        attempts,
+        last_error: last_error.unwrap_or_default(),
+        event_id,
+    }
+}
+
+/// A notification to record.
+pub struct NewNotice<'a> {
+    /// The event that caused it (unique: one notification per change).
+    pub event_id: &'a str,
+    /// The buyer.
+    pub customer_id: &'a str,
+    /// The event's type.
+    pub event_type: &'a str,
+    /// The reservation concerned.
+    pub reservation_id: i64,
+    /// The rendered text.
+    pub message: &'a str,
+}
+
+/// Records a notification as PENDING, due now.
+pub fn record(conn: &mut DbConnection, notice: &NewNotice<'_>) -> Result<(), DbError> {
+    let now = now_ms();
+    diesel::insert_into(notices::table)
+        .values((
+            notices::event_id.eq(notice.event_id),
+            notices::customer_id.eq(notice.customer_id),
+            notices::event_type.eq(notice.event_type),
+            notices::reservation_id.eq(notice.reservation_id),
+            notices::message.eq(notice.message),
+            notices::created_at_ms.eq(now),
+            notices::delivery.eq(Delivery::Pending.as_str()),
+            notices::next_attempt_at_ms.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// PENDING notifications whose next attempt is due, oldest first.
+pub fn due(conn: &mut DbConnection, limit: i64) -> Result<Vec<Notice>, DbError> {
+    Ok(notices::table
+        .filter(notices::delivery.eq(Delivery::Pending.as_str()))
+        .filter(notices::next_attempt_at_ms.le(now_ms()))
+        .order(notices::id)
+        .limit(limit)
+        .select(COLUMNS)
+        .load::<Row>(conn)?
+        .into_iter()
+        .map(to_notice)
+        .collect())
+}
+
+/// Milliseconds until the next PENDING notification is due, if any.
+pub fn next_due_in_ms(conn: &mut DbConnection) -> Result<Option<i64>, DbError> {
+    let next: Option<i64> = notices::table
+        .filter(notices::delivery.eq(Delivery::Pending.as_str()))
+        .select(diesel::dsl::min(notices::next_attempt_at_ms))
+        .first(conn)?;
+    Ok(next.map(|at| (at - now_ms()).max(0)))
+}
+
+/// Records an attempt's outcome: SENT, or still PENDING until `retry_at_ms`, or FAILED.
+pub fn record_attempt(
+    conn: &mut DbConnection,
+    id: i64,
+    delivery: Delivery,
+    retry_at_ms: Option<i64>,
+    error: Option<&str>,
+) -> Result<(), DbError> {
+    diesel::update(notices::table.find(id))
+        .set((
+            notices::delivery.eq(delivery.as_str()),
+            notices::attempts.eq(notices::attempts + 1),
+            notices::next_attempt_at_ms.eq(retry_at_ms.unwrap_or_else(now_ms)),
+            notices::last_error.eq(error),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Notifications (of one buyer, unless `customer` is empty), newest first, at most `limit`.
+pub fn list(conn: &mut DbConnection, customer: &str, limit: i64) -> Result<Vec<Notice>, DbError> {
+    let mut query = notices::table
+        .order(notices::id.desc())
+        .limit(limit)
+        .select(COLUMNS)
+        .into_boxed();
+    if !customer.is_empty() {
+        query = query.filter(notices::customer_id.eq(customer.to_owned()));
+    }
+    Ok(query
+        .load::<Row>(conn)?
+        .into_iter()
+        .map(to_notice)
+        .collect())
+}
