@@ -1,7 +1,10 @@
-//! Measures the event backbone's lag: from `POST /reservation` to its payment row being
-//! readable through `GET /payment?reservationId=N` (reservation-svc outbox → JetStream →
-//! payment-svc consumer → payment-svc database), over many reservations, and prints the
-//! percentiles as `key=value` lines.
+//! Measures how long the asynchronous half of the mesh takes to reflect a change, over many
+//! reservations, and prints percentiles as `key=value` lines:
+//!
+//! * `payment_lag`: `POST /reservation` → its payment row readable at `GET /payment?…`
+//!   (reservation-svc outbox → JetStream → payment-svc consumer → its database);
+//! * `mypage_lag`: `PATCH /paid` → the buyer's my page showing PAID
+//!   (payment-svc outbox → JetStream → mypage-svc consumer → its database).
 //!
 //! ```sh
 //! cargo build --release --workspace --bins
@@ -14,8 +17,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use e2e::{Mesh, MeshOptions};
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::sync::Mutex;
+
+#[derive(Default)]
+struct Lags {
+    payment: Vec<Duration>,
+    mypage: Vec<Duration>,
+}
 
 #[tokio::main]
 async fn main() {
@@ -28,7 +37,7 @@ async fn main() {
     }
 
     let next = Arc::new(Mutex::new(1..=reservations));
-    let lags = Arc::new(Mutex::new(Vec::with_capacity(reservations)));
+    let lags = Arc::new(Mutex::new(Lags::default()));
     let started = Instant::now();
     let workers: Vec<_> = (0..buyers)
         .map(|_| {
@@ -38,8 +47,10 @@ async fn main() {
                     let Some(product) = next.lock().await.next() else {
                         return;
                     };
-                    let lag = reserve_and_wait_for_payment(&mesh, product).await;
-                    lags.lock().await.push(lag);
+                    let (payment, mypage) = reserve_pay_and_watch(&mesh, product).await;
+                    let mut lags = lags.lock().await;
+                    lags.payment.push(payment);
+                    lags.mypage.push(mypage);
                 }
             })
         })
@@ -48,41 +59,74 @@ async fn main() {
         worker.await.expect("worker");
     }
     let elapsed = started.elapsed();
-    let mut lags = lags.lock().await.clone();
+    let mut lags = lags.lock().await;
+    println!("reservations={reservations}");
+    println!("buyers={buyers}");
+    report("payment_lag", &mut lags.payment);
+    report("mypage_lag", &mut lags.mypage);
+    println!(
+        "flows_per_s={:.0}",
+        reservations as f64 / elapsed.as_secs_f64()
+    );
+}
+
+fn report(name: &str, lags: &mut [Duration]) {
     lags.sort();
     let at = |q: f64| {
         let index = ((lags.len() as f64 - 1.0) * q).round() as usize;
         lags[index].as_secs_f64() * 1000.0
     };
-    println!("event_lag_reservations={}", lags.len());
-    println!("event_lag_buyers={buyers}");
-    println!("event_lag_p50_ms={:.2}", at(0.50));
-    println!("event_lag_p90_ms={:.2}", at(0.90));
-    println!("event_lag_p99_ms={:.2}", at(0.99));
-    println!("event_lag_max_ms={:.2}", at(1.0));
-    println!(
-        "event_lag_throughput_per_s={:.0}",
-        lags.len() as f64 / elapsed.as_secs_f64()
-    );
+    println!("{name}_p50_ms={:.2}", at(0.50));
+    println!("{name}_p90_ms={:.2}", at(0.90));
+    println!("{name}_p99_ms={:.2}", at(0.99));
+    println!("{name}_max_ms={:.2}", at(1.0));
 }
 
-/// Reserves `product`, then polls until its payment exists; returns the time from sending the
-/// reservation to seeing the payment.
-async fn reserve_and_wait_for_payment(mesh: &Mesh, product: usize) -> Duration {
+/// Reserves `product` for its own buyer, waits for the payment, pays it, and waits for my page
+/// to show it paid; returns (payment lag, my-page lag).
+async fn reserve_pay_and_watch(mesh: &Mesh, product: usize) -> (Duration, Duration) {
+    let customer = format!("bench-buyer-{product}");
     let sent = Instant::now();
     let (status, reservation) = mesh
-        .post("/reservation", json!({ "productId": product }))
+        .post(
+            "/reservation",
+            json!({ "productId": product, "customerId": customer }),
+        )
         .await;
     assert_eq!(status, 201, "reserving product {product}: {reservation}");
-    let path = format!("/payment?reservationId={}", reservation["id"]);
+    let payments = poll(
+        mesh,
+        &format!("/payment?reservationId={}", reservation["id"]),
+        |list| list.as_array().is_some_and(|l| !l.is_empty()),
+    )
+    .await;
+    let payment_lag = sent.elapsed();
+
+    let paid_at = Instant::now();
+    let (status, paid) = mesh
+        .patch(
+            "/paid",
+            json!({ "id": payments[0]["id"], "paymentStatus": "02" }),
+        )
+        .await;
+    assert_eq!(status, 200, "paying: {paid}");
+    poll(mesh, &format!("/mypage?customerId={customer}"), |rows| {
+        rows[0]["paymentStatus"] == "PAID"
+    })
+    .await;
+    (payment_lag, paid_at.elapsed())
+}
+
+async fn poll(mesh: &Mesh, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let started = Instant::now();
     loop {
-        let (_, payments) = mesh.get(&path).await;
-        if payments.as_array().is_some_and(|list| !list.is_empty()) {
-            return sent.elapsed();
+        let (status, body) = mesh.get(path).await;
+        if status == 200 && done(&body) {
+            return body;
         }
         assert!(
-            sent.elapsed() < Duration::from_secs(30),
-            "no payment for {path}"
+            started.elapsed() < Duration::from_secs(30),
+            "timed out on {path}: {body}"
         );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
