@@ -12,6 +12,7 @@ pub mod events;
 pub mod grpc_server;
 pub mod messaging;
 pub mod outbox;
+pub mod service;
 pub mod shutdown;
 pub mod startup;
 pub mod telemetry;

@@ -12,14 +12,10 @@ pub mod store;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use mesh_core::config::env_or;
-use mesh_core::db::DbTarget;
 use mesh_core::events::EVENTS_PREFIX;
-use mesh_core::grpc_server::GrpcShell;
-use mesh_core::messaging::{Messaging, MessagingConfig, drain};
-use mesh_core::{Db, Shutdown, StartupError};
+use mesh_core::service::{ServiceConfig, ServiceHost};
+use mesh_core::{Shutdown, StartupError};
 use reserve_proto::mypage::v1::my_page_service_server::{MyPageServiceServer, SERVICE_NAME};
 use tokio::sync::broadcast;
 
@@ -29,85 +25,62 @@ use crate::grpc::MyPageApi;
 /// Change signals buffered for watchers before a slow one is told it lagged.
 const CHANGE_BUFFER: usize = 1024;
 
-/// Everything mypage-svc reads from its environment.
+/// Everything mypage-svc reads from its environment: only what every service reads
+/// (`GRPC_ADDR` default `0.0.0.0:8084`, `DATABASE_URL`/`DATA_DIR`, `DB_POOL_SIZE`, `NATS_URL`,
+/// `CONSUMER_*`).
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// gRPC listen address (`GRPC_ADDR`, default `0.0.0.0:8084`).
-    pub grpc_addr: SocketAddr,
-    /// Database (`DATABASE_URL`, else SQLite under `DATA_DIR`).
-    pub db: DbTarget,
-    /// PostgreSQL pool size (`DB_POOL_SIZE`, default 16).
-    pub db_pool_size: u32,
-    /// The event backbone (`NATS_URL`, `CONSUMER_*`).
-    pub messaging: MessagingConfig,
+    /// The common settings.
+    pub service: ServiceConfig,
 }
 
 impl Config {
     /// Reads the configuration from the environment.
     pub fn from_env() -> Result<Self, StartupError> {
         Ok(Self {
-            grpc_addr: env_or("GRPC_ADDR", SocketAddr::from(([0, 0, 0, 0], 8084)))?,
-            db: DbTarget::from_env("mypage")?,
-            db_pool_size: env_or("DB_POOL_SIZE", 16)?,
-            messaging: MessagingConfig::from_env()?,
+            service: ServiceConfig::from_env("mypage", 8084)?,
         })
     }
 }
 
 /// A mypage-svc ready to serve.
 pub struct App {
-    shell: GrpcShell,
-    listener: tokio::net::TcpListener,
-    local_addr: SocketAddr,
-    messaging: Messaging,
+    host: ServiceHost,
 }
 
 impl App {
     /// Connects and migrates the database, subscribes to the events and binds the listener.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
-        let db = Db::connect(&config.db, store::MIGRATIONS, config.db_pool_size).await?;
-        let listener = mesh_core::startup::bind(config.grpc_addr).await?;
-        let local_addr = listener.local_addr().map_err(|source| StartupError::Bind {
-            addr: config.grpc_addr,
-            source,
-        })?;
+        let (mut host, db) = ServiceHost::start(
+            "mypage-svc",
+            &config.service,
+            store::MIGRATIONS,
+            SERVICE_NAME,
+        )
+        .await?;
         let (changes, _) = broadcast::channel(CHANGE_BUFFER);
         let projection = Arc::new(MyPageProjection::new(changes.clone()));
-        let mut messaging = Messaging::connect(&config.messaging, "mypage-svc", db.clone()).await?;
         for aggregate in ["reservation", "payment"] {
-            messaging.subscribe(
+            host.messaging().subscribe(
                 &format!("mypage-svc-{aggregate}s"),
                 format!("{EVENTS_PREFIX}.{aggregate}.>"),
                 projection.clone(),
             );
         }
-        let mut shell = GrpcShell::new(&[SERVICE_NAME])?;
-        shell
-            .health
-            .set_serving::<MyPageServiceServer<MyPageApi>>()
-            .await;
         let api = MyPageServiceServer::new(MyPageApi::new(db, changes));
-        shell.router = shell.router.add_service(api);
-        Ok(Self {
-            shell,
-            listener,
-            local_addr,
-            messaging,
-        })
+        let host = host
+            .serve_api::<MyPageServiceServer<MyPageApi>>(|router| router.add_service(api))
+            .await;
+        Ok(Self { host })
     }
 
     /// The address the gRPC server listens on.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.host.local_addr()
     }
 
     /// Serves (and projects events) until `shutdown` fires, then drains.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), StartupError> {
-        tracing::info!(addr = %self.local_addr, "mypage-svc serving gRPC");
-        let background = self.messaging.spawn(&shutdown);
-        let served = self.shell.serve(self.listener, shutdown).await;
-        drain(background, Duration::from_secs(10)).await;
-        served?;
-        Ok(())
+        self.host.run(shutdown).await
     }
 }

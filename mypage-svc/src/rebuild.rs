@@ -28,8 +28,13 @@ pub struct RebuildReport {
 
 /// Runs the rebuild.
 pub async fn rebuild(config: Config) -> Result<RebuildReport, StartupError> {
-    let db = Db::connect(&config.db, store::MIGRATIONS, config.db_pool_size).await?;
-    let js = events::connect(&config.messaging.nats_url, "mypage-rebuild")
+    let db = Db::connect(
+        &config.service.db,
+        store::MIGRATIONS,
+        config.service.db_pool_size,
+    )
+    .await?;
+    let js = events::connect(&config.service.messaging.nats_url, "mypage-rebuild")
         .await
         .map_err(|err| nats_error(&config, err))?;
     let cleared = db.run(store::clear).await?;
@@ -47,7 +52,7 @@ pub async fn rebuild(config: Config) -> Result<RebuildReport, StartupError> {
             },
             projection.clone(),
             OutboxSignal::default(),
-            config.messaging.consumer.clone(),
+            config.service.messaging.consumer.clone(),
         );
         applied += consumer
             .catch_up()
@@ -61,5 +66,10 @@ pub async fn rebuild(config: Config) -> Result<RebuildReport, StartupError> {
 }
 
 fn nats_error(config: &Config, err: impl std::fmt::Display) -> StartupError {
-    mesh_core::ConfigError::new("NATS_URL", &config.messaging.nats_url, err.to_string()).into()
+    mesh_core::ConfigError::new(
+        "NATS_URL",
+        &config.service.messaging.nats_url,
+        err.to_string(),
+    )
+    .into()
 }

@@ -17,11 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mesh_core::config::{env_millis, env_or, optional_env};
-use mesh_core::db::DbTarget;
 use mesh_core::events::EVENTS_PREFIX;
-use mesh_core::grpc_server::GrpcShell;
-use mesh_core::messaging::{Messaging, MessagingConfig, drain};
-use mesh_core::{ConfigError, Db, Shutdown, StartupError};
+use mesh_core::service::{ServiceConfig, ServiceHost};
+use mesh_core::{ConfigError, Shutdown, StartupError};
 use reserve_proto::notice::v1::notice_service_server::{NoticeServiceServer, SERVICE_NAME};
 use tokio::sync::Notify;
 
@@ -34,14 +32,9 @@ use crate::templates::Lang;
 /// Everything notice-svc reads from its environment.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// gRPC listen address (`GRPC_ADDR`, default `0.0.0.0:8085`).
-    pub grpc_addr: SocketAddr,
-    /// Database (`DATABASE_URL`, else SQLite under `DATA_DIR`).
-    pub db: DbTarget,
-    /// PostgreSQL pool size (`DB_POOL_SIZE`, default 16).
-    pub db_pool_size: u32,
-    /// The event backbone (`NATS_URL`, `CONSUMER_*`).
-    pub messaging: MessagingConfig,
+    /// What every service reads (`GRPC_ADDR` default `0.0.0.0:8085`, `DATABASE_URL`/`DATA_DIR`,
+    /// `DB_POOL_SIZE`, `NATS_URL`, `CONSUMER_*`).
+    pub service: ServiceConfig,
     /// Language of the texts (`NOTICE_LANG`: `en`, default, or `ko`).
     pub lang: Lang,
     /// Where notifications go (`NOTICE_WEBHOOK_URL` set → webhook, else the log).
@@ -64,10 +57,7 @@ impl Config {
             }
         };
         Ok(Self {
-            grpc_addr: env_or("GRPC_ADDR", SocketAddr::from(([0, 0, 0, 0], 8085)))?,
-            db: DbTarget::from_env("notice")?,
-            db_pool_size: env_or("DB_POOL_SIZE", 16)?,
-            messaging: MessagingConfig::from_env()?,
+            service: ServiceConfig::from_env("notice", 8085)?,
             lang: env_or("NOTICE_LANG", Lang::En)?,
             sink,
             max_attempts: env_or("NOTICE_MAX_ATTEMPTS", 8)?,
@@ -77,63 +67,46 @@ impl Config {
 
 /// A notice-svc ready to serve.
 pub struct App {
-    shell: GrpcShell,
-    listener: tokio::net::TcpListener,
-    local_addr: SocketAddr,
-    messaging: Messaging,
-    dispatcher: Dispatcher,
+    host: ServiceHost,
 }
 
 impl App {
-    /// Connects and migrates the database, subscribes to the events and binds the listener.
+    /// Connects and migrates the database, subscribes to the events, prepares the dispatcher
+    /// and binds the listener.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
-        let db = Db::connect(&config.db, store::MIGRATIONS, config.db_pool_size).await?;
-        let listener = mesh_core::startup::bind(config.grpc_addr).await?;
-        let local_addr = listener.local_addr().map_err(|source| StartupError::Bind {
-            addr: config.grpc_addr,
-            source,
-        })?;
+        let (mut host, db) = ServiceHost::start(
+            "notice-svc",
+            &config.service,
+            store::MIGRATIONS,
+            SERVICE_NAME,
+        )
+        .await?;
         let wake = Arc::new(Notify::new());
         let recorder = Arc::new(NoticeRecorder::new(config.lang, wake.clone()));
-        let mut messaging = Messaging::connect(&config.messaging, "notice-svc", db.clone()).await?;
         for aggregate in ["reservation", "payment"] {
-            messaging.subscribe(
+            host.messaging().subscribe(
                 &format!("notice-svc-{aggregate}s"),
                 format!("{EVENTS_PREFIX}.{aggregate}.>"),
                 recorder.clone(),
             );
         }
-        let mut shell = GrpcShell::new(&[SERVICE_NAME])?;
-        shell
-            .health
-            .set_serving::<NoticeServiceServer<NoticeApi>>()
-            .await;
-        shell.router = shell
-            .router
-            .add_service(NoticeServiceServer::new(NoticeApi::new(db.clone())));
         tracing::info!(sink = ?config.sink, lang = ?config.lang, "notice sink configured");
-        Ok(Self {
-            shell,
-            listener,
-            local_addr,
-            messaging,
-            dispatcher: Dispatcher::new(db, config.sink, wake, config.max_attempts),
-        })
+        let dispatcher = Dispatcher::new(db.clone(), config.sink, wake, config.max_attempts);
+        host.spawn_on_run(|shutdown| dispatcher.run(shutdown));
+        let api = NoticeServiceServer::new(NoticeApi::new(db));
+        let host = host
+            .serve_api::<NoticeServiceServer<NoticeApi>>(|router| router.add_service(api))
+            .await;
+        Ok(Self { host })
     }
 
     /// The address the gRPC server listens on.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.host.local_addr()
     }
 
     /// Serves (records and dispatches notifications) until `shutdown` fires, then drains.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), StartupError> {
-        tracing::info!(addr = %self.local_addr, "notice-svc serving gRPC");
-        let mut background = self.messaging.spawn(&shutdown);
-        background.spawn(self.dispatcher.run(shutdown.clone()));
-        let served = self.shell.serve(self.listener, shutdown).await;
-        drain(background, Duration::from_secs(10)).await;
-        served?;
-        Ok(())
+        self.host.run(shutdown).await
     }
 }

@@ -1,11 +1,9 @@
 //! product-svc's gRPC API against a real PostgreSQL (a fresh database per test) and, once, the
 //! embedded SQLite default.
 
-use std::net::SocketAddr;
-
 use mesh_core::Shutdown;
 use mesh_core::db::DbTarget;
-use mesh_core::messaging::MessagingConfig;
+use mesh_core::service::ServiceConfig;
 use mesh_core::testing::{TestNats, fresh_postgres_database};
 use product_svc::{App, Config};
 use reserve_proto::product::v1 as pb;
@@ -30,13 +28,7 @@ impl Drop for StopOnDrop {
 async fn start_on(db: DbTarget) -> Running {
     let nats = TestNats::start();
     let config = Config {
-        grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        db,
-        db_pool_size: 8,
-        messaging: MessagingConfig {
-            nats_url: nats.url.clone(),
-            consumer: Default::default(),
-        },
+        service: ServiceConfig::local(db, &nats.url),
     };
     let app = App::build(config).await.expect("product-svc starts");
     let addr = app.local_addr();

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use mesh_core::Shutdown;
 use mesh_core::db::DbTarget;
-use mesh_core::messaging::MessagingConfig;
+use mesh_core::service::ServiceConfig;
 use mesh_core::testing::{TestNats, fresh_postgres_database};
 use reservation_svc::product_lock::LockPolicy;
 use reservation_svc::reconciler::ReconcilerPolicy;
@@ -36,13 +36,6 @@ struct ProductSvc {
     _stop: StopOnDrop,
 }
 
-fn messaging(nats: &TestNats) -> MessagingConfig {
-    MessagingConfig {
-        nats_url: nats.url.clone(),
-        consumer: Default::default(),
-    }
-}
-
 async fn start_product_svc(addr: SocketAddr, label: &str, nats: &TestNats) -> ProductSvc {
     start_product_svc_on(
         addr,
@@ -54,10 +47,10 @@ async fn start_product_svc(addr: SocketAddr, label: &str, nats: &TestNats) -> Pr
 
 async fn start_product_svc_on(addr: SocketAddr, db: DbTarget, nats: &TestNats) -> ProductSvc {
     let config = product_svc::Config {
-        grpc_addr: addr,
-        db,
-        db_pool_size: 8,
-        messaging: messaging(nats),
+        service: ServiceConfig {
+            grpc_addr: addr,
+            ..ServiceConfig::local(db, &nats.url)
+        },
     };
     let app = product_svc::App::build(config)
         .await
@@ -83,13 +76,16 @@ async fn start_reservation_svc(
     nats: &TestNats,
 ) -> (ReservationServiceClient<Channel>, StopOnDrop) {
     let config = reservation_svc::Config {
-        grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        db: DbTarget::Postgres(fresh_postgres_database(label)),
-        db_pool_size: 16,
+        service: ServiceConfig {
+            db_pool_size: 16,
+            ..ServiceConfig::local(
+                DbTarget::Postgres(fresh_postgres_database(label)),
+                &nats.url,
+            )
+        },
         product_svc_url: format!("http://{product_addr}"),
         lock,
         reconciler,
-        messaging: messaging(nats),
     };
     let app = reservation_svc::App::build(config)
         .await

@@ -1,0 +1,149 @@
+//! The shape every service shares, written once: the configuration every service reads, and
+//! the host that runs it (database migrated, gRPC listener bound with health and reflection,
+//! the event backbone, background tasks), all stopped and drained by one [`Shutdown`].
+//!
+//! A service's `App::build` is then only what is its own: the API it serves, the events it
+//! subscribes to, the tasks it runs beside them.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::time::Duration;
+
+use tonic::server::NamedService;
+use tonic::transport::server::Router;
+
+use crate::config::env_or;
+use crate::db::{Db, DbTarget, Migrations};
+use crate::grpc_server::GrpcShell;
+use crate::messaging::{Messaging, MessagingConfig, drain};
+use crate::{ConfigError, Shutdown, StartupError};
+
+/// How long background tasks get to finish after the server drained.
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+
+/// What every service reads from its environment.
+#[derive(Clone, Debug)]
+pub struct ServiceConfig {
+    /// gRPC listen address (`GRPC_ADDR`).
+    pub grpc_addr: SocketAddr,
+    /// Database (`DATABASE_URL`, else SQLite under `DATA_DIR`).
+    pub db: DbTarget,
+    /// PostgreSQL pool size (`DB_POOL_SIZE`, default 16).
+    pub db_pool_size: u32,
+    /// The event backbone (`NATS_URL`, `CONSUMER_*`).
+    pub messaging: MessagingConfig,
+}
+
+impl ServiceConfig {
+    /// Reads the common variables; `GRPC_ADDR` defaults to `0.0.0.0:<default_port>` and the
+    /// SQLite file to `$DATA_DIR/<db_name>.sqlite3`.
+    pub fn from_env(db_name: &str, default_port: u16) -> Result<Self, ConfigError> {
+        Ok(Self {
+            grpc_addr: env_or("GRPC_ADDR", SocketAddr::from(([0, 0, 0, 0], default_port)))?,
+            db: DbTarget::from_env(db_name)?,
+            db_pool_size: env_or("DB_POOL_SIZE", 16)?,
+            messaging: MessagingConfig::from_env()?,
+        })
+    }
+
+    /// A service on a free loopback port over `db` and the NATS at `nats_url`, with default
+    /// consumer settings: what tests start.
+    pub fn local(db: DbTarget, nats_url: &str) -> Self {
+        Self {
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            db,
+            db_pool_size: 8,
+            messaging: MessagingConfig {
+                nats_url: nats_url.to_owned(),
+                consumer: Default::default(),
+            },
+        }
+    }
+}
+
+type BackgroundTask = Box<dyn FnOnce(Shutdown) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+/// A service's running parts, ready to serve.
+pub struct ServiceHost {
+    name: &'static str,
+    shell: GrpcShell,
+    listener: tokio::net::TcpListener,
+    local_addr: SocketAddr,
+    messaging: Messaging,
+    background: Vec<BackgroundTask>,
+}
+
+impl ServiceHost {
+    /// Connects and migrates the database, connects to NATS (without waiting for it), and
+    /// binds the gRPC listener whose reflection advertises `api` (a fully qualified service
+    /// name). Returns the host and the database for the service's own parts.
+    pub async fn start(
+        name: &'static str,
+        config: &ServiceConfig,
+        migrations: Migrations,
+        api: &str,
+    ) -> Result<(Self, Db), StartupError> {
+        let db = Db::connect(&config.db, migrations, config.db_pool_size).await?;
+        let listener = crate::startup::bind(config.grpc_addr).await?;
+        let local_addr = listener.local_addr().map_err(|source| StartupError::Bind {
+            addr: config.grpc_addr,
+            source,
+        })?;
+        let messaging = Messaging::connect(&config.messaging, name, db.clone()).await?;
+        let host = Self {
+            name,
+            shell: GrpcShell::new(&[api])?,
+            listener,
+            local_addr,
+            messaging,
+            background: Vec::new(),
+        };
+        Ok((host, db))
+    }
+
+    /// The event backbone: subscribe here, and take the outbox signal.
+    pub fn messaging(&mut self) -> &mut Messaging {
+        &mut self.messaging
+    }
+
+    /// Adds the service's API (`add` puts it on the router) and reports `S` SERVING.
+    pub async fn serve_api<S: NamedService>(mut self, add: impl FnOnce(Router) -> Router) -> Self {
+        self.shell.health.set_serving::<S>().await;
+        let GrpcShell { health, router } = self.shell;
+        self.shell = GrpcShell {
+            health,
+            router: add(router),
+        };
+        self
+    }
+
+    /// Runs `task` beside the server from [`ServiceHost::run`] until shutdown.
+    pub fn spawn_on_run<F, Fut>(&mut self, task: F)
+    where
+        F: FnOnce(Shutdown) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.background
+            .push(Box::new(move |shutdown| Box::pin(task(shutdown))));
+    }
+
+    /// The address the gRPC server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` fires: health goes NOT_SERVING, calls in flight finish, then
+    /// the relay, consumers and background tasks stop (within a bounded time).
+    pub async fn run(self, shutdown: Shutdown) -> Result<(), StartupError> {
+        tracing::info!(service = self.name, addr = %self.local_addr, "serving gRPC");
+        let mut tasks = self.messaging.spawn(&shutdown);
+        for task in self.background {
+            tasks.spawn(task(shutdown.clone()));
+        }
+        let served = self.shell.serve(self.listener, shutdown).await;
+        drain(tasks, DRAIN_LIMIT).await;
+        served?;
+        Ok(())
+    }
+}
