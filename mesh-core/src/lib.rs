@@ -10,6 +10,7 @@ pub mod consumer;
 pub mod db;
 pub mod events;
 pub mod grpc_server;
+pub mod ids;
 pub mod messaging;
 pub mod outbox;
 pub mod service;

@@ -71,31 +71,7 @@ impl fmt::Display for PaymentStatus {
     }
 }
 
-/// A positive database id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Id(i64);
-
-impl Id {
-    /// Accepts positive ids only; `what` names the id in the error.
-    pub fn parse(raw: i64, what: &'static str) -> Result<Self, PaymentError> {
-        if raw > 0 {
-            Ok(Self(raw))
-        } else {
-            Err(PaymentError::InvalidId { what, raw })
-        }
-    }
-
-    /// The raw value.
-    pub fn get(self) -> i64 {
-        self.0
-    }
-}
-
-impl fmt::Display for Id {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
+pub use mesh_core::ids::{Id, InvalidId};
 
 /// A payment as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -118,13 +94,8 @@ pub struct Payment {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PaymentError {
     /// A zero or negative id.
-    #[error("{what} must be a positive number, got {raw}")]
-    InvalidId {
-        /// Which id.
-        what: &'static str,
-        /// What was given.
-        raw: i64,
-    },
+    #[error(transparent)]
+    InvalidId(#[from] InvalidId),
     /// No payment has this id.
     #[error("payment {0} not found")]
     NotFound(Id),

@@ -79,7 +79,7 @@ impl From<PaymentError> for Status {
     fn from(err: PaymentError) -> Self {
         let message = err.to_string();
         match err {
-            PaymentError::InvalidId { .. } => Status::invalid_argument(message),
+            PaymentError::InvalidId(_) => Status::invalid_argument(message),
             PaymentError::NotFound(_) => Status::not_found(message),
             PaymentError::IllegalTransition(_) => Status::failed_precondition(message),
         }

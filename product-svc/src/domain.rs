@@ -51,31 +51,7 @@ impl fmt::Display for ProductStatus {
     }
 }
 
-/// A positive database id; the wire's `0` or negatives never reach the store.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Id(i64);
-
-impl Id {
-    /// Accepts positive ids only; `what` names the id in the error ("product id").
-    pub fn parse(raw: i64, what: &'static str) -> Result<Self, ProductError> {
-        if raw > 0 {
-            Ok(Self(raw))
-        } else {
-            Err(ProductError::InvalidId { what, raw })
-        }
-    }
-
-    /// The raw value, for the store and the wire.
-    pub fn get(self) -> i64 {
-        self.0
-    }
-}
-
-impl fmt::Display for Id {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
+pub use mesh_core::ids::{Id, InvalidId};
 
 /// A product name: trimmed, 1 to [`ProductName::MAX_CHARS`] characters, no control characters.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -151,13 +127,8 @@ pub fn initial_status(requested: Option<ProductStatus>) -> Result<ProductStatus,
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ProductError {
     /// An id that is zero or negative.
-    #[error("{what} must be a positive number, got {raw}")]
-    InvalidId {
-        /// Which id.
-        what: &'static str,
-        /// What was given.
-        raw: i64,
-    },
+    #[error(transparent)]
+    InvalidId(#[from] InvalidId),
     /// The product name is unusable.
     #[error("product name {0}")]
     InvalidName(String),
@@ -242,13 +213,6 @@ mod tests {
         assert!(ProductName::parse("   ").is_err());
         assert!(ProductName::parse(&"x".repeat(201)).is_err());
         assert!(ProductName::parse("bad\u{0}name").is_err());
-    }
-
-    #[test]
-    fn ids_must_be_positive() {
-        assert!(Id::parse(0, "product id").is_err());
-        assert!(Id::parse(-3, "product id").is_err());
-        assert_eq!(Id::parse(3, "product id").map(Id::get), Ok(3));
     }
 
     #[test]

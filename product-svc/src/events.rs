@@ -61,7 +61,7 @@ impl EventHandler for SellOnPayment {
 }
 
 fn ids(product: i64, reservation: i64) -> Result<(Id, Id), HandleError> {
-    let reject = |err: crate::domain::ProductError| HandleError::Reject(err.to_string());
+    let reject = |err: crate::domain::InvalidId| HandleError::Reject(err.to_string());
     Ok((
         Id::parse(product, "product id").map_err(reject)?,
         Id::parse(reservation, "reservation id").map_err(reject)?,

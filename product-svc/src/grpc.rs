@@ -117,7 +117,7 @@ impl From<ProductError> for Status {
     fn from(err: ProductError) -> Self {
         let message = err.to_string();
         match err {
-            ProductError::InvalidId { .. }
+            ProductError::InvalidId(_)
             | ProductError::InvalidName(_)
             | ProductError::InvalidInitialStatus(_) => Status::invalid_argument(message),
             ProductError::NotFound(_) => Status::not_found(message),

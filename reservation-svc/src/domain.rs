@@ -79,31 +79,7 @@ impl fmt::Display for ReservationState {
     }
 }
 
-/// A positive database id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Id(i64);
-
-impl Id {
-    /// Accepts positive ids only; `what` names the id in the error.
-    pub fn parse(raw: i64, what: &'static str) -> Result<Self, ReservationError> {
-        if raw > 0 {
-            Ok(Self(raw))
-        } else {
-            Err(ReservationError::InvalidId { what, raw })
-        }
-    }
-
-    /// The raw value.
-    pub fn get(self) -> i64 {
-        self.0
-    }
-}
-
-impl fmt::Display for Id {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
+pub use mesh_core::ids::{Id, InvalidId};
 
 /// Who reserves: free text from the caller, trimmed; "anonymous" when absent so the original
 /// API's commands, which name no buyer, keep working.
@@ -190,13 +166,8 @@ pub fn fate_of_intent<T>(lock: Result<T, LockFailure>) -> IntentFate<T> {
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ReservationError {
     /// A zero or negative id.
-    #[error("{what} must be a positive number, got {raw}")]
-    InvalidId {
-        /// Which id.
-        what: &'static str,
-        /// What was given.
-        raw: i64,
-    },
+    #[error(transparent)]
+    InvalidId(#[from] InvalidId),
     /// An unusable customer id.
     #[error("{0}")]
     InvalidCustomer(String),

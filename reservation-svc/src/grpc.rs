@@ -94,7 +94,7 @@ impl From<ReservationError> for Status {
     fn from(err: ReservationError) -> Self {
         let message = err.to_string();
         match err {
-            ReservationError::InvalidId { .. }
+            ReservationError::InvalidId(_)
             | ReservationError::InvalidCustomer(_)
             | ReservationError::ProductRejected(_) => Status::invalid_argument(message),
             ReservationError::NotFound(_) | ReservationError::ProductNotFound(_) => {
