@@ -64,6 +64,15 @@ impl ApiError {
         }
     }
 
+    /// A 503 when the gateway already has as many requests in flight as it accepts.
+    pub fn overloaded() -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "try_again_shortly",
+            message: "the gateway is overloaded; try again shortly".into(),
+        }
+    }
+
     /// A 413 for a body over the limit.
     pub fn body_too_large(limit_bytes: usize) -> Self {
         Self {

@@ -23,6 +23,9 @@ use crate::upstream::{UpstreamConfig, Upstreams};
 pub struct Config {
     /// HTTP listen address (`HTTP_ADDR`, default `0.0.0.0:8080`).
     pub http_addr: SocketAddr,
+    /// Request/response calls in flight before new ones get 503 (`GATEWAY_MAX_IN_FLIGHT`,
+    /// default 1024).
+    pub max_in_flight: usize,
     /// The services behind it (`PRODUCT_SVC_URL`, `RESERVATION_SVC_URL`, `PAYMENT_SVC_URL`,
     /// `MYPAGE_SVC_URL`, `NOTICE_SVC_URL`, `UPSTREAM_TIMEOUT_MS`).
     pub upstream: UpstreamConfig,
@@ -33,6 +36,7 @@ impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
             http_addr: env_or("HTTP_ADDR", SocketAddr::from(([0, 0, 0, 0], 8080)))?,
+            max_in_flight: env_or("GATEWAY_MAX_IN_FLIGHT", 1024)?,
             upstream: UpstreamConfig {
                 product_url: env_or("PRODUCT_SVC_URL", "http://127.0.0.1:8081".to_owned())?,
                 reservation_url: env_or("RESERVATION_SVC_URL", "http://127.0.0.1:8082".to_owned())?,
@@ -65,7 +69,7 @@ impl App {
         Ok(Self {
             listener,
             local_addr,
-            router: routes::router(upstreams),
+            router: routes::router(upstreams, config.max_in_flight.max(1)),
         })
     }
 

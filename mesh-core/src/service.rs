@@ -76,13 +76,13 @@ pub struct ServiceHost {
 
 impl ServiceHost {
     /// Connects and migrates the database, connects to NATS (without waiting for it), and
-    /// binds the gRPC listener whose reflection advertises `api` (a fully qualified service
-    /// name). Returns the host and the database for the service's own parts.
+    /// binds the gRPC listener whose reflection advertises `apis` (fully qualified service
+    /// names). Returns the host and the database for the service's own parts.
     pub async fn start(
         name: &'static str,
         config: &ServiceConfig,
         migrations: Migrations,
-        api: &str,
+        apis: &[&str],
     ) -> Result<(Self, Db), StartupError> {
         let db = Db::connect(&config.db, migrations, config.db_pool_size).await?;
         let listener = crate::startup::bind(config.grpc_addr).await?;
@@ -93,7 +93,7 @@ impl ServiceHost {
         let messaging = Messaging::connect(&config.messaging, name, db.clone()).await?;
         let host = Self {
             name,
-            shell: GrpcShell::new(&[api])?,
+            shell: GrpcShell::new(apis)?,
             listener,
             local_addr,
             messaging,

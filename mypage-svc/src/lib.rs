@@ -55,7 +55,7 @@ impl App {
             "mypage-svc",
             &config.service,
             store::MIGRATIONS,
-            SERVICE_NAME,
+            &[SERVICE_NAME],
         )
         .await?;
         let (changes, _) = broadcast::channel(CHANGE_BUFFER);

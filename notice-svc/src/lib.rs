@@ -78,7 +78,7 @@ impl App {
             "notice-svc",
             &config.service,
             store::MIGRATIONS,
-            SERVICE_NAME,
+            &[SERVICE_NAME],
         )
         .await?;
         let wake = Arc::new(Notify::new());

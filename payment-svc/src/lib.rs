@@ -51,7 +51,7 @@ impl App {
             "payment-svc",
             &config.service,
             store::MIGRATIONS,
-            SERVICE_NAME,
+            &[SERVICE_NAME],
         )
         .await?;
         // One consumer for every reservation event keeps placement and cancellation of a

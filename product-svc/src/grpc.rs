@@ -6,18 +6,35 @@ use reserve_proto::product::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use crate::domain::{self, Id, Product, ProductError, ProductName, ProductStatus};
+use crate::faults::FaultSwitch;
 use crate::store::{self, StoreError};
 
 /// The `reserve.product.v1.ProductService` implementation.
 #[derive(Clone)]
 pub struct ProductApi {
     db: Db,
+    faults: FaultSwitch,
 }
 
 impl ProductApi {
-    /// A service backed by `db`.
-    pub fn new(db: Db) -> Self {
-        Self { db }
+    /// A service backed by `db`, injecting the faults `faults` holds into ReserveProduct.
+    pub fn new(db: Db, faults: FaultSwitch) -> Self {
+        Self { db, faults }
+    }
+
+    /// Applies injected faults (off unless switched on): a delay, then maybe an UNAVAILABLE.
+    async fn injected_fault(&self) -> Result<(), Status> {
+        let faults = self.faults.get();
+        if !faults.is_on() {
+            return Ok(());
+        }
+        tokio::time::sleep(faults.delay(fastrand::f64())).await;
+        if faults.fails(fastrand::f64()) {
+            return Err(Status::unavailable(
+                "injected fault: product service unavailable",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -64,6 +81,7 @@ impl pb::product_service_server::ProductService for ProductApi {
         let request = request.into_inner();
         let product = Id::parse(request.product_id, "product id")?;
         let reservation = Id::parse(request.reservation_id, "reservation id")?;
+        self.injected_fault().await?;
         let locked = self
             .db
             .run(move |conn| store::reserve(conn, product, reservation))

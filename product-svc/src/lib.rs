@@ -5,8 +5,10 @@
 //! [`App::build`] binds the listener before [`App::run`], so tests can start the real service
 //! on port 0 and read back the address it got.
 
+pub mod admin;
 pub mod domain;
 pub mod events;
+pub mod faults;
 pub mod grpc;
 pub mod store;
 
@@ -17,17 +19,23 @@ use mesh_core::events::subject_of;
 use mesh_core::service::{ServiceConfig, ServiceHost};
 use mesh_core::{Shutdown, StartupError};
 use reserve_proto::events::v1::{PaymentCompleted, ReservationCancelled};
+use reserve_proto::product::v1::product_admin_service_server::{
+    ProductAdminServiceServer, SERVICE_NAME as ADMIN_SERVICE_NAME,
+};
 use reserve_proto::product::v1::product_service_server::{ProductServiceServer, SERVICE_NAME};
 
+use crate::admin::ProductAdmin;
+use crate::faults::{FaultSwitch, ReserveFaults};
 use crate::grpc::ProductApi;
 
-/// Everything product-svc reads from its environment: only what every service reads
-/// (`GRPC_ADDR` default `0.0.0.0:8081`, `DATABASE_URL`/`DATA_DIR`, `DB_POOL_SIZE`, `NATS_URL`,
-/// `CONSUMER_*`).
+/// Everything product-svc reads from its environment.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// The common settings.
+    /// What every service reads (`GRPC_ADDR` default `0.0.0.0:8081`, `DATABASE_URL`/`DATA_DIR`,
+    /// `DB_POOL_SIZE`, `NATS_URL`, `CONSUMER_*`).
     pub service: ServiceConfig,
+    /// Faults injected into ReserveProduct from the start (`FAULT_RESERVE_*`; off by default).
+    pub faults: ReserveFaults,
 }
 
 impl Config {
@@ -35,6 +43,7 @@ impl Config {
     pub fn from_env() -> Result<Self, StartupError> {
         Ok(Self {
             service: ServiceConfig::from_env("product", 8081)?,
+            faults: ReserveFaults::from_env()?,
         })
     }
 }
@@ -52,7 +61,7 @@ impl App {
             "product-svc",
             &config.service,
             store::MIGRATIONS,
-            SERVICE_NAME,
+            &[SERVICE_NAME, ADMIN_SERVICE_NAME],
         )
         .await?;
         host.messaging().subscribe(
@@ -65,9 +74,15 @@ impl App {
             subject_of::<PaymentCompleted>(),
             Arc::new(events::SellOnPayment),
         );
-        let api = ProductServiceServer::new(ProductApi::new(db));
+        let faults = FaultSwitch::new(config.faults);
+        let api = ProductServiceServer::new(ProductApi::new(db, faults.clone()));
+        let admin = ProductAdminServiceServer::new(ProductAdmin::new(faults));
         let host = host
             .serve_api::<ProductServiceServer<ProductApi>>(|router| router.add_service(api))
+            .await
+            .serve_api::<ProductAdminServiceServer<ProductAdmin>>(|router| {
+                router.add_service(admin)
+            })
             .await;
         Ok(Self { host })
     }

@@ -29,6 +29,7 @@ async fn start_on(db: DbTarget) -> Running {
     let nats = TestNats::start();
     let config = Config {
         service: ServiceConfig::local(db, &nats.url),
+        faults: Default::default(),
     };
     let app = App::build(config).await.expect("product-svc starts");
     let addr = app.local_addr();

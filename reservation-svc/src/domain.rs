@@ -134,9 +134,12 @@ pub enum LockFailure {
     /// product-svc answered no: the product is taken, sold, unknown, or the request invalid.
     /// Nothing was locked.
     Refused(ReservationError),
-    /// No answer within the deadline, product-svc unreachable, or shed for overload: the lock
-    /// may or may not have been taken.
+    /// No answer within the deadline or product-svc unreachable: the lock may or may not have
+    /// been taken.
     Uncertain(String),
+    /// The call was never made (shed for overload, or the circuit is open): nothing locked,
+    /// but the buyer should try again shortly.
+    NotAttempted(String),
 }
 
 /// What to do with the recorded intent after the lock call; `T` is what a granted lock gave.
@@ -156,6 +159,9 @@ pub fn fate_of_intent<T>(lock: Result<T, LockFailure>) -> IntentFate<T> {
     match lock {
         Ok(granted) => IntentFate::Reserve(granted),
         Err(LockFailure::Refused(err)) => IntentFate::Discard(err),
+        Err(LockFailure::NotAttempted(reason)) => {
+            IntentFate::Discard(ReservationError::TryAgainShortly(reason))
+        }
         Err(LockFailure::Uncertain(reason)) => {
             IntentFate::Abandon(ReservationError::TryAgainShortly(reason))
         }
@@ -250,6 +256,16 @@ mod tests {
         );
         assert_eq!(ReservationState::Confirmed.confirm(), None);
         assert_eq!(ReservationState::Cancelled.confirm(), None);
+    }
+
+    #[test]
+    fn a_call_never_made_discards_the_intent_and_asks_to_retry() {
+        match fate_of_intent::<()>(Err(LockFailure::NotAttempted("circuit open".into()))) {
+            IntentFate::Discard(ReservationError::TryAgainShortly(reason)) => {
+                assert_eq!(reason, "circuit open")
+            }
+            other => panic!("expected a discard, got {other:?}"),
+        }
     }
 
     #[test]

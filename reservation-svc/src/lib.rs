@@ -5,6 +5,7 @@
 //! [`reconciler`] releases locks whose reservation never came to be. [`App::build`] binds the
 //! listener before [`App::run`], so tests start the real service on port 0.
 
+pub mod breaker;
 pub mod cancellation;
 pub mod domain;
 pub mod events;
@@ -27,6 +28,7 @@ use reserve_proto::reservation::v1::reservation_service_server::{
     ReservationServiceServer, SERVICE_NAME,
 };
 
+use crate::breaker::BreakerPolicy;
 use crate::grpc::ReservationApi;
 use crate::placement::Placement;
 use crate::product_lock::{LockPolicy, ProductLock};
@@ -59,6 +61,16 @@ impl Config {
                 retry_percent: env_or("PRODUCT_LOCK_RETRY_PERCENT", defaults.retry_percent)?,
                 max_retries: env_or("PRODUCT_LOCK_MAX_RETRIES", defaults.max_retries)?,
                 retry_backoff: env_millis("PRODUCT_LOCK_RETRY_BACKOFF_MS", defaults.retry_backoff)?,
+                breaker: BreakerPolicy {
+                    failure_threshold: env_or(
+                        "PRODUCT_LOCK_BREAKER_FAILURES",
+                        defaults.breaker.failure_threshold,
+                    )?,
+                    open_for: env_millis(
+                        "PRODUCT_LOCK_BREAKER_OPEN_MS",
+                        defaults.breaker.open_for,
+                    )?,
+                },
             },
             reconciler: ReconcilerPolicy {
                 interval: env_millis("RECONCILE_INTERVAL_MS", Duration::from_millis(1000))?,
@@ -81,7 +93,7 @@ impl App {
             "reservation-svc",
             &config.service,
             store::MIGRATIONS,
-            SERVICE_NAME,
+            &[SERVICE_NAME],
         )
         .await?;
         let lock =

@@ -3,12 +3,14 @@
 //! One `ReserveProduct` call goes through a tower stack built once at startup:
 //!
 //! ```text
-//! LoadShed → ConcurrencyLimit → Timeout(deadline) → Retry(budget) → one gRPC attempt
+//! LoadShed → ConcurrencyLimit → CircuitBreaker → Timeout(deadline) → Retry(budget) → one attempt
 //! ```
 //!
 //! * **Load-shed + concurrency limit**: past `max_in_flight` calls waiting on product-svc, a
 //!   new call is refused at once instead of queueing, so a slow product-svc cannot pile up
 //!   every reservation request behind it.
+//! * **Circuit breaker** ([`crate::breaker`]): after consecutive failed calls (deadline passed,
+//!   product-svc unavailable) calls fail at once for a while, then one probe decides.
 //! * **Timeout**: the whole call, retries included, ends by the deadline; each attempt also
 //!   carries the deadline as `grpc-timeout`, so product-svc gives up on it too.
 //! * **Retry**: only `UNAVAILABLE` (connection refused or reset, product-svc restarting) is
@@ -33,6 +35,7 @@ use tower::retry::budget::{Budget, TpsBudget};
 use tower::util::BoxCloneSyncService;
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
 
+use crate::breaker::{BreakerPolicy, BreakerStats, CircuitBreakerLayer, CircuitOpen};
 use crate::domain::{Id, LockFailure, ReservationError};
 
 /// Settings of the lock call; see the README's configuration table.
@@ -49,6 +52,8 @@ pub struct LockPolicy {
     pub max_retries: u32,
     /// Pause before a retry.
     pub retry_backoff: Duration,
+    /// When the circuit opens and for how long.
+    pub breaker: BreakerPolicy,
 }
 
 impl Default for LockPolicy {
@@ -59,6 +64,7 @@ impl Default for LockPolicy {
             retry_percent: 20.0,
             max_retries: 2,
             retry_backoff: Duration::from_millis(20),
+            breaker: BreakerPolicy::default(),
         }
     }
 }
@@ -69,6 +75,7 @@ pub struct ProductLock {
     reserve: BoxCloneSyncService<pb::ReserveProductRequest, pb::Product, BoxError>,
     client: ProductServiceClient<Channel>,
     policy: LockPolicy,
+    breaker: Arc<BreakerStats>,
 }
 
 impl ProductLock {
@@ -96,9 +103,15 @@ impl ProductLock {
             backoff: policy.retry_backoff,
             retries_left: policy.max_retries,
         };
+        let breaker = Arc::new(BreakerStats::default());
         let reserve = ServiceBuilder::new()
             .load_shed()
             .concurrency_limit(policy.max_in_flight)
+            .layer(CircuitBreakerLayer::new(
+                policy.breaker,
+                Arc::clone(&breaker),
+                counts_as_failure,
+            ))
             .timeout(policy.deadline)
             .retry(retry)
             .service(ReserveAttempt {
@@ -109,6 +122,7 @@ impl ProductLock {
             reserve: BoxCloneSyncService::new(reserve),
             client,
             policy,
+            breaker,
         }
     }
 
@@ -144,9 +158,17 @@ impl ProductLock {
         }
     }
 
+    /// The breaker's counters.
+    pub fn breaker_stats(&self) -> &BreakerStats {
+        &self.breaker
+    }
+
     fn classify(&self, err: BoxError) -> LockFailure {
         if err.is::<tower::load_shed::error::Overloaded>() {
-            return LockFailure::Uncertain("too many reservations in progress".into());
+            return LockFailure::NotAttempted("too many reservations in progress".into());
+        }
+        if err.is::<CircuitOpen>() {
+            return LockFailure::NotAttempted("the product service is failing".into());
         }
         if err.is::<tower::timeout::error::Elapsed>() {
             return LockFailure::Uncertain(format!(
@@ -158,6 +180,26 @@ impl ProductLock {
             Ok(status) => classify_status(*status),
             Err(other) => LockFailure::Uncertain(format!("product service call failed: {other}")),
         }
+    }
+}
+
+/// Whether a finished call counts against product-svc's health: no answer in time or
+/// unavailable does; a refusal (taken, unknown, invalid) is a healthy answer.
+fn counts_as_failure(outcome: &Result<pb::Product, BoxError>) -> bool {
+    match outcome {
+        Ok(_) => false,
+        Err(err) => match err.downcast_ref::<Status>() {
+            Some(status) => !matches!(
+                status.code(),
+                Code::FailedPrecondition
+                    | Code::NotFound
+                    | Code::InvalidArgument
+                    | Code::OutOfRange
+                    | Code::AlreadyExists
+                    | Code::Aborted
+            ),
+            None => true,
+        },
     }
 }
 
@@ -273,6 +315,19 @@ mod tests {
             failure,
             LockFailure::Refused(ReservationError::ProductNotFound(_))
         ));
+    }
+
+    #[test]
+    fn refusals_do_not_count_against_product_svc_but_outages_do() {
+        let refusal: Result<pb::Product, BoxError> =
+            Err(Box::new(Status::failed_precondition("taken")));
+        assert!(!counts_as_failure(&refusal));
+        let outage: Result<pb::Product, BoxError> = Err(Box::new(Status::unavailable("down")));
+        assert!(counts_as_failure(&outage));
+        let late: Result<pb::Product, BoxError> =
+            Err(Box::new(tower::timeout::error::Elapsed::new()));
+        assert!(counts_as_failure(&late));
+        assert!(!counts_as_failure(&Ok(pb::Product::default())));
     }
 
     #[test]

@@ -51,6 +51,7 @@ async fn start_product_svc_on(addr: SocketAddr, db: DbTarget, nats: &TestNats) -
             grpc_addr: addr,
             ..ServiceConfig::local(db, &nats.url)
         },
+        faults: Default::default(),
     };
     let app = product_svc::App::build(config)
         .await

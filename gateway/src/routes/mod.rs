@@ -9,16 +9,31 @@ mod products;
 mod reservations;
 
 use axum::Router;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, patch, post};
 use http::Uri;
+use tower::{BoxError, ServiceBuilder};
 
 use crate::api_error::ApiError;
 use crate::body::BODY_LIMIT_BYTES;
 use crate::upstream::Upstreams;
 
-/// Builds the router over `upstreams`.
-pub fn router(upstreams: Upstreams) -> Router {
+/// Builds the router over `upstreams`. Request/response routes share a bound of
+/// `max_in_flight` requests: past it, a request is answered 503 at once instead of queueing.
+/// Health probes and live streams (long-lived by design) are outside that bound.
+pub fn router(upstreams: Upstreams, max_in_flight: usize) -> Router {
+    let bounded = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(|_: BoxError| async {
+            ApiError::overloaded()
+        }))
+        .load_shed()
+        .concurrency_limit(max_in_flight);
+    let unbounded = Router::new()
+        .route("/mypage/stream", get(mypage::stream))
+        .route("/healthz", get(health::live))
+        .route("/readyz", get(health::ready))
+        .route("/actuator/health", get(health::ready));
     Router::new()
         .route("/product", post(products::register).get(products::list))
         .route("/products", get(products::list))
@@ -36,12 +51,10 @@ pub fn router(upstreams: Upstreams) -> Router {
         .route("/payment/{id}", get(payments::get))
         .route("/mypage", get(mypage::list))
         .route("/myPages", get(mypage::list))
-        .route("/mypage/stream", get(mypage::stream))
         .route("/notice", get(notices::list))
         .route("/notices", get(notices::list))
-        .route("/healthz", get(health::live))
-        .route("/readyz", get(health::ready))
-        .route("/actuator/health", get(health::ready))
+        .route_layer(bounded)
+        .merge(unbounded)
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))

@@ -1,0 +1,98 @@
+//! The original's fault scenario, shortened: product-svc made slow on purpose. Reserving must
+//! answer fast — 503 "try again shortly" within the deadline, then at once while the circuit is
+//! open — never anything else, and recover within seconds once product-svc is healthy again.
+
+use std::time::{Duration, Instant};
+
+use e2e::{Mesh, MeshOptions, Svc};
+use reserve_proto::product::v1::ReserveFaults;
+use reserve_proto::product::v1::product_admin_service_client::ProductAdminServiceClient;
+use serde_json::json;
+
+const DEADLINE_MS: u64 = 300;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_product_service_trips_the_breaker_fails_fast_and_recovers() {
+    let options = MeshOptions {
+        lock_deadline_ms: DEADLINE_MS,
+        extra_env: vec![
+            (
+                Svc::Reservation,
+                "PRODUCT_LOCK_BREAKER_FAILURES".into(),
+                "3".into(),
+            ),
+            (
+                Svc::Reservation,
+                "PRODUCT_LOCK_BREAKER_OPEN_MS".into(),
+                "500".into(),
+            ),
+        ],
+        ..MeshOptions::default()
+    };
+    let mesh = Mesh::start("overload_breaker", options).await;
+    for n in 0..30 {
+        mesh.register_product(&format!("item-{n}")).await;
+    }
+    let mut admin =
+        ProductAdminServiceClient::connect(format!("http://{}", mesh.addr(Svc::Product)))
+            .await
+            .expect("admin API");
+    admin
+        .set_reserve_faults(ReserveFaults {
+            latency_min_ms: 600,
+            latency_max_ms: 600,
+            error_rate: 0.0,
+        })
+        .await
+        .expect("faults on");
+
+    // Slow product-svc: every reservation is a fast 503, and once the breaker is open, an
+    // immediate one.
+    let mut latencies = Vec::new();
+    for product in 1..=10 {
+        let started = Instant::now();
+        let (status, body) = mesh
+            .post("/reservation", json!({"productId": product}))
+            .await;
+        latencies.push(started.elapsed());
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["code"], "try_again_shortly");
+    }
+    let slowest = latencies.iter().max().copied().unwrap_or_default();
+    assert!(
+        slowest < Duration::from_millis(DEADLINE_MS + 100),
+        "no answer may take longer than the deadline + 100 ms: {latencies:?}"
+    );
+    let immediate = latencies
+        .iter()
+        .filter(|l| **l < Duration::from_millis(50))
+        .count();
+    assert!(
+        immediate >= 5,
+        "the open circuit must answer at once: {latencies:?}"
+    );
+
+    // Healthy again: reservations succeed within seconds.
+    admin
+        .set_reserve_faults(ReserveFaults::default())
+        .await
+        .expect("faults off");
+    let healed = Instant::now();
+    let mut product = 11;
+    loop {
+        let (status, body) = mesh
+            .post("/reservation", json!({"productId": product}))
+            .await;
+        match status {
+            201 => break,
+            503 => product += 1,
+            other => panic!("unexpected {other}: {body}"),
+        }
+        assert!(
+            healed.elapsed() < Duration::from_secs(5),
+            "no recovery within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("recovered in {:?}", healed.elapsed());
+}

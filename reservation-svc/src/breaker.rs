@@ -1,0 +1,294 @@
+//! A circuit breaker as one tower layer: after `failure_threshold` consecutive failed calls the
+//! circuit opens and calls fail at once for `open_for`; then one probe call is let through
+//! (half-open) and its outcome closes the circuit or opens it again.
+//!
+//! This is what keeps buyers from piling up behind a product-svc that is down or slow: while it
+//! is open, reserving answers "try again shortly" in microseconds instead of waiting out the
+//! deadline, and product-svc gets room to recover. Transitions are logged and counted.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tower::{BoxError, Layer, Service};
+
+/// When the breaker opens and for how long.
+#[derive(Clone, Copy, Debug)]
+pub struct BreakerPolicy {
+    /// Consecutive failures that open the circuit.
+    pub failure_threshold: u32,
+    /// How long it stays open before a probe.
+    pub open_for: Duration,
+}
+
+impl Default for BreakerPolicy {
+    fn default() -> Self {
+        Self {
+            failure_threshold: 5,
+            open_for: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The breaker's state, as a pure state machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BreakerState {
+    /// Calls go through; `failures` in a row so far.
+    Closed {
+        /// Consecutive failures.
+        failures: u32,
+    },
+    /// Calls fail fast until `until`.
+    Open {
+        /// When a probe may go.
+        until: Instant,
+    },
+    /// One probe is in flight; other calls fail fast.
+    HalfOpen,
+}
+
+/// Whether a call may go through now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Go.
+    Call,
+    /// Go, as the half-open probe.
+    Probe,
+    /// Fail fast.
+    Reject,
+}
+
+impl BreakerState {
+    /// Decides a call arriving at `now`, moving Open → HalfOpen when its time is up.
+    pub fn admit(&mut self, now: Instant) -> Admission {
+        match *self {
+            Self::Closed { .. } => Admission::Call,
+            Self::Open { until } if now >= until => {
+                *self = Self::HalfOpen;
+                Admission::Probe
+            }
+            Self::Open { .. } | Self::HalfOpen => Admission::Reject,
+        }
+    }
+
+    /// Records a call's outcome at `now`.
+    pub fn record(&mut self, failed: bool, now: Instant, policy: &BreakerPolicy) {
+        *self = match (*self, failed) {
+            (_, false) => Self::Closed { failures: 0 },
+            (Self::Closed { failures }, true) if failures + 1 < policy.failure_threshold => {
+                Self::Closed {
+                    failures: failures + 1,
+                }
+            }
+            (Self::Open { until }, true) => Self::Open { until },
+            (_, true) => Self::Open {
+                until: now + policy.open_for,
+            },
+        };
+    }
+}
+
+/// The call was not made: the circuit is open.
+#[derive(Debug, thiserror::Error)]
+#[error("circuit open: the product service is failing")]
+pub struct CircuitOpen;
+
+/// Counters of the breaker, for logs now and metrics later.
+#[derive(Debug, Default)]
+pub struct BreakerStats {
+    /// Times the circuit opened.
+    pub opened: AtomicU64,
+    /// Calls failed fast while open.
+    pub rejected: AtomicU64,
+}
+
+/// Which outcomes count as failures (timeouts, unavailability), not refusals.
+pub type FailureTest<R> = fn(&Result<R, BoxError>) -> bool;
+
+/// The layer; clones share one breaker.
+#[derive(Clone)]
+pub struct CircuitBreakerLayer<R> {
+    shared: Arc<Shared>,
+    is_failure: FailureTest<R>,
+}
+
+struct Shared {
+    state: Mutex<BreakerState>,
+    policy: BreakerPolicy,
+    stats: Arc<BreakerStats>,
+}
+
+impl<R> CircuitBreakerLayer<R> {
+    /// A breaker with `policy`, counting into `stats`, judging outcomes with `is_failure`.
+    pub fn new(
+        policy: BreakerPolicy,
+        stats: Arc<BreakerStats>,
+        is_failure: FailureTest<R>,
+    ) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                state: Mutex::new(BreakerState::Closed { failures: 0 }),
+                policy,
+                stats,
+            }),
+            is_failure,
+        }
+    }
+}
+
+impl<S, R> Layer<S> for CircuitBreakerLayer<R> {
+    type Service = CircuitBreaker<S, R>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CircuitBreaker {
+            inner,
+            shared: Arc::clone(&self.shared),
+            is_failure: self.is_failure,
+        }
+    }
+}
+
+/// The service the layer wraps around the call.
+#[derive(Clone)]
+pub struct CircuitBreaker<S, R> {
+    inner: S,
+    shared: Arc<Shared>,
+    is_failure: FailureTest<R>,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BreakerState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn record(&self, failed: bool) {
+        let mut state = self.lock();
+        let before = *state;
+        state.record(failed, Instant::now(), &self.policy);
+        match (before, *state) {
+            (BreakerState::Open { .. }, BreakerState::Open { .. }) => {}
+            (_, BreakerState::Open { .. }) => {
+                self.stats.opened.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    open_for_ms = self.policy.open_for.as_millis() as u64,
+                    "circuit breaker OPEN: product-svc failing"
+                );
+            }
+            (BreakerState::HalfOpen, BreakerState::Closed { .. }) => {
+                tracing::info!("circuit breaker CLOSED: product-svc answered the probe");
+            }
+            _ => {}
+        }
+    }
+}
+
+impl<S, Req, R> Service<Req> for CircuitBreaker<S, R>
+where
+    S: Service<Req, Response = R, Error = BoxError>,
+    S::Future: Send + 'static,
+    R: Send + 'static,
+{
+    type Response = R;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<R, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Req) -> Self::Future {
+        let admission = self.shared.lock().admit(Instant::now());
+        if admission == Admission::Reject {
+            self.shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            return Box::pin(async { Err(CircuitOpen.into()) });
+        }
+        if admission == Admission::Probe {
+            tracing::info!("circuit breaker HALF-OPEN: probing product-svc");
+        }
+        let shared = Arc::clone(&self.shared);
+        let is_failure = self.is_failure;
+        let call = self.inner.call(request);
+        Box::pin(async move {
+            let outcome = call.await;
+            shared.record(is_failure(&outcome));
+            outcome
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> BreakerPolicy {
+        BreakerPolicy {
+            failure_threshold: 3,
+            open_for: Duration::from_millis(100),
+        }
+    }
+
+    #[test]
+    fn opens_after_consecutive_failures_only() {
+        let now = Instant::now();
+        let mut state = BreakerState::Closed { failures: 0 };
+        state.record(true, now, &policy());
+        state.record(true, now, &policy());
+        state.record(false, now, &policy());
+        assert_eq!(
+            state,
+            BreakerState::Closed { failures: 0 },
+            "a success resets the count"
+        );
+        for _ in 0..3 {
+            assert_eq!(state.admit(now), Admission::Call);
+            state.record(true, now, &policy());
+        }
+        assert!(matches!(state, BreakerState::Open { .. }));
+        assert_eq!(state.admit(now), Admission::Reject);
+    }
+
+    #[test]
+    fn a_probe_after_the_pause_closes_or_reopens() {
+        let now = Instant::now();
+        let mut state = BreakerState::Open { until: now };
+        assert_eq!(state.admit(now), Admission::Probe);
+        assert_eq!(state, BreakerState::HalfOpen);
+        assert_eq!(state.admit(now), Admission::Reject, "one probe at a time");
+        state.record(true, now, &policy());
+        assert_eq!(
+            state,
+            BreakerState::Open {
+                until: now + Duration::from_millis(100)
+            }
+        );
+
+        let later = now + Duration::from_millis(100);
+        assert_eq!(state.admit(later), Admission::Probe);
+        state.record(false, later, &policy());
+        assert_eq!(state, BreakerState::Closed { failures: 0 });
+    }
+
+    #[tokio::test]
+    async fn the_layer_fails_fast_while_open() {
+        use tower::{ServiceBuilder, ServiceExt};
+        let stats = Arc::new(BreakerStats::default());
+        let layer = CircuitBreakerLayer::<u32>::new(policy(), Arc::clone(&stats), |outcome| {
+            outcome.is_err()
+        });
+        let failing = ServiceBuilder::new()
+            .layer(layer)
+            .service_fn(|_: u32| async { Err::<u32, BoxError>("down".into()) });
+        for _ in 0..3 {
+            assert!(failing.clone().oneshot(1).await.is_err());
+        }
+        let err = failing.clone().oneshot(1).await.expect_err("open");
+        assert!(err.is::<CircuitOpen>(), "{err}");
+        assert_eq!(stats.opened.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.rejected.load(Ordering::Relaxed), 1);
+    }
+}
