@@ -272,6 +272,11 @@ impl Mesh {
         stdout
     }
 
+    /// The process id of a running service.
+    pub fn pid(&self, svc: Svc) -> u32 {
+        self.processes[&svc].child.id()
+    }
+
     /// Freezes a service (SIGSTOP): it keeps its connections but answers nothing, like a
     /// service stuck in a long pause.
     pub fn pause(&self, svc: Svc) {

@@ -83,8 +83,27 @@ impl ApiError {
     }
 }
 
+/// Whether a status is the client's own report of a broken connection (an upstream closing
+/// its connection while draining for a restart, say) rather than an answer from the service.
+fn is_transport_failure(status: &tonic::Status) -> bool {
+    let message = status.message();
+    matches!(status.code(), Code::Internal | Code::Unknown)
+        && (message.starts_with("h2 protocol error") || message.starts_with("transport error"))
+}
+
 impl From<tonic::Status> for ApiError {
     fn from(status: tonic::Status) -> Self {
+        if is_transport_failure(&status) {
+            tracing::warn!(
+                message = status.message(),
+                "upstream connection failed; answering 503"
+            );
+            return Self {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "try_again_shortly",
+                message: "the service is restarting; try again shortly".into(),
+            };
+        }
         let (http, code) = match status.code() {
             Code::InvalidArgument | Code::OutOfRange => {
                 (StatusCode::BAD_REQUEST, "invalid_argument")
@@ -93,9 +112,12 @@ impl From<tonic::Status> for ApiError {
             Code::FailedPrecondition | Code::AlreadyExists | Code::Aborted => {
                 (StatusCode::CONFLICT, "conflict")
             }
-            Code::Unavailable | Code::ResourceExhausted | Code::DeadlineExceeded => {
-                (StatusCode::SERVICE_UNAVAILABLE, "try_again_shortly")
-            }
+            // Cancelled: the upstream connection went away under the call (a service draining
+            // for a restart refuses new streams); nothing was accepted, so the client retries.
+            Code::Unavailable
+            | Code::ResourceExhausted
+            | Code::DeadlineExceeded
+            | Code::Cancelled => (StatusCode::SERVICE_UNAVAILABLE, "try_again_shortly"),
             Code::Unimplemented => (StatusCode::NOT_IMPLEMENTED, "not_implemented"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
@@ -171,6 +193,20 @@ mod tests {
         for (status, http) in cases {
             assert_eq!(ApiError::from(status).status, http);
         }
+    }
+
+    #[test]
+    fn a_broken_upstream_connection_is_a_503_not_a_500() {
+        let broken = tonic::Status::internal("h2 protocol error: http2 error");
+        assert_eq!(
+            ApiError::from(broken).status,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let cancelled = tonic::Status::cancelled("operation was canceled");
+        assert_eq!(
+            ApiError::from(cancelled).status,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
     }
 
     #[test]

@@ -101,7 +101,7 @@ impl Default for ConsumerPolicy {
     fn default() -> Self {
         Self {
             max_attempts: 5,
-            ack_wait: Duration::from_secs(30),
+            ack_wait: Duration::from_secs(10),
             retry_delay: Duration::from_millis(500),
         }
     }
@@ -198,7 +198,10 @@ impl EventConsumer {
         loop {
             let next = tokio::select! {
                 next = messages.next() => next,
-                _ = shutdown.requested() => return Ok(()),
+                _ = shutdown.requested() => {
+                    Self::release_prefetched(&mut messages).await;
+                    return Ok(());
+                }
             };
             let message = match next {
                 Some(Ok(message)) => message,
@@ -246,6 +249,35 @@ impl EventConsumer {
         let stream = self.js.get_stream(events::EVENTS_STREAM).await?;
         stream.delete_consumer(&self.subscription.durable).await?;
         Ok(())
+    }
+
+    /// At shutdown: hands back the messages already pulled but not yet applied, so the next
+    /// process gets them within a second instead of after the ack wait. (The one-second nak
+    /// delay keeps them from coming straight back to this closing subscription.)
+    async fn release_prefetched(messages: &mut pull::Stream) {
+        let mut released = 0;
+        // Bounded: the stream keeps pulling while it lives, so stop at the first pause or
+        // after half a second, whichever comes first; anything left is redelivered after
+        // the ack wait.
+        let until = tokio::time::Instant::now() + Duration::from_millis(500);
+        while let Ok(Some(Ok(message))) = tokio::time::timeout(
+            Duration::from_millis(50)
+                .min(until.saturating_duration_since(tokio::time::Instant::now())),
+            messages.next(),
+        )
+        .await
+        {
+            if message
+                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                .await
+                .is_ok()
+            {
+                released += 1;
+            }
+        }
+        if released > 0 {
+            tracing::info!(released, "handed back prefetched events at shutdown");
+        }
     }
 
     /// Applies one message and decides its fate, without acking it (see [`Self::settle`]).

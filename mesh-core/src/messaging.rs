@@ -19,7 +19,7 @@ use crate::{ConfigError, Shutdown};
 pub struct MessagingConfig {
     /// `NATS_URL`, default `nats://127.0.0.1:4222`.
     pub nats_url: String,
-    /// `CONSUMER_MAX_ATTEMPTS` (default 5), `CONSUMER_ACK_WAIT_MS` (30000),
+    /// `CONSUMER_MAX_ATTEMPTS` (default 5), `CONSUMER_ACK_WAIT_MS` (10000),
     /// `CONSUMER_RETRY_DELAY_MS` (500).
     pub consumer: ConsumerPolicy,
 }
