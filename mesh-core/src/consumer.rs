@@ -95,6 +95,8 @@ pub struct ConsumerPolicy {
     pub ack_wait: Duration,
     /// Delay before a failed event is redelivered.
     pub retry_delay: Duration,
+    /// Most events applied in one transaction (those already received, never waiting).
+    pub batch: usize,
 }
 
 impl Default for ConsumerPolicy {
@@ -103,6 +105,7 @@ impl Default for ConsumerPolicy {
             max_attempts: 5,
             ack_wait: Duration::from_secs(10),
             retry_delay: Duration::from_millis(500),
+            batch: 64,
         }
     }
 }
@@ -203,14 +206,71 @@ impl EventConsumer {
                     return Ok(());
                 }
             };
-            let message = match next {
+            let first = match next {
                 Some(Ok(message)) => message,
                 Some(Err(err)) => return Err(err.into()),
                 None => return Err("message stream ended".into()),
             };
-            let outcome = self.process(&message).await;
-            self.settle(&message, &outcome).await?;
+            // Whatever else has already arrived joins this batch (never waiting for more).
+            let mut batch = vec![first];
+            while batch.len() < self.policy.batch {
+                match tokio::time::timeout(Duration::ZERO, messages.next()).await {
+                    Ok(Some(Ok(message))) => batch.push(message),
+                    Ok(Some(Err(err))) => return Err(err.into()),
+                    _ => break,
+                }
+            }
+            self.process_batch(&batch).await?;
         }
+    }
+
+    /// Applies a batch of messages in one transaction (one commit instead of one per event,
+    /// which is what bounds a consumer under load), then acks them. If any event in it fails,
+    /// the transaction is rolled back and each message is processed on its own, so one bad
+    /// event never holds back or dead-letters its neighbours.
+    async fn process_batch(&self, batch: &[jetstream::Message]) -> Result<(), async_nats::Error> {
+        if batch.len() > 1 {
+            let envelopes: Option<Vec<EventEnvelope>> = batch
+                .iter()
+                .map(|message| EventEnvelope::decode(message.payload.clone()).ok())
+                .collect();
+            if let Some(envelopes) = envelopes {
+                let consumer = self.subscription.durable.clone();
+                let handler = Arc::clone(&self.handler);
+                let applied = self
+                    .db
+                    .transaction(move |conn| -> Result<Vec<EventEnvelope>, HandleError> {
+                        let mut applied = Vec::with_capacity(envelopes.len());
+                        for envelope in envelopes {
+                            if already_processed(conn, &consumer, &envelope.event_id)? {
+                                continue;
+                            }
+                            handler.apply(conn, &envelope)?;
+                            record_processed(conn, &consumer, &envelope.event_id)?;
+                            applied.push(envelope);
+                        }
+                        Ok(applied)
+                    })
+                    .await;
+                if let Ok(applied) = applied {
+                    for envelope in &applied {
+                        self.handler.committed(envelope);
+                    }
+                    if !applied.is_empty() {
+                        self.signal.wake();
+                    }
+                    for message in batch {
+                        message.ack().await?;
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        for message in batch {
+            let outcome = self.process(message).await;
+            self.settle(message, &outcome).await?;
+        }
+        Ok(())
     }
 
     /// Applies every event already in the stream for this subscription, then returns how many

@@ -20,7 +20,7 @@ pub struct MessagingConfig {
     /// `NATS_URL`, default `nats://127.0.0.1:4222`.
     pub nats_url: String,
     /// `CONSUMER_MAX_ATTEMPTS` (default 5), `CONSUMER_ACK_WAIT_MS` (10000),
-    /// `CONSUMER_RETRY_DELAY_MS` (500).
+    /// `CONSUMER_RETRY_DELAY_MS` (500), `CONSUMER_BATCH` (64).
     pub consumer: ConsumerPolicy,
 }
 
@@ -34,6 +34,7 @@ impl MessagingConfig {
                 max_attempts: env_or("CONSUMER_MAX_ATTEMPTS", defaults.max_attempts)?,
                 ack_wait: env_millis("CONSUMER_ACK_WAIT_MS", defaults.ack_wait)?,
                 retry_delay: env_millis("CONSUMER_RETRY_DELAY_MS", defaults.retry_delay)?,
+                batch: env_or("CONSUMER_BATCH", defaults.batch)?.max(1),
             },
         })
     }

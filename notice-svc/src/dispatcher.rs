@@ -70,6 +70,8 @@ impl Dispatcher {
     pub async fn pass(&self) -> Result<usize, mesh_core::DbError> {
         let due = self.db.run(|conn| store::due(conn, 100)).await?;
         let attempted = due.len();
+        let mut outcomes: Vec<(i64, Delivery, Option<i64>, Option<String>)> =
+            Vec::with_capacity(attempted);
         for notice in due {
             let outcome = self.sink.deliver(&notice).await;
             let attempts = notice.attempts + 1;
@@ -87,13 +89,17 @@ impl Dispatcher {
                     }
                 },
             };
-            let id = notice.id;
-            self.db
-                .run(move |conn| {
-                    store::record_attempt(conn, id, delivery, retry_at, error.as_deref())
-                })
-                .await?;
+            outcomes.push((notice.id, delivery, retry_at, error));
         }
+        // One commit for the whole pass.
+        self.db
+            .transaction(move |conn| {
+                for (id, delivery, retry_at, error) in &outcomes {
+                    store::record_attempt(conn, *id, *delivery, *retry_at, error.as_deref())?;
+                }
+                Ok::<_, mesh_core::DbError>(())
+            })
+            .await?;
         Ok(attempted)
     }
 }

@@ -180,6 +180,41 @@ async fn converge_once(mesh: &Mesh, product: usize) -> Option<Duration> {
     }
 }
 
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let ticks_per_second = 100.0; // Linux USER_HZ
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            // Fields after the command name, which is in parentheses and may hold spaces.
+            let rest = stat.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let user: f64 = fields.get(11)?.parse().ok()?;
+            let system: f64 = fields.get(12)?.parse().ok()?;
+            Some((user + system) / ticks_per_second)
+        })
+        .unwrap_or(0.0)
+}
+
+/// Transactions committed by the whole PostgreSQL server so far.
+fn postgres_commits() -> f64 {
+    use diesel::{Connection, PgConnection, RunQueryDsl};
+    #[derive(diesel::QueryableByName)]
+    struct Commits {
+        #[diesel(sql_type = diesel::sql_types::Double)]
+        commits: f64,
+    }
+    PgConnection::establish(&mesh_core::testing::admin_url())
+        .ok()
+        .and_then(|mut conn| {
+            diesel::sql_query("SELECT sum(xact_commit)::float8 AS commits FROM pg_stat_database")
+                .get_result::<Commits>(&mut conn)
+                .ok()
+        })
+        .map(|row| row.commits)
+        .unwrap_or(0.0)
+}
+
 fn rss_mib(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -283,9 +318,28 @@ async fn load() {
             lags
         })
     };
+    let services = [
+        Svc::Product,
+        Svc::Reservation,
+        Svc::Payment,
+        Svc::MyPage,
+        Svc::Notice,
+        Svc::Gateway,
+    ];
+    let cpu_before: Vec<f64> = services
+        .iter()
+        .map(|svc| cpu_seconds(mesh.pid(*svc)))
+        .collect();
+    let commits_before = postgres_commits();
     let started = Instant::now();
     let mut tally = buyers(&mesh, products - 1000, run_for, 0).await;
     let elapsed = started.elapsed();
+    let commits = postgres_commits() - commits_before;
+    let cpu: Vec<(Svc, f64)> = services
+        .iter()
+        .zip(cpu_before)
+        .map(|(svc, before)| (*svc, cpu_seconds(mesh.pid(*svc)) - before))
+        .collect();
     let mut converge = sampler.await.expect("sampler");
     converge.sort();
     tally.latencies.sort();
@@ -304,6 +358,19 @@ async fn load() {
     for (svc, rss) in &idle {
         println!("idle_rss_mib_{}={rss:.1}", svc.binary().replace('-', "_"));
     }
+    // Where the time goes: CPU each service burned during the load, and database commits.
+    for (svc, seconds) in &cpu {
+        println!(
+            "cpu_share_{}={:.2}",
+            svc.binary().replace('-', "_"),
+            seconds / elapsed.as_secs_f64()
+        );
+    }
+    println!("pg_commits_per_s={:.0}", commits / elapsed.as_secs_f64());
+    println!(
+        "pg_commits_per_reservation={:.1}",
+        commits / (tally.created.max(1) as f64)
+    );
     println!("reservations_created={}", tally.created);
     println!("conflicts_409={}", tally.conflicts);
     println!("unavailable_503={}", tally.unavailable);
