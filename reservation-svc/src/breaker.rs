@@ -187,6 +187,20 @@ impl Shared {
     }
 }
 
+/// A call in flight. Dropped before it finished (its caller's deadline passed first), it
+/// counts as a failure: an answer that never came is what the breaker is there to notice.
+struct PendingCall {
+    shared: Option<Arc<Shared>>,
+}
+
+impl Drop for PendingCall {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.take() {
+            shared.record(true);
+        }
+    }
+}
+
 impl<S, Req, R> Service<Req> for CircuitBreaker<S, R>
 where
     S: Service<Req, Response = R, Error = BoxError>,
@@ -210,12 +224,16 @@ where
         if admission == Admission::Probe {
             tracing::info!("circuit breaker HALF-OPEN: probing product-svc");
         }
-        let shared = Arc::clone(&self.shared);
+        let mut pending = PendingCall {
+            shared: Some(Arc::clone(&self.shared)),
+        };
         let is_failure = self.is_failure;
         let call = self.inner.call(request);
         Box::pin(async move {
             let outcome = call.await;
-            shared.record(is_failure(&outcome));
+            if let Some(shared) = pending.shared.take() {
+                shared.record(is_failure(&outcome));
+            }
             outcome
         })
     }
@@ -290,5 +308,30 @@ mod tests {
         assert!(err.is::<CircuitOpen>(), "{err}");
         assert_eq!(stats.opened.load(Ordering::Relaxed), 1);
         assert_eq!(stats.rejected.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn calls_abandoned_by_their_caller_count_as_failures() {
+        use tower::{ServiceBuilder, ServiceExt};
+        let stats = Arc::new(BreakerStats::default());
+        let layer = CircuitBreakerLayer::<u32>::new(policy(), Arc::clone(&stats), |outcome| {
+            outcome.is_err()
+        });
+        let hanging = ServiceBuilder::new()
+            .layer(layer)
+            .service_fn(|_: u32| async {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Ok::<u32, BoxError>(1)
+            });
+        for _ in 0..3 {
+            let call = hanging.clone().oneshot(1);
+            assert!(
+                tokio::time::timeout(Duration::from_millis(5), call)
+                    .await
+                    .is_err()
+            );
+        }
+        let err = hanging.clone().oneshot(1).await.expect_err("open");
+        assert!(err.is::<CircuitOpen>(), "{err}");
     }
 }

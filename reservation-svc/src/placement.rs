@@ -47,11 +47,17 @@ impl Placement {
         product: Id,
         customer: CustomerId,
     ) -> Result<Reservation, StoreError> {
+        // The deadline bounds recording the intent and the lock together, so a busy database
+        // does not stretch a buyer's wait past it.
+        let started = tokio::time::Instant::now();
         let intent = self
             .db
             .run(move |conn| store::record_intent(conn, product, &customer, now_ms()))
             .await?;
-        let lock = self.lock.reserve(product, intent.id).await;
+        let lock = self
+            .lock
+            .reserve_within(product, intent.id, started + self.lock.deadline())
+            .await;
         let id = intent.id;
         match fate_of_intent(lock) {
             IntentFate::Reserve(product_name) => {

@@ -126,17 +126,39 @@ impl ProductLock {
         }
     }
 
-    /// Locks `product` for `reservation` and returns the product's name. `Refused` means
+    /// Locks `product` for `reservation` and returns the product's name, ending by `until` at
+    /// the latest (the caller's deadline, part of which may already be spent). `Refused` means
     /// nothing was locked; `Uncertain` means the lock may exist and must be released later.
-    pub async fn reserve(&self, product: Id, reservation: Id) -> Result<String, LockFailure> {
+    pub async fn reserve_within(
+        &self,
+        product: Id,
+        reservation: Id,
+        until: tokio::time::Instant,
+    ) -> Result<String, LockFailure> {
+        if until <= tokio::time::Instant::now() {
+            return Err(LockFailure::NotAttempted(
+                "the reservation's deadline passed before the product lock".into(),
+            ));
+        }
         let request = pb::ReserveProductRequest {
             product_id: product.get(),
             reservation_id: reservation.get(),
         };
-        let outcome = self.reserve.clone().oneshot(request).await;
-        outcome
-            .map(|locked| locked.name)
-            .map_err(|err| self.classify(err))
+        let call = self.reserve.clone().oneshot(request);
+        match tokio::time::timeout_at(until, call).await {
+            Ok(outcome) => outcome
+                .map(|locked| locked.name)
+                .map_err(|err| self.classify(err)),
+            Err(_) => Err(LockFailure::Uncertain(format!(
+                "product service did not answer within {} ms",
+                self.policy.deadline.as_millis()
+            ))),
+        }
+    }
+
+    /// The whole lock call's deadline.
+    pub fn deadline(&self) -> Duration {
+        self.policy.deadline
     }
 
     /// Releases `product` if `reservation` holds it; idempotent. One attempt, bounded by the
