@@ -64,6 +64,9 @@ pub struct MeshOptions {
     pub reconcile_interval_ms: u64,
     /// More environment for one service: (service, variable, value).
     pub extra_env: Vec<(Svc, String, String)>,
+    /// Run every service on its embedded SQLite file (as `script/server` does) instead of a
+    /// fresh PostgreSQL database.
+    pub sqlite: bool,
 }
 
 impl Default for MeshOptions {
@@ -73,6 +76,7 @@ impl Default for MeshOptions {
             reconcile_grace_ms: 5000,
             reconcile_interval_ms: 1000,
             extra_env: Vec::new(),
+            sqlite: false,
         }
     }
 }
@@ -128,8 +132,16 @@ impl Mesh {
                 ("NATS_URL".to_owned(), mesh.nats.url.clone()),
                 ("CONSUMER_RETRY_DELAY_MS".to_owned(), "200".to_owned()),
             ];
-            let database = fresh_postgres_database(&format!("{label}_{}", svc.binary()));
-            env.push(("DATABASE_URL".to_owned(), database));
+            if options.sqlite {
+                // No DATABASE_URL: the service's own default, a SQLite file under DATA_DIR.
+                env.push((
+                    "DATA_DIR".to_owned(),
+                    mesh.log_dir.join("data").to_string_lossy().into_owned(),
+                ));
+            } else {
+                let database = fresh_postgres_database(&format!("{label}_{}", svc.binary()));
+                env.push(("DATABASE_URL".to_owned(), database));
+            }
             // Small pools: several meshes share the machine's one PostgreSQL in parallel.
             env.push(("DB_POOL_SIZE".to_owned(), "6".to_owned()));
             if svc == Svc::Reservation {

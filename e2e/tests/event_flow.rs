@@ -21,7 +21,21 @@ fn one_payment_with(expected: &'static str) -> impl Fn(&Value) -> bool {
 
 #[tokio::test]
 async fn the_original_commands_run_the_whole_flow() {
-    let mesh = Mesh::start("whole_flow", MeshOptions::default()).await;
+    whole_flow(Mesh::start("whole_flow", MeshOptions::default()).await).await;
+}
+
+/// The one-command local run keeps every service's data in an embedded SQLite file.
+#[tokio::test]
+async fn the_whole_flow_runs_on_the_embedded_sqlite_default_too() {
+    let options = MeshOptions {
+        sqlite: true,
+        ..MeshOptions::default()
+    };
+    let mesh = Mesh::start("whole_flow_sqlite", options).await;
+    whole_flow(mesh).await;
+}
+
+async fn whole_flow(mesh: Mesh) {
     for name in ["Phone", "Tv", "Coffee"] {
         let (status, _) = mesh
             .post(
