@@ -94,6 +94,7 @@ impl ShortName for PaymentStatus {
 
 /// Applies one change; returns whether the entry changed (false for a stale event).
 pub fn apply(conn: &mut DbConnection, change: &Change) -> Result<bool, DbError> {
+    ensure_row(conn, change)?;
     let id = change.reservation_id();
     let updated = match change {
         Change::Reservation {
@@ -137,16 +138,33 @@ pub fn apply(conn: &mut DbConnection, change: &Change) -> Result<bool, DbError> 
                 .execute(conn)?
         }
     };
-    let mut changed = updated == 1;
-    if !changed {
-        let exists: i64 = my_page::table.find(id).count().get_result(conn)?;
-        if exists == 0 {
-            insert(conn, change)?;
-            changed = true;
-        }
-        // Otherwise a late or repeated event: the half already shows newer state.
-    }
-    Ok(fill_in_product(conn, change)? || changed)
+    // updated == 0: a late or repeated event; that half already shows newer state.
+    Ok(fill_in_product(conn, change)? || updated == 1)
+}
+
+/// Makes sure the entry's row exists, as an empty skeleton the halves then fill in. The
+/// reservation consumer and the payment consumer may both see a new reservation at once:
+/// `ON CONFLICT DO NOTHING` lets the second wait for the first instead of failing.
+fn ensure_row(conn: &mut DbConnection, change: &Change) -> Result<(), DbError> {
+    let insert = diesel::insert_into(my_page::table)
+        .values((
+            my_page::reservation_id.eq(change.reservation_id()),
+            my_page::product_id.eq(0),
+            my_page::product_name.eq(""),
+            my_page::customer_id.eq(change.customer_id()),
+            my_page::reservation_version.eq(0),
+            my_page::payment_version.eq(0),
+            my_page::updated_at_ms.eq(now_ms()),
+        ))
+        .on_conflict(my_page::reservation_id)
+        .do_nothing();
+    // Both backends speak ON CONFLICT, but diesel's multi-backend connection does not render
+    // it: run it on the concrete connection.
+    match conn {
+        DbConnection::Postgres(pg) => insert.execute(pg)?,
+        DbConnection::Sqlite(sqlite) => insert.execute(sqlite)?,
+    };
+    Ok(())
 }
 
 /// The product's id and name never change, and only some events carry them: whichever event
@@ -174,53 +192,6 @@ fn fill_in_product(conn: &mut DbConnection, change: &Change) -> Result<bool, DbE
             .execute(conn)?;
     }
     Ok(filled > 0)
-}
-
-/// First event about a reservation: the row is created with the half it knows.
-fn insert(conn: &mut DbConnection, change: &Change) -> Result<(), DbError> {
-    let now = now_ms();
-    match change {
-        Change::Reservation {
-            reservation_id,
-            product_id,
-            product_name,
-            customer_id,
-            status,
-            version,
-        } => diesel::insert_into(my_page::table)
-            .values((
-                my_page::reservation_id.eq(reservation_id),
-                my_page::product_id.eq(product_id),
-                my_page::product_name.eq(product_name.as_deref().unwrap_or_default()),
-                my_page::customer_id.eq(customer_id),
-                my_page::reservation_status.eq(Some(*status)),
-                my_page::reservation_version.eq(version),
-                my_page::payment_version.eq(0),
-                my_page::updated_at_ms.eq(now),
-            ))
-            .execute(conn)?,
-        Change::Payment {
-            reservation_id,
-            product_id,
-            payment_id,
-            customer_id,
-            status,
-            version,
-        } => diesel::insert_into(my_page::table)
-            .values((
-                my_page::reservation_id.eq(reservation_id),
-                my_page::product_id.eq(product_id.unwrap_or_default()),
-                my_page::product_name.eq(""),
-                my_page::customer_id.eq(customer_id),
-                my_page::reservation_version.eq(0),
-                my_page::payment_id.eq(Some(payment_id)),
-                my_page::payment_status.eq(Some(*status)),
-                my_page::payment_version.eq(version),
-                my_page::updated_at_ms.eq(now),
-            ))
-            .execute(conn)?,
-    };
-    Ok(())
 }
 
 const COLUMNS: (
