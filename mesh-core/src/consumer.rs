@@ -20,6 +20,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 use async_nats::jetstream::AckKind;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
+use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use prost::Message as _;
 use reserve_proto::events::v1::EventEnvelope;
@@ -240,6 +241,13 @@ impl EventConsumer {
                 let applied = self
                     .db
                     .transaction(move |conn| -> Result<Vec<EventEnvelope>, HandleError> {
+                        // Two consumers of one service may write the same rows in different
+                        // orders; a batch never waits long for the other's locks (which could
+                        // be a deadlock, found only after a second): it gives up and the
+                        // events are applied one by one instead.
+                        if let DbConnection::Postgres(pg) = conn {
+                            pg.batch_execute("SET LOCAL lock_timeout = '50ms'")?;
+                        }
                         let mut applied = Vec::with_capacity(envelopes.len());
                         for envelope in envelopes {
                             if already_processed(conn, &consumer, &envelope.event_id)? {
