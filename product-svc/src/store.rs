@@ -153,13 +153,15 @@ pub fn reserve(conn: &mut DbConnection, id: Id, reservation: Id) -> Result<Produ
         products::reservation_id.eq(reservation.get()),
         products::version.eq(products::version + 1),
     ))
-    .execute(conn)?;
-    let product = find(conn, id)?;
-    if taken == 1 {
-        return Ok(product);
+    .returning(PRODUCT_COLUMNS)
+    .get_result::<ProductRow>(conn)
+    .optional()?;
+    if let Some(locked) = taken {
+        return locked.try_into();
     }
     // The update was refused: say why from the row as it is now. Should the row have changed
     // since (a release racing us), the refusal still stands and the caller may try again.
+    let product = find(conn, id)?;
     product.check_reserve(reservation)?;
     Err(ProductError::NotAvailable {
         product: id,
