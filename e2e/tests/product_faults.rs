@@ -40,7 +40,7 @@ async fn product_svc_down_answers_503_within_the_deadline() {
         "{error}"
     );
     assert!(
-        elapsed < deadline + Duration::from_millis(200),
+        elapsed < deadline + Duration::from_millis(400),
         "took {elapsed:?}"
     );
     println!("503 with product-svc down after {elapsed:?}");
@@ -81,7 +81,7 @@ async fn a_lock_that_lands_after_the_deadline_is_released_by_the_reconciler() {
     let elapsed = started.elapsed();
     assert_eq!(status, 503, "{error}");
     assert!(
-        elapsed < deadline + Duration::from_millis(200),
+        elapsed < deadline + Duration::from_millis(400),
         "took {elapsed:?}"
     );
     // Thawed, product-svc may now apply the lock it had queued: a lock with no reservation.
