@@ -1,6 +1,7 @@
 //! What each event means for a buyer's my page, as pure functions: no I/O, no diesel, no tonic.
 
-use mesh_core::events::open;
+use prost::Message;
+use reserve_proto::events::DomainEvent;
 use reserve_proto::events::v1::{
     EventEnvelope, PaymentCompleted, PaymentRefunded, PaymentRequested, PaymentVoided,
     ReservationCancelled, ReservationConfirmed, ReservationPlaced,
@@ -64,6 +65,7 @@ impl Change {
 /// Reads the my-page change out of an event; `None` for events my page does not show.
 pub fn change_of(event: &EventEnvelope) -> Result<Option<Change>, prost::DecodeError> {
     let version = event.aggregate_version;
+    let payload = event.payload.as_slice();
     let reservation =
         |reservation_id, product_id, product_name, customer_id, status| Change::Reservation {
             reservation_id,
@@ -81,77 +83,83 @@ pub fn change_of(event: &EventEnvelope) -> Result<Option<Change>, prost::DecodeE
         status,
         version,
     };
-    if let Some(e) = open::<ReservationPlaced>(event) {
-        let e = e?;
-        return Ok(Some(reservation(
-            e.reservation_id,
-            e.product_id,
-            Some(e.product_name),
-            e.customer_id,
-            "RESERVED",
-        )));
-    }
-    if let Some(e) = open::<ReservationCancelled>(event) {
-        let e = e?;
-        return Ok(Some(reservation(
-            e.reservation_id,
-            e.product_id,
-            None,
-            e.customer_id,
-            "CANCELLED",
-        )));
-    }
-    if let Some(e) = open::<ReservationConfirmed>(event) {
-        let e = e?;
-        return Ok(Some(reservation(
-            e.reservation_id,
-            e.product_id,
-            None,
-            e.customer_id,
-            "CONFIRMED",
-        )));
-    }
-    if let Some(e) = open::<PaymentRequested>(event) {
-        let e = e?;
-        return Ok(Some(payment(
-            e.reservation_id,
-            Some(e.product_id),
-            e.payment_id,
-            e.customer_id,
-            "UNPAID",
-        )));
-    }
-    if let Some(e) = open::<PaymentCompleted>(event) {
-        let e = e?;
-        return Ok(Some(payment(
-            e.reservation_id,
-            Some(e.product_id),
-            e.payment_id,
-            e.customer_id,
-            "PAID",
-        )));
-    }
-    if let Some(e) = open::<PaymentVoided>(event) {
-        let e = e?;
-        return Ok(Some(payment(
-            e.reservation_id,
-            None,
-            e.payment_id,
-            e.customer_id,
-            "VOIDED",
-        )));
-    }
-    if let Some(e) = open::<PaymentRefunded>(event) {
-        let e = e?;
-        return Ok(Some(payment(
-            e.reservation_id,
-            None,
-            e.payment_id,
-            e.customer_id,
-            "REFUNDED",
-        )));
-    }
-    Ok(None)
+    let change = match event.event_type.as_str() {
+        <ReservationPlaced as DomainEvent>::EVENT_TYPE => {
+            let e = ReservationPlaced::decode(payload)?;
+            let name = Some(e.product_name);
+            reservation(
+                e.reservation_id,
+                e.product_id,
+                name,
+                e.customer_id,
+                "RESERVED",
+            )
+        }
+        <ReservationCancelled as DomainEvent>::EVENT_TYPE => {
+            let e = ReservationCancelled::decode(payload)?;
+            reservation(
+                e.reservation_id,
+                e.product_id,
+                None,
+                e.customer_id,
+                "CANCELLED",
+            )
+        }
+        <ReservationConfirmed as DomainEvent>::EVENT_TYPE => {
+            let e = ReservationConfirmed::decode(payload)?;
+            reservation(
+                e.reservation_id,
+                e.product_id,
+                None,
+                e.customer_id,
+                "CONFIRMED",
+            )
+        }
+        <PaymentRequested as DomainEvent>::EVENT_TYPE => {
+            let e = PaymentRequested::decode(payload)?;
+            let product = Some(e.product_id);
+            payment(
+                e.reservation_id,
+                product,
+                e.payment_id,
+                e.customer_id,
+                "UNPAID",
+            )
+        }
+        <PaymentCompleted as DomainEvent>::EVENT_TYPE => {
+            let e = PaymentCompleted::decode(payload)?;
+            let product = Some(e.product_id);
+            payment(
+                e.reservation_id,
+                product,
+                e.payment_id,
+                e.customer_id,
+                "PAID",
+            )
+        }
+        <PaymentVoided as DomainEvent>::EVENT_TYPE => {
+            let e = PaymentVoided::decode(payload)?;
+            payment(
+                e.reservation_id,
+                None,
+                e.payment_id,
+                e.customer_id,
+                "VOIDED",
+            )
+        }
+        <PaymentRefunded as DomainEvent>::EVENT_TYPE => {
+            let e = PaymentRefunded::decode(payload)?;
+            payment(
+                e.reservation_id,
+                None,
+                e.payment_id,
+                e.customer_id,
+                "REFUNDED",
+            )
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(change))
 }
 
 #[cfg(test)]
