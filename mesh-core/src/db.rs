@@ -92,6 +92,15 @@ pub enum DbError {
     Task(String),
 }
 
+impl DbError {
+    /// The gRPC answer to a database failure, logged here once: UNAVAILABLE, naming `store`
+    /// ("product") but not the cause, which stays in the log.
+    pub fn into_status(self, store: &str) -> tonic::Status {
+        tracing::error!(err = %self, store, "database failure");
+        tonic::Status::unavailable(format!("{store} database unavailable, try again shortly"))
+    }
+}
+
 /// A pooled, migrated database handle; cheap to clone.
 #[derive(Clone)]
 pub struct Db {

@@ -174,6 +174,5 @@ async fn send_entry(
 }
 
 fn unavailable(err: DbError) -> Status {
-    tracing::error!(%err, "database failure");
-    Status::unavailable("my-page database unavailable, try again shortly")
+    err.into_status("my-page")
 }

@@ -33,10 +33,7 @@ impl pb::notice_service_server::NoticeService for NoticeApi {
             .db
             .run(move |conn| store::list(conn, &customer, LIST_LIMIT))
             .await
-            .map_err(|err| {
-                tracing::error!(%err, "database failure");
-                Status::unavailable("notice database unavailable, try again shortly")
-            })?;
+            .map_err(|err| err.into_status("notice"))?;
         Ok(Response::new(pb::ListNoticesResponse { notices }))
     }
 }

@@ -90,10 +90,7 @@ impl From<StoreError> for Status {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Domain(err) => err.into(),
-            StoreError::Db(err) => {
-                tracing::error!(%err, "database failure");
-                Status::unavailable("payment database unavailable, try again shortly")
-            }
+            StoreError::Db(err) => err.into_status("payment"),
             StoreError::Corrupt { .. } => {
                 tracing::error!(%err, "corrupt payment row");
                 Status::internal("payment record is corrupt")

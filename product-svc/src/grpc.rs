@@ -148,10 +148,7 @@ impl From<StoreError> for Status {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Domain(err) => err.into(),
-            StoreError::Db(err) => {
-                tracing::error!(%err, "database failure");
-                Status::unavailable("product database unavailable, try again shortly")
-            }
+            StoreError::Db(err) => err.into_status("product"),
             StoreError::Corrupt { .. } => {
                 tracing::error!(%err, "corrupt product row");
                 Status::internal("product record is corrupt")

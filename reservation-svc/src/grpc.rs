@@ -112,10 +112,7 @@ impl From<StoreError> for Status {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Domain(err) => err.into(),
-            StoreError::Db(err) => {
-                tracing::error!(%err, "database failure");
-                Status::unavailable("reservation database unavailable, try again shortly")
-            }
+            StoreError::Db(err) => err.into_status("reservation"),
             StoreError::Corrupt { .. } => {
                 tracing::error!(%err, "corrupt reservation row");
                 Status::internal("reservation record is corrupt")
