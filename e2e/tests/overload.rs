@@ -98,3 +98,37 @@ async fn a_slow_product_service_trips_the_breaker_fails_fast_and_recovers() {
     }
     println!("recovered in {:?}", healed.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_gateway_sheds_requests_past_its_in_flight_bound() {
+    let options = MeshOptions {
+        extra_env: vec![(Svc::Gateway, "GATEWAY_MAX_IN_FLIGHT".into(), "1".into())],
+        ..MeshOptions::default()
+    };
+    let mesh = std::sync::Arc::new(Mesh::start("overload_gateway", options).await);
+    mesh.register_product("Phone").await;
+
+    // A frozen product-svc holds one reservation in flight until the lock deadline.
+    mesh.pause(Svc::Product);
+    let holder = {
+        let mesh = std::sync::Arc::clone(&mesh);
+        tokio::spawn(async move { mesh.post("/reservation", json!({"productId": 1})).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let started = Instant::now();
+    let (status, body) = mesh.get("/products").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], "try_again_shortly");
+    assert!(
+        started.elapsed() < Duration::from_millis(200),
+        "shed at once"
+    );
+    // Probes are outside the bound.
+    let (status, _) = mesh.get("/healthz").await;
+    assert_eq!(status, 200);
+
+    let (status, _) = holder.await.expect("holder");
+    assert_eq!(status, 503, "the held reservation hit its deadline");
+    mesh.resume(Svc::Product);
+}

@@ -13,6 +13,7 @@ use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, patch, post};
 use http::Uri;
+use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::{BoxError, ServiceBuilder};
 
 use crate::api_error::ApiError;
@@ -28,7 +29,9 @@ pub fn router(upstreams: Upstreams, max_in_flight: usize) -> Router {
             ApiError::overloaded()
         }))
         .load_shed()
-        .concurrency_limit(max_in_flight);
+        // Global: route_layer wraps every route separately, and a plain concurrency limit
+        // would give each route its own budget.
+        .layer(GlobalConcurrencyLimitLayer::new(max_in_flight));
     let unbounded = Router::new()
         .route("/mypage/stream", get(mypage::stream))
         .route("/healthz", get(health::live))
