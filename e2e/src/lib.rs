@@ -11,6 +11,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod otlp_collector;
+
 use mesh_core::testing::{TestNats, fresh_postgres_database};
 
 /// A service of the mesh that the harness runs.
@@ -69,6 +71,17 @@ pub struct MeshOptions {
     pub sqlite: bool,
 }
 
+impl MeshOptions {
+    /// Sets `name=value` for every service and the gateway.
+    pub fn everywhere(mut self, name: &str, value: &str) -> Self {
+        for svc in Svc::GRPC.into_iter().chain([Svc::Gateway]) {
+            self.extra_env
+                .push((svc, name.to_owned(), value.to_owned()));
+        }
+        self
+    }
+}
+
 impl Default for MeshOptions {
     fn default() -> Self {
         Self {
@@ -95,6 +108,7 @@ pub struct Mesh {
     /// The mesh's own NATS server (JetStream), which a test may restart.
     pub nats: TestNats,
     addrs: BTreeMap<Svc, SocketAddr>,
+    metrics_addrs: BTreeMap<Svc, SocketAddr>,
     processes: BTreeMap<Svc, Process>,
     log_dir: PathBuf,
 }
@@ -111,6 +125,8 @@ impl Mesh {
             .chain([Svc::Gateway].iter())
             .map(|svc| (*svc, free_local_addr()))
             .collect();
+        let metrics_addrs: BTreeMap<Svc, SocketAddr> =
+            addrs.keys().map(|svc| (*svc, free_local_addr())).collect();
         let url = |svc: Svc| format!("http://{}", addrs[&svc]);
         let nats = TestNats::start();
         provision_jetstream(&nats.url);
@@ -122,12 +138,14 @@ impl Mesh {
                 .build()
                 .expect("http client"),
             addrs: addrs.clone(),
+            metrics_addrs: metrics_addrs.clone(),
             processes: BTreeMap::new(),
             log_dir,
         };
         for svc in Svc::GRPC {
             let mut env = vec![
                 ("GRPC_ADDR".to_owned(), addrs[&svc].to_string()),
+                ("METRICS_ADDR".to_owned(), metrics_addrs[&svc].to_string()),
                 ("PRODUCT_SVC_URL".to_owned(), url(Svc::Product)),
                 ("NATS_URL".to_owned(), mesh.nats.url.clone()),
                 ("CONSUMER_RETRY_DELAY_MS".to_owned(), "200".to_owned()),
@@ -165,6 +183,10 @@ impl Mesh {
         }
         let gateway_env = vec![
             ("HTTP_ADDR".to_owned(), addrs[&Svc::Gateway].to_string()),
+            (
+                "METRICS_ADDR".to_owned(),
+                metrics_addrs[&Svc::Gateway].to_string(),
+            ),
             ("PRODUCT_SVC_URL".to_owned(), url(Svc::Product)),
             ("RESERVATION_SVC_URL".to_owned(), url(Svc::Reservation)),
             ("PAYMENT_SVC_URL".to_owned(), url(Svc::Payment)),
@@ -201,6 +223,16 @@ impl Mesh {
             .spawn()
             .unwrap_or_else(|err| panic!("cannot start {}: {err}", binary.display()));
         self.processes.insert(svc, Process { child, env });
+    }
+
+    /// Where `svc` writes its log.
+    pub fn log_path(&self, svc: Svc) -> PathBuf {
+        self.log_dir.join(format!("{}.log", svc.binary()))
+    }
+
+    /// The URL of `svc`'s Prometheus metrics.
+    pub fn metrics_url(&self, svc: Svc) -> String {
+        format!("http://{}/metrics", self.metrics_addrs[&svc])
     }
 
     /// Waits until `/readyz` answers 200 (every upstream SERVING).

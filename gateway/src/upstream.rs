@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use mesh_core::trace_context::{SendTraceContext, TracedChannel};
 use reserve_proto::mypage::v1::my_page_service_client::MyPageServiceClient;
 use reserve_proto::notice::v1::notice_service_client::NoticeServiceClient;
 use reserve_proto::payment::v1::payment_service_client::PaymentServiceClient;
@@ -42,15 +43,15 @@ pub struct Upstream {
 #[derive(Clone)]
 pub struct Upstreams {
     /// product-svc.
-    pub product: ProductServiceClient<Channel>,
+    pub product: ProductServiceClient<TracedChannel>,
     /// reservation-svc.
-    pub reservation: ReservationServiceClient<Channel>,
+    pub reservation: ReservationServiceClient<TracedChannel>,
     /// payment-svc.
-    pub payment: PaymentServiceClient<Channel>,
+    pub payment: PaymentServiceClient<TracedChannel>,
     /// mypage-svc (its streams are not bound by the call timeout).
-    pub mypage: MyPageServiceClient<Channel>,
+    pub mypage: MyPageServiceClient<TracedChannel>,
     /// notice-svc.
-    pub notice: NoticeServiceClient<Channel>,
+    pub notice: NoticeServiceClient<TracedChannel>,
     all: Vec<Upstream>,
     timeout: Duration,
 }
@@ -72,11 +73,14 @@ impl Upstreams {
         let mypage = channel(&config.mypage_url)?;
         let notice = channel(&config.notice_url)?;
         Ok(Self {
-            product: ProductServiceClient::new(product.clone()),
-            reservation: ReservationServiceClient::new(reservation.clone()),
-            payment: PaymentServiceClient::new(payment.clone()),
-            mypage: MyPageServiceClient::new(mypage.clone()),
-            notice: NoticeServiceClient::new(notice.clone()),
+            product: ProductServiceClient::with_interceptor(product.clone(), SendTraceContext),
+            reservation: ReservationServiceClient::with_interceptor(
+                reservation.clone(),
+                SendTraceContext,
+            ),
+            payment: PaymentServiceClient::with_interceptor(payment.clone(), SendTraceContext),
+            mypage: MyPageServiceClient::with_interceptor(mypage.clone(), SendTraceContext),
+            notice: NoticeServiceClient::with_interceptor(notice.clone(), SendTraceContext),
             all: vec![
                 Upstream {
                     name: "product-svc",

@@ -25,10 +25,11 @@ use diesel::prelude::*;
 use prost::Message as _;
 use reserve_proto::events::v1::EventEnvelope;
 use tokio_stream::StreamExt;
+use tracing::Instrument;
 
 use crate::db::{Db, DbConnection, DbError};
 use crate::outbox::OutboxSignal;
-use crate::{Shutdown, clock, events};
+use crate::{Shutdown, clock, event_observability, events};
 
 diesel::table! {
     processed_events (consumer, event_id) {
@@ -198,6 +199,7 @@ impl EventConsumer {
     async fn consume(&self, shutdown: &Shutdown) -> Result<(), async_nats::Error> {
         let consumer = self.durable().await?;
         let mut messages = consumer.messages().await?;
+        event_observability::register_consumer(&self.subscription.durable);
         tracing::info!(consumer = %self.subscription.durable, subject = %self.subscription.filter_subject, "consuming");
         loop {
             let next = tokio::select! {
@@ -213,10 +215,14 @@ impl EventConsumer {
                 None => return Err("message stream ended".into()),
             };
             // Whatever else has already arrived joins this batch (never waiting for more).
+            event_observability::delivered(&self.subscription.durable, &first);
             let mut batch = vec![first];
             while batch.len() < self.policy.batch {
                 match tokio::time::timeout(Duration::ZERO, messages.next()).await {
-                    Ok(Some(Ok(message))) => batch.push(message),
+                    Ok(Some(Ok(message))) => {
+                        event_observability::delivered(&self.subscription.durable, &message);
+                        batch.push(message);
+                    }
                     Ok(Some(Err(err))) => return Err(err.into()),
                     _ => break,
                 }
@@ -238,6 +244,13 @@ impl EventConsumer {
             if let Some(envelopes) = envelopes {
                 let consumer = self.subscription.durable.clone();
                 let handler = Arc::clone(&self.handler);
+                let spans: Vec<tracing::Span> = batch
+                    .iter()
+                    .zip(&envelopes)
+                    .map(|(message, envelope)| {
+                        event_observability::consume_span(&consumer, message, envelope)
+                    })
+                    .collect();
                 let applied = self
                     .db
                     .transaction(move |conn| -> Result<Vec<EventEnvelope>, HandleError> {
@@ -249,7 +262,8 @@ impl EventConsumer {
                             pg.batch_execute("SET LOCAL lock_timeout = '50ms'")?;
                         }
                         let mut applied = Vec::with_capacity(envelopes.len());
-                        for envelope in envelopes {
+                        for (envelope, span) in envelopes.into_iter().zip(spans) {
+                            let _in_span = span.enter();
                             if already_processed(conn, &consumer, &envelope.event_id)? {
                                 continue;
                             }
@@ -261,9 +275,13 @@ impl EventConsumer {
                     })
                     .await;
                 if let Ok(applied) = applied {
+                    let durable = &self.subscription.durable;
                     for envelope in &applied {
                         self.handler.committed(envelope);
+                        event_observability::applied(durable, envelope);
                     }
+                    event_observability::settled(durable, "applied", applied.len());
+                    event_observability::settled(durable, "duplicate", batch.len() - applied.len());
                     if !applied.is_empty() {
                         self.signal.wake();
                     }
@@ -297,6 +315,7 @@ impl EventConsumer {
             while let Some(message) = batch.next().await {
                 let message = message?;
                 seen += 1;
+                event_observability::delivered(&self.subscription.durable, &message);
                 let outcome = self.process(&message).await;
                 if outcome == Outcome::Applied {
                     applied += 1;
@@ -355,6 +374,8 @@ impl EventConsumer {
             Err(err) => return Outcome::DeadLettered(format!("envelope does not decode: {err}")),
         };
         let attempt = message.info().map(|info| info.delivered).unwrap_or(1);
+        let span =
+            event_observability::consume_span(&self.subscription.durable, message, &envelope);
         let consumer = self.subscription.durable.clone();
         let handler = Arc::clone(&self.handler);
         let event_id = envelope.event_id.clone();
@@ -368,10 +389,12 @@ impl EventConsumer {
                 record_processed(conn, &consumer, &envelope.event_id)?;
                 Ok(Some(envelope))
             })
+            .instrument(span)
             .await;
         match applied {
             Ok(Some(envelope)) => {
                 self.handler.committed(&envelope);
+                event_observability::applied(&self.subscription.durable, &envelope);
                 self.signal.wake();
                 Outcome::Applied
             }
@@ -393,6 +416,13 @@ impl EventConsumer {
         message: &jetstream::Message,
         outcome: &Outcome,
     ) -> Result<(), async_nats::Error> {
+        let label = match outcome {
+            Outcome::Applied => "applied",
+            Outcome::AlreadyApplied => "duplicate",
+            Outcome::Retry(_) => "retry",
+            Outcome::DeadLettered(_) => "dead_lettered",
+        };
+        event_observability::settled(&self.subscription.durable, label, 1);
         match outcome {
             Outcome::Applied | Outcome::AlreadyApplied => message.ack().await?,
             Outcome::Retry(_) => {

@@ -190,7 +190,11 @@ impl Db {
         E: From<DbError> + Send + 'static,
     {
         let pool = self.pool.clone();
+        // The caller's span follows the work onto the blocking thread, so what it logs and
+        // the events it enqueues belong to the caller's trace.
+        let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
             let mut conn = pool
                 .get()
                 .map_err(|err| DbError::Unavailable(err.to_string()))?;
@@ -198,6 +202,17 @@ impl Db {
         })
         .await
         .map_err(|err| E::from(DbError::Task(err.to_string())))?
+    }
+}
+
+impl Db {
+    /// Connections (in use, idle) right now, for the pool gauges.
+    pub fn pool_usage(&self) -> (u32, u32) {
+        let state = self.pool.state();
+        (
+            state.connections.saturating_sub(state.idle_connections),
+            state.idle_connections,
+        )
     }
 }
 

@@ -39,12 +39,16 @@ pub struct OutgoingEvent {
     pub subject: String,
     /// The encoded [`EventEnvelope`].
     pub payload: Vec<u8>,
+    /// The W3C context of the change that produced it (also inside the envelope).
+    pub traceparent: Option<String>,
 }
 
 impl OutgoingEvent {
     /// Wraps `event` in a fresh envelope; `version` is the aggregate's version after the change.
+    /// The current span's trace context travels with it, so its consumers join the trace.
     pub fn new<E: DomainEvent>(event: &E, version: i64) -> Self {
         let event_id = uuid::Uuid::new_v4().to_string();
+        let traceparent = crate::trace_context::current_traceparent();
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
@@ -58,13 +62,14 @@ impl OutgoingEvent {
                 seconds: i64::try_from(now.as_secs()).unwrap_or(i64::MAX),
                 nanos: i32::try_from(now.subsec_nanos()).unwrap_or_default(),
             }),
-            traceparent: String::new(),
+            traceparent: traceparent.clone().unwrap_or_default(),
             payload: event.encode_to_vec(),
         };
         Self {
             event_id,
             subject: subject_of::<E>(),
             payload: envelope.encode_to_vec(),
+            traceparent,
         }
     }
 }

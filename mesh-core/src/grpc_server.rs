@@ -1,7 +1,8 @@
 //! The gRPC server shell every service shares: standard health checking (`grpc.health.v1`,
 //! used by Kubernetes `grpc:` probes and `grpcurl`), server reflection in both protocol
 //! versions (grpcurl 1.8 still asks for `v1alpha`), and graceful shutdown that turns health to
-//! NOT_SERVING before draining in-flight calls.
+//! NOT_SERVING before draining in-flight calls. Every call is traced and measured
+//! ([`crate::rpc_observability`]).
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -10,14 +11,20 @@ use tonic::transport::server::Router;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+use tower::layer::util::{Identity, Stack};
+
 use crate::Shutdown;
+use crate::rpc_observability::RpcObservabilityLayer;
+
+/// The server's router: every call passes [`RpcObservabilityLayer`] (span + RED metrics).
+pub type MeshRouter = Router<Stack<RpcObservabilityLayer, Identity>>;
 
 /// A server already carrying health and reflection; add the service's own API to `router`.
 pub struct GrpcShell {
     /// Reports serving status; set the service to SERVING once it is ready.
     pub health: HealthReporter,
     /// The router to add the service's API to.
-    pub router: Router,
+    pub router: MeshRouter,
 }
 
 /// Failure to build the reflection service (a broken embedded descriptor set).
@@ -49,6 +56,7 @@ impl GrpcShell {
             .build_v1alpha()
             .map_err(|err| ReflectionError(err.to_string()))?;
         let router = Server::builder()
+            .layer(RpcObservabilityLayer)
             .add_service(health_service)
             .add_service(v1)
             .add_service(v1alpha);

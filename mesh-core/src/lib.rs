@@ -8,17 +8,20 @@ pub mod clock;
 pub mod config;
 pub mod consumer;
 pub mod db;
+pub mod event_observability;
 pub mod events;
 pub mod grpc_server;
 pub mod ids;
 pub mod messaging;
 pub mod outbox;
+pub mod rpc_observability;
 pub mod service;
 pub mod shutdown;
 pub mod startup;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod trace_context;
 
 pub use config::ConfigError;
 pub use db::{Db, DbConnection, DbError, Migrations};

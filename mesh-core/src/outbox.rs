@@ -19,7 +19,8 @@ use tokio::sync::Notify;
 
 use crate::db::{Db, DbConnection, DbError};
 use crate::events::OutgoingEvent;
-use crate::{Shutdown, events};
+use crate::telemetry::catalog;
+use crate::{Shutdown, event_observability, events, trace_context};
 
 diesel::table! {
     outbox (id) {
@@ -43,6 +44,7 @@ pub fn enqueue(
             outbox::event_id.eq(&event.event_id),
             outbox::subject.eq(&event.subject),
             outbox::payload.eq(&event.payload),
+            outbox::traceparent.eq(&event.traceparent),
             outbox::created_at_ms.eq(crate::clock::now_ms()),
         ))
         .execute(conn)?;
@@ -63,6 +65,8 @@ pub fn pending(
             outbox::event_id,
             outbox::subject,
             outbox::payload,
+            outbox::traceparent,
+            outbox::created_at_ms,
         ))
         .load(conn)
 }
@@ -100,6 +104,10 @@ pub struct PendingRow {
     pub subject: String,
     /// The encoded envelope.
     pub payload: Vec<u8>,
+    /// The trace context of the change that enqueued it.
+    pub traceparent: Option<String>,
+    /// When it was enqueued (ms since the epoch).
+    pub created_at_ms: i64,
 }
 
 /// Wakes the relay right after a commit that enqueued events, so events leave within
@@ -114,6 +122,14 @@ impl OutboxSignal {
     }
 }
 
+/// A published event waiting for JetStream's ack; its span ends with the ack.
+struct InFlight {
+    id: i64,
+    created_at_ms: i64,
+    ack: PublishAckFuture,
+    _span: tracing::Span,
+}
+
 /// Publishes the outbox to JetStream; one per service process.
 pub struct OutboxRelay {
     db: Db,
@@ -123,6 +139,9 @@ pub struct OutboxRelay {
     poll: Duration,
     batch: i64,
 }
+
+/// How often the relay counts its backlog.
+const BACKLOG_EVERY: Duration = Duration::from_secs(1);
 
 /// How long published rows are kept (for inspection) before they are purged.
 const KEEP_PUBLISHED: Duration = Duration::from_secs(3600);
@@ -145,7 +164,12 @@ impl OutboxRelay {
         let mut provisioned = false;
         let mut backoff = Duration::from_millis(100);
         let mut last_purge = std::time::Instant::now();
+        let mut last_backlog: Option<std::time::Instant> = None;
         loop {
+            if last_backlog.is_none_or(|at| at.elapsed() >= BACKLOG_EVERY) {
+                self.report_backlog().await;
+                last_backlog = Some(std::time::Instant::now());
+            }
             if !provisioned {
                 provisioned = match events::provision(&self.js).await {
                     Ok(()) => true,
@@ -209,14 +233,29 @@ impl OutboxRelay {
         if rows.is_empty() {
             return Ok(0);
         }
-        let mut in_flight: Vec<(i64, PublishAckFuture)> = Vec::with_capacity(rows.len());
+        let mut in_flight: Vec<InFlight> = Vec::with_capacity(rows.len());
         let mut failure = None;
         for row in rows {
-            let message = PublishMessage::build()
+            // The publish span, child of the change that enqueued the row, is what the
+            // consumers' spans hang under: its context is the message's `traceparent`.
+            let span = event_observability::publish_span(
+                &row.subject,
+                &row.event_id,
+                row.traceparent.as_deref(),
+            );
+            let mut message = PublishMessage::build()
                 .payload(row.payload.into())
                 .message_id(&row.event_id);
+            if let Some(traceparent) = trace_context::traceparent_of(&span) {
+                message = message.header(trace_context::TRACEPARENT, traceparent.as_str());
+            }
             match self.js.send_publish(row.subject, message).await {
-                Ok(ack) => in_flight.push((row.id, ack)),
+                Ok(ack) => in_flight.push(InFlight {
+                    id: row.id,
+                    created_at_ms: row.created_at_ms,
+                    ack,
+                    _span: span,
+                }),
                 Err(err) => {
                     failure = Some(RelayError::Nats(err.to_string()));
                     break;
@@ -224,15 +263,22 @@ impl OutboxRelay {
             }
         }
         let mut acked = Vec::with_capacity(in_flight.len());
-        for (id, ack) in in_flight {
-            match ack.await {
-                Ok(_) => acked.push(id),
+        for flight in in_flight {
+            match flight.ack.await {
+                Ok(_) => {
+                    acked.push(flight.id);
+                    let lag_ms = crate::clock::now_ms().saturating_sub(flight.created_at_ms);
+                    metrics::histogram!(catalog::OUTBOX_RELAY_LAG_SECONDS)
+                        .record(lag_ms.max(0) as f64 / 1000.0);
+                }
                 Err(err) => {
+                    metrics::counter!(catalog::OUTBOX_PUBLISH_FAILURES).increment(1);
                     failure.get_or_insert(RelayError::Nats(err.to_string()));
                 }
             }
         }
         let published = acked.len();
+        metrics::counter!(catalog::OUTBOX_PUBLISHED).increment(published as u64);
         if !acked.is_empty() {
             self.db
                 .run(move |conn| mark_published(conn, &acked).map_err(DbError::from))
@@ -245,6 +291,18 @@ impl OutboxRelay {
                 Ok(published)
             }
             None => Ok(published),
+        }
+    }
+
+    /// Sets the backlog gauge (a count over the pending rows' partial index).
+    async fn report_backlog(&self) {
+        match self
+            .db
+            .run(|conn| backlog(conn).map_err(DbError::from))
+            .await
+        {
+            Ok(rows) => metrics::gauge!(catalog::OUTBOX_BACKLOG).set(rows as f64),
+            Err(err) => tracing::debug!(%err, "cannot count the outbox backlog"),
         }
     }
 

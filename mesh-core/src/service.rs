@@ -11,12 +11,12 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use tonic::server::NamedService;
-use tonic::transport::server::Router;
 
 use crate::config::env_or;
 use crate::db::{Db, DbTarget, Migrations};
-use crate::grpc_server::GrpcShell;
+use crate::grpc_server::{GrpcShell, MeshRouter};
 use crate::messaging::{Messaging, MessagingConfig, drain};
+use crate::telemetry::catalog;
 use crate::{ConfigError, Shutdown, StartupError};
 
 /// How long background tasks get to finish after the server drained.
@@ -71,6 +71,7 @@ pub struct ServiceHost {
     listener: tokio::net::TcpListener,
     local_addr: SocketAddr,
     messaging: Messaging,
+    db: Db,
     background: Vec<BackgroundTask>,
 }
 
@@ -97,6 +98,7 @@ impl ServiceHost {
             listener,
             local_addr,
             messaging,
+            db: db.clone(),
             background: Vec::new(),
         };
         Ok((host, db))
@@ -108,7 +110,10 @@ impl ServiceHost {
     }
 
     /// Adds the service's API (`add` puts it on the router) and reports `S` SERVING.
-    pub async fn serve_api<S: NamedService>(mut self, add: impl FnOnce(Router) -> Router) -> Self {
+    pub async fn serve_api<S: NamedService>(
+        mut self,
+        add: impl FnOnce(MeshRouter) -> MeshRouter,
+    ) -> Self {
         self.shell.health.set_serving::<S>().await;
         let GrpcShell { health, router } = self.shell;
         self.shell = GrpcShell {
@@ -141,9 +146,24 @@ impl ServiceHost {
         for task in self.background {
             tasks.spawn(task(shutdown.clone()));
         }
+        tasks.spawn(report_pool_usage(self.db, shutdown.clone()));
         let served = self.shell.serve(self.listener, shutdown).await;
         drain(tasks, DRAIN_LIMIT).await;
         served?;
         Ok(())
+    }
+}
+
+/// Samples the database pool into the `db_pool_connections` gauges every second.
+async fn report_pool_usage(db: Db, shutdown: Shutdown) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = shutdown.requested() => return,
+        }
+        let (in_use, idle) = db.pool_usage();
+        metrics::gauge!(catalog::DB_POOL_CONNECTIONS, "state" => "in_use").set(f64::from(in_use));
+        metrics::gauge!(catalog::DB_POOL_CONNECTIONS, "state" => "idle").set(f64::from(idle));
     }
 }

@@ -3,7 +3,10 @@
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    mesh_core::telemetry::init("mypage-svc");
+    mesh_core::telemetry::run("mypage-svc", 9084, serve_or_rebuild()).await
+}
+
+async fn serve_or_rebuild() -> anyhow::Result<()> {
     let config = mypage_svc::Config::from_env()?;
     match std::env::args().nth(1).as_deref() {
         None => {

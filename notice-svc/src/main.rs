@@ -2,7 +2,10 @@
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    mesh_core::telemetry::init("notice-svc");
+    mesh_core::telemetry::run("notice-svc", 9085, serve()).await
+}
+
+async fn serve() -> anyhow::Result<()> {
     let config = notice_svc::Config::from_env()?;
     let app = notice_svc::App::build(config).await?;
     app.run(mesh_core::Shutdown::on_os_signal()).await?;

@@ -2,6 +2,7 @@
 
 use mesh_core::Db;
 use mesh_core::outbox::OutboxSignal;
+use mesh_core::rpc_observability::{IdKind, record_id};
 use reserve_proto::payment::v1 as pb;
 use tonic::{Request, Response, Status};
 
@@ -27,7 +28,9 @@ impl PaymentApi {
 impl pb::payment_service_server::PaymentService for PaymentApi {
     async fn pay(&self, request: Request<pb::PayRequest>) -> Result<Response<pb::Payment>, Status> {
         let id = Id::parse(request.into_inner().id, "payment id")?;
+        record_id(IdKind::Payment, id.get());
         let paid = pay(&self.db, &self.outbox, id).await?;
+        record_id(IdKind::Reservation, paid.reservation_id.get());
         Ok(Response::new(to_wire(paid)))
     }
 

@@ -2,6 +2,7 @@
 //! No business rule lives here.
 
 use mesh_core::Db;
+use mesh_core::rpc_observability::{IdKind, record_id};
 use reserve_proto::product::v1 as pb;
 use tonic::{Request, Response, Status};
 
@@ -51,6 +52,7 @@ impl pb::product_service_server::ProductService for ProductApi {
             .db
             .run(move |conn| store::register(conn, &name, status))
             .await?;
+        record_id(IdKind::Product, product.id.get());
         tracing::info!(product = %product.id, name = %product.name, "product registered");
         Ok(Response::new(to_wire(product)))
     }
@@ -81,6 +83,8 @@ impl pb::product_service_server::ProductService for ProductApi {
         let request = request.into_inner();
         let product = Id::parse(request.product_id, "product id")?;
         let reservation = Id::parse(request.reservation_id, "reservation id")?;
+        record_id(IdKind::Product, product.get());
+        record_id(IdKind::Reservation, reservation.get());
         self.injected_fault().await?;
         let locked = self
             .db
@@ -97,6 +101,8 @@ impl pb::product_service_server::ProductService for ProductApi {
         let request = request.into_inner();
         let product = Id::parse(request.product_id, "product id")?;
         let reservation = Id::parse(request.reservation_id, "reservation id")?;
+        record_id(IdKind::Product, product.get());
+        record_id(IdKind::Reservation, reservation.get());
         let current = self
             .db
             .run(move |conn| store::release(conn, product, reservation))

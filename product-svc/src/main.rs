@@ -2,7 +2,10 @@
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    mesh_core::telemetry::init("product-svc");
+    mesh_core::telemetry::run("product-svc", 9081, serve()).await
+}
+
+async fn serve() -> anyhow::Result<()> {
     let config = product_svc::Config::from_env()?;
     let app = product_svc::App::build(config).await?;
     app.run(mesh_core::Shutdown::on_os_signal()).await?;

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use mesh_core::telemetry::catalog;
 use tower::{BoxError, Layer, Service};
 
 /// When the breaker opens and for how long.
@@ -128,6 +129,8 @@ impl<R> CircuitBreakerLayer<R> {
         stats: Arc<BreakerStats>,
         is_failure: FailureTest<R>,
     ) -> Self {
+        metrics::counter!(catalog::PRODUCT_LOCK_BREAKER_OPENED).absolute(0);
+        report_state(&BreakerState::Closed { failures: 0 });
         Self {
             shared: Arc::new(Shared {
                 state: Mutex::new(BreakerState::Closed { failures: 0 }),
@@ -170,10 +173,12 @@ impl Shared {
         let mut state = self.lock();
         let before = *state;
         state.record(failed, Instant::now(), &self.policy);
+        report_state(&state);
         match (before, *state) {
             (BreakerState::Open { .. }, BreakerState::Open { .. }) => {}
             (_, BreakerState::Open { .. }) => {
                 self.stats.opened.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(catalog::PRODUCT_LOCK_BREAKER_OPENED).increment(1);
                 tracing::warn!(
                     open_for_ms = self.policy.open_for.as_millis() as u64,
                     "circuit breaker OPEN: product-svc failing"
@@ -185,6 +190,16 @@ impl Shared {
             _ => {}
         }
     }
+}
+
+/// Sets the breaker-state gauge: 0 closed, 1 half-open, 2 open.
+fn report_state(state: &BreakerState) {
+    let value = match state {
+        BreakerState::Closed { .. } => 0.0,
+        BreakerState::HalfOpen => 1.0,
+        BreakerState::Open { .. } => 2.0,
+    };
+    metrics::gauge!(catalog::PRODUCT_LOCK_BREAKER_STATE).set(value);
 }
 
 /// A call in flight. Dropped before it finished (its caller's deadline passed first), it
@@ -216,7 +231,12 @@ where
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        let admission = self.shared.lock().admit(Instant::now());
+        let admission = {
+            let mut state = self.shared.lock();
+            let admission = state.admit(Instant::now());
+            report_state(&state);
+            admission
+        };
         if admission == Admission::Reject {
             self.shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
             return Box::pin(async { Err(CircuitOpen.into()) });

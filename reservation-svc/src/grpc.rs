@@ -3,6 +3,7 @@
 
 use mesh_core::Db;
 use mesh_core::outbox::OutboxSignal;
+use mesh_core::rpc_observability::{IdKind, record_id};
 use reserve_proto::reservation::v1 as pb;
 use tonic::{Request, Response, Status};
 
@@ -39,7 +40,9 @@ impl pb::reservation_service_server::ReservationService for ReservationApi {
         let request = request.into_inner();
         let product = Id::parse(request.product_id, "product id")?;
         let customer = CustomerId::parse(&request.customer_id)?;
+        record_id(IdKind::Product, product.get());
         let reservation = self.placement.place(product, customer).await?;
+        record_id(IdKind::Reservation, reservation.id.get());
         Ok(Response::new(to_wire(reservation)))
     }
 
@@ -57,6 +60,7 @@ impl pb::reservation_service_server::ReservationService for ReservationApi {
         request: Request<pb::CancelReservationRequest>,
     ) -> Result<Response<pb::Reservation>, Status> {
         let id = Id::parse(request.into_inner().id, "reservation id")?;
+        record_id(IdKind::Reservation, id.get());
         let cancelled = cancellation::cancel(&self.db, &self.outbox, id).await?;
         Ok(Response::new(to_wire(cancelled)))
     }

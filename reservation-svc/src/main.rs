@@ -2,7 +2,10 @@
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    mesh_core::telemetry::init("reservation-svc");
+    mesh_core::telemetry::run("reservation-svc", 9082, serve()).await
+}
+
+async fn serve() -> anyhow::Result<()> {
     let config = reservation_svc::Config::from_env()?;
     let app = reservation_svc::App::build(config).await?;
     app.run(mesh_core::Shutdown::on_os_signal()).await?;

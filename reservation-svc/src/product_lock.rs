@@ -27,6 +27,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use mesh_core::telemetry::catalog;
+use mesh_core::trace_context::{SendTraceContext, TracedChannel};
 use reserve_proto::product::v1 as pb;
 use reserve_proto::product::v1::product_service_client::ProductServiceClient;
 use tonic::transport::{Channel, Endpoint};
@@ -34,6 +36,7 @@ use tonic::{Code, Status};
 use tower::retry::budget::{Budget, TpsBudget};
 use tower::util::BoxCloneSyncService;
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
+use tracing::Instrument;
 
 use crate::breaker::{BreakerPolicy, BreakerStats, CircuitBreakerLayer, CircuitOpen};
 use crate::domain::{Id, LockFailure, ReservationError};
@@ -73,7 +76,7 @@ impl Default for LockPolicy {
 #[derive(Clone)]
 pub struct ProductLock {
     reserve: BoxCloneSyncService<pb::ReserveProductRequest, pb::Product, BoxError>,
-    client: ProductServiceClient<Channel>,
+    client: ProductServiceClient<TracedChannel>,
     policy: LockPolicy,
     breaker: Arc<BreakerStats>,
 }
@@ -93,7 +96,7 @@ impl ProductLock {
     }
 
     fn over_channel(channel: Channel, policy: LockPolicy) -> Self {
-        let client = ProductServiceClient::new(channel);
+        let client = ProductServiceClient::with_interceptor(channel, SendTraceContext);
         let retry = RetryUnavailable {
             budget: Arc::new(TpsBudget::new(
                 Duration::from_secs(10),
@@ -144,16 +147,37 @@ impl ProductLock {
             product_id: product.get(),
             reservation_id: reservation.get(),
         };
+        let span = tracing::info_span!(
+            "product.lock",
+            otel.kind = "client",
+            product.id = product.get(),
+            reservation.id = reservation.get(),
+            outcome = tracing::field::Empty,
+        );
+        let started = std::time::Instant::now();
         let call = self.reserve.clone().oneshot(request);
-        match tokio::time::timeout_at(until, call).await {
-            Ok(outcome) => outcome
-                .map(|locked| locked.name)
-                .map_err(|err| self.classify(err)),
-            Err(_) => Err(LockFailure::Uncertain(format!(
-                "product service did not answer within {} ms",
-                self.policy.deadline.as_millis()
-            ))),
-        }
+        let (outcome, label) = match tokio::time::timeout_at(until, call)
+            .instrument(span.clone())
+            .await
+        {
+            Ok(Ok(locked)) => (Ok(locked.name), "locked"),
+            Ok(Err(err)) => {
+                let label = outcome_label(&err);
+                (Err(self.classify(err)), label)
+            }
+            Err(_) => (
+                Err(LockFailure::Uncertain(format!(
+                    "product service did not answer within {} ms",
+                    self.policy.deadline.as_millis()
+                ))),
+                "deadline",
+            ),
+        };
+        span.record("outcome", label);
+        metrics::counter!(catalog::PRODUCT_LOCK_CALLS, "outcome" => label).increment(1);
+        metrics::histogram!(catalog::PRODUCT_LOCK_SECONDS, "outcome" => label)
+            .record(started.elapsed().as_secs_f64());
+        outcome
     }
 
     /// The whole lock call's deadline.
@@ -205,6 +229,31 @@ impl ProductLock {
     }
 }
 
+/// The metric label of a failed lock call (see `product_lock_calls_total`).
+fn outcome_label(err: &BoxError) -> &'static str {
+    if err.is::<tower::load_shed::error::Overloaded>() {
+        return "shed";
+    }
+    if err.is::<CircuitOpen>() {
+        return "circuit_open";
+    }
+    if err.is::<tower::timeout::error::Elapsed>() {
+        return "deadline";
+    }
+    match err.downcast_ref::<Status>().map(Status::code) {
+        Some(
+            Code::FailedPrecondition
+            | Code::AlreadyExists
+            | Code::Aborted
+            | Code::NotFound
+            | Code::InvalidArgument
+            | Code::OutOfRange,
+        ) => "refused",
+        Some(Code::DeadlineExceeded | Code::Cancelled) => "deadline",
+        _ => "unavailable",
+    }
+}
+
 /// Whether a finished call counts against product-svc's health: no answer in time or
 /// unavailable does; a refusal (taken, unknown, invalid) is a healthy answer.
 fn counts_as_failure(outcome: &Result<pb::Product, BoxError>) -> bool {
@@ -247,7 +296,7 @@ fn classify_status(status: Status) -> LockFailure {
 /// One `ReserveProduct` attempt as a tower service.
 #[derive(Clone)]
 struct ReserveAttempt {
-    client: ProductServiceClient<Channel>,
+    client: ProductServiceClient<TracedChannel>,
     deadline: Duration,
 }
 

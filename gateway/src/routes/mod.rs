@@ -16,8 +16,11 @@ use http::Uri;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::{BoxError, ServiceBuilder};
 
+use mesh_core::telemetry::catalog;
+
 use crate::api_error::ApiError;
 use crate::body::BODY_LIMIT_BYTES;
+use crate::observability::observe;
 use crate::upstream::Upstreams;
 
 /// Builds the router over `upstreams`. Request/response routes share a bound of
@@ -26,6 +29,7 @@ use crate::upstream::Upstreams;
 pub fn router(upstreams: Upstreams, max_in_flight: usize) -> Router {
     let bounded = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(|_: BoxError| async {
+            metrics::counter!(catalog::HTTP_SHED).increment(1);
             ApiError::overloaded()
         }))
         .load_shed()
@@ -61,6 +65,7 @@ pub fn router(upstreams: Upstreams, max_in_flight: usize) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(axum::middleware::from_fn(observe))
         .with_state(upstreams)
 }
 

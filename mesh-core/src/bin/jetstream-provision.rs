@@ -9,7 +9,7 @@ use mesh_core::config::env_or;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    mesh_core::telemetry::init("jetstream-provision");
+    let _telemetry = mesh_core::telemetry::init_job("jetstream-provision")?;
     let url: String = env_or("NATS_URL", "nats://127.0.0.1:4222".to_owned())?;
     let client = tokio::time::timeout(Duration::from_secs(10), async_nats::connect(&url))
         .await

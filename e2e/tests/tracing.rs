@@ -1,0 +1,250 @@
+//! One reservation, its payment and their notices form traces across all six processes,
+//! exported over OTLP/gRPC to a real receiver, with every span's parent where it belongs; the
+//! JSON log lines carry the same trace ids; a dead collector changes nothing for a buyer.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use e2e::otlp_collector::{CollectedSpan, OtlpCollector};
+use e2e::{Mesh, MeshOptions, Svc, free_local_addr};
+use serde_json::{Value, json};
+
+const SOON: Duration = Duration::from_secs(20);
+const SIX: [&str; 6] = [
+    "gateway",
+    "product-svc",
+    "reservation-svc",
+    "payment-svc",
+    "mypage-svc",
+    "notice-svc",
+];
+
+fn exporting_to(endpoint: &str) -> MeshOptions {
+    MeshOptions::default()
+        .everywhere("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+        .everywhere("OTEL_BSP_SCHEDULE_DELAY", "100")
+}
+
+#[tokio::test]
+async fn a_reservation_and_its_payment_are_each_one_trace_across_all_six_processes() {
+    let collector = OtlpCollector::start().await;
+    let options = exporting_to(&collector.endpoint).everywhere("LOG_FORMAT", "json");
+    let mesh = Mesh::start("tracing_flow", options).await;
+    let product = mesh.register_product("Phone").await;
+
+    let (status, reservation) = mesh
+        .post(
+            "/reservation",
+            json!({"productId": product, "customerId": "kim"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{reservation}");
+    let reservation_id = reservation["id"].as_i64().expect("reservation id");
+    let reserve = wait_for_trace(
+        &collector,
+        "POST /reservation",
+        &[
+            ("reservation-svc", "publish ReservationPlaced"),
+            ("payment-svc", "consume ReservationPlaced"),
+            ("mypage-svc", "consume ReservationPlaced"),
+            ("notice-svc", "consume ReservationPlaced"),
+        ],
+    )
+    .await;
+    assert_one_tree_over_six_processes(&reserve);
+    let gateway = span(&reserve, "gateway", "POST /reservation");
+    let create = span(
+        &reserve,
+        "reservation-svc",
+        "reserve.reservation.v1.ReservationService/CreateReservation",
+    );
+    assert_eq!(create.parent_span_id.as_ref(), Some(&gateway.span_id));
+    assert_eq!(
+        create.attribute("reservation.id"),
+        Some(reservation_id.to_string().as_str())
+    );
+    assert_eq!(
+        create.attribute("product.id"),
+        Some(product.to_string().as_str())
+    );
+    let lock = span(&reserve, "reservation-svc", "product.lock");
+    assert_eq!(lock.parent_span_id.as_ref(), Some(&create.span_id));
+    let locked = span(
+        &reserve,
+        "product-svc",
+        "reserve.product.v1.ProductService/ReserveProduct",
+    );
+    assert_eq!(locked.parent_span_id.as_ref(), Some(&lock.span_id));
+    let publish = span(&reserve, "reservation-svc", "publish ReservationPlaced");
+    assert_eq!(publish.parent_span_id.as_ref(), Some(&create.span_id));
+    for consumer in ["payment-svc", "mypage-svc", "notice-svc"] {
+        let consume = span(&reserve, consumer, "consume ReservationPlaced");
+        assert_eq!(
+            consume.parent_span_id.as_ref(),
+            Some(&publish.span_id),
+            "{consumer}"
+        );
+        assert_eq!(
+            consume.attribute("reservation.id"),
+            Some(reservation_id.to_string().as_str())
+        );
+    }
+
+    let payments = mesh
+        .eventually(
+            &format!("/payment?reservationId={reservation_id}"),
+            SOON,
+            |body| body.as_array().is_some_and(|list| list.len() == 1),
+        )
+        .await;
+    let payment_id = payments[0]["id"].as_i64().expect("payment id");
+    let (status, paid) = mesh
+        .patch(
+            "/paid",
+            json!({"id": payment_id.to_string(), "paymentStatus": "02"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{paid}");
+    let pay = wait_for_trace(
+        &collector,
+        "PATCH /paid",
+        &[
+            ("product-svc", "consume PaymentCompleted"),
+            ("reservation-svc", "consume PaymentCompleted"),
+            ("mypage-svc", "consume PaymentCompleted"),
+            ("notice-svc", "consume PaymentCompleted"),
+        ],
+    )
+    .await;
+    assert_one_tree_over_six_processes(&pay);
+    let pay_call = span(&pay, "payment-svc", "reserve.payment.v1.PaymentService/Pay");
+    assert_eq!(
+        pay_call.attribute("payment.id"),
+        Some(payment_id.to_string().as_str())
+    );
+    let completed = span(&pay, "payment-svc", "publish PaymentCompleted");
+    assert_eq!(completed.parent_span_id.as_ref(), Some(&pay_call.span_id));
+    for consumer in ["product-svc", "reservation-svc", "mypage-svc", "notice-svc"] {
+        let consume = span(&pay, consumer, "consume PaymentCompleted");
+        assert_eq!(
+            consume.parent_span_id.as_ref(),
+            Some(&completed.span_id),
+            "{consumer}"
+        );
+    }
+
+    // LOG_FORMAT=json: product-svc's line about the lock carries the reservation's trace.
+    let log = std::fs::read_to_string(mesh.log_path(Svc::Product)).expect("product-svc log");
+    let lines: Vec<Value> = log
+        .lines()
+        .filter(|line| line.starts_with('{'))
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|err| panic!("{err}: {line}")))
+        .collect();
+    assert!(!lines.is_empty(), "no JSON log lines:\n{log}");
+    let reserved = lines
+        .iter()
+        .find(|line| line["message"] == "product reserved")
+        .unwrap_or_else(|| panic!("no `product reserved` line:\n{log}"));
+    assert_eq!(reserved["trace_id"], json!(locked.trace_id));
+    assert_eq!(reserved["span_id"], json!(locked.span_id));
+}
+
+#[tokio::test]
+async fn a_dead_collector_neither_breaks_nor_slows_a_reservation() {
+    let nobody = format!("http://{}", free_local_addr());
+    let mesh = Mesh::start("tracing_dead_collector", exporting_to(&nobody)).await;
+    let mut slowest = Duration::ZERO;
+    for n in 0..20 {
+        let product = mesh.register_product(&format!("Item {n}")).await;
+        let started = Instant::now();
+        let (status, body) = mesh
+            .post(
+                "/reservation",
+                json!({"productId": product, "customerId": "kim"}),
+            )
+            .await;
+        slowest = slowest.max(started.elapsed());
+        assert_eq!(status, 201, "{body}");
+    }
+    mesh.eventually("/payment", SOON, |body| {
+        body.as_array().is_some_and(|list| list.len() == 20)
+    })
+    .await;
+    // Export happens on its own thread; nothing on a request's path waits for the collector
+    // (whose connection attempts alone take longer than this).
+    assert!(
+        slowest < Duration::from_secs(2),
+        "slowest reservation took {slowest:?}"
+    );
+}
+
+/// Waits until the trace whose gateway span is named `root` holds every `(service, name)`
+/// span in `expected`, then returns all of its spans (after a moment for stragglers).
+async fn wait_for_trace(
+    collector: &OtlpCollector,
+    root: &str,
+    expected: &[(&str, &str)],
+) -> Vec<CollectedSpan> {
+    let deadline = Instant::now() + SOON;
+    loop {
+        if let Some(gateway) = collector
+            .spans()
+            .into_iter()
+            .find(|span| span.service == "gateway" && span.name == root)
+        {
+            let trace = collector.trace(&gateway.trace_id);
+            let complete = expected.iter().all(|(service, name)| {
+                trace
+                    .iter()
+                    .any(|span| span.service == *service && span.name == *name)
+            });
+            if complete {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                return collector.trace(&gateway.trace_id);
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "trace of `{root}` incomplete; received: {:#?}",
+            collector
+                .spans()
+                .iter()
+                .map(|span| format!("{} {} {}", span.service, span.name, span.trace_id))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One root (the gateway's), every other span's parent inside the same trace, and spans from
+/// all six processes.
+fn assert_one_tree_over_six_processes(trace: &[CollectedSpan]) {
+    let ids: BTreeSet<&str> = trace.iter().map(|span| span.span_id.as_str()).collect();
+    let roots: Vec<&CollectedSpan> = trace
+        .iter()
+        .filter(|span| span.parent_span_id.is_none())
+        .collect();
+    assert_eq!(roots.len(), 1, "roots: {roots:#?}");
+    assert_eq!(roots[0].service, "gateway");
+    for span in trace {
+        if let Some(parent) = &span.parent_span_id {
+            assert!(
+                ids.contains(parent.as_str()),
+                "{} `{}` has a parent outside its trace",
+                span.service,
+                span.name
+            );
+        }
+    }
+    let services: BTreeSet<&str> = trace.iter().map(|span| span.service.as_str()).collect();
+    assert_eq!(services, BTreeSet::from(SIX), "processes in the trace");
+}
+
+fn span<'a>(trace: &'a [CollectedSpan], service: &str, name: &str) -> &'a CollectedSpan {
+    let matching: Vec<&CollectedSpan> = trace
+        .iter()
+        .filter(|span| span.service == service && span.name == name)
+        .collect();
+    assert_eq!(matching.len(), 1, "{service} `{name}` spans: {matching:#?}");
+    matching[0]
+}

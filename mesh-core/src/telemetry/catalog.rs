@@ -1,0 +1,118 @@
+//! Every metric the mesh exports: its name, labels and meaning, in one place.
+//!
+//! The names follow Prometheus conventions (base units, `_total` counters) and the Grafana
+//! dashboards under `helm/reserve-mesh/dashboards/` query only these; a test scrapes every
+//! binary and checks that each metric a dashboard queries is exported.
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+
+/// gRPC calls served, by `grpc_service`, `grpc_method` and `grpc_code` (RED: rate and errors).
+pub const GRPC_HANDLED: &str = "grpc_server_handled_total";
+/// gRPC call latency, by `grpc_service` and `grpc_method` (RED: duration).
+pub const GRPC_HANDLING_SECONDS: &str = "grpc_server_handling_seconds";
+/// REST requests answered by the gateway, by `method`, `route` and `status`.
+pub const HTTP_REQUESTS: &str = "http_server_requests_total";
+/// REST request latency, by `method` and `route`.
+pub const HTTP_REQUEST_SECONDS: &str = "http_server_request_duration_seconds";
+/// REST requests refused at once because the gateway's in-flight bound was reached.
+pub const HTTP_SHED: &str = "http_server_shed_total";
+/// Outbox rows not yet published.
+pub const OUTBOX_BACKLOG: &str = "outbox_backlog";
+/// Outbox rows published to JetStream (and acknowledged by it).
+pub const OUTBOX_PUBLISHED: &str = "outbox_published_total";
+/// Failed outbox publish attempts (NATS down or not acknowledging).
+pub const OUTBOX_PUBLISH_FAILURES: &str = "outbox_publish_failures_total";
+/// Time from an outbox row's commit to JetStream's acknowledgement of its event.
+pub const OUTBOX_RELAY_LAG_SECONDS: &str = "outbox_relay_lag_seconds";
+/// Events delivered to a consumer, by `consumer` and `outcome` (`applied`, `duplicate`,
+/// `retry`, `dead_lettered`).
+pub const CONSUMER_EVENTS: &str = "consumer_events_total";
+/// Deliveries that were not the first for their event, by `consumer`.
+pub const CONSUMER_REDELIVERIES: &str = "consumer_redeliveries_total";
+/// Events sent to the dead-letter stream, by `consumer`.
+pub const CONSUMER_DEAD_LETTERS: &str = "consumer_dead_letters_total";
+/// Events still waiting in the stream for a consumer, as of its last delivery, by `consumer`.
+pub const CONSUMER_LAG: &str = "consumer_lag_messages";
+/// Time from an event's occurrence to its application by a consumer, by `consumer`.
+pub const CONSUMER_EVENT_AGE_SECONDS: &str = "consumer_event_age_seconds";
+/// Database pool connections, by `state` (`in_use`, `idle`).
+pub const DB_POOL_CONNECTIONS: &str = "db_pool_connections";
+/// Product-lock calls from reservation-svc, by `outcome` (`locked`, `refused`, `shed`,
+/// `circuit_open`, `deadline`, `unavailable`).
+pub const PRODUCT_LOCK_CALLS: &str = "product_lock_calls_total";
+/// Product-lock call latency, retries included, by `outcome`.
+pub const PRODUCT_LOCK_SECONDS: &str = "product_lock_duration_seconds";
+/// The product-lock circuit breaker: 0 closed, 1 half-open (probing), 2 open.
+pub const PRODUCT_LOCK_BREAKER_STATE: &str = "product_lock_breaker_state";
+/// Times the product-lock circuit breaker opened.
+pub const PRODUCT_LOCK_BREAKER_OPENED: &str = "product_lock_breaker_opened_total";
+
+/// Histogram buckets (seconds) for every latency: 1 ms to 10 s.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Registers help text for every metric (Prometheus `# HELP`; `promtool check metrics` wants it).
+pub fn describe() {
+    describe_counter!(
+        GRPC_HANDLED,
+        "gRPC calls served, by method and status code."
+    );
+    describe_histogram!(GRPC_HANDLING_SECONDS, Unit::Seconds, "gRPC call latency.");
+    describe_counter!(
+        HTTP_REQUESTS,
+        "REST requests answered, by route and HTTP status."
+    );
+    describe_histogram!(HTTP_REQUEST_SECONDS, Unit::Seconds, "REST request latency.");
+    describe_counter!(
+        HTTP_SHED,
+        "REST requests refused because the in-flight bound was reached."
+    );
+    describe_gauge!(OUTBOX_BACKLOG, "Outbox rows not yet published.");
+    describe_counter!(
+        OUTBOX_PUBLISHED,
+        "Outbox events published and acknowledged by JetStream."
+    );
+    describe_counter!(OUTBOX_PUBLISH_FAILURES, "Failed outbox publish attempts.");
+    describe_histogram!(
+        OUTBOX_RELAY_LAG_SECONDS,
+        Unit::Seconds,
+        "Time from an outbox row's commit to JetStream's acknowledgement."
+    );
+    describe_counter!(
+        CONSUMER_EVENTS,
+        "Events delivered to a consumer, by outcome."
+    );
+    describe_counter!(
+        CONSUMER_REDELIVERIES,
+        "Repeated deliveries of an event to a consumer."
+    );
+    describe_counter!(
+        CONSUMER_DEAD_LETTERS,
+        "Events sent to the dead-letter stream."
+    );
+    describe_gauge!(CONSUMER_LAG, "Events waiting in the stream for a consumer.");
+    describe_histogram!(
+        CONSUMER_EVENT_AGE_SECONDS,
+        Unit::Seconds,
+        "Time from an event's occurrence to its application by a consumer."
+    );
+    describe_gauge!(DB_POOL_CONNECTIONS, "Database pool connections, by state.");
+    describe_counter!(
+        PRODUCT_LOCK_CALLS,
+        "Product-lock calls to product-svc, by outcome."
+    );
+    describe_histogram!(
+        PRODUCT_LOCK_SECONDS,
+        Unit::Seconds,
+        "Product-lock call latency, retries included."
+    );
+    describe_gauge!(
+        PRODUCT_LOCK_BREAKER_STATE,
+        "Product-lock circuit breaker: 0 closed, 1 half-open, 2 open."
+    );
+    describe_counter!(
+        PRODUCT_LOCK_BREAKER_OPENED,
+        "Times the product-lock circuit breaker opened."
+    );
+}

@@ -1,0 +1,187 @@
+//! Logs, traces and metrics for every binary, configured from the standard variables.
+//!
+//! * **Logs**: human-readable lines by default; JSON lines carrying `trace_id` and `span_id`
+//!   with `LOG_FORMAT=json`. `RUST_LOG` filters as usual (default `info`).
+//! * **Traces**: every `tracing` span is also an OpenTelemetry span. They are exported over
+//!   OTLP/gRPC when `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is
+//!   set, and not at all otherwise; the service is named by `OTEL_SERVICE_NAME`, else by the
+//!   binary; `OTEL_TRACES_SAMPLER[_ARG]` pick the sampler (default: parent-based, always on).
+//!   Export runs on its own thread behind a bounded queue, so a dead or slow collector costs
+//!   dropped spans, never a slower request.
+//! * **Metrics**: Prometheus text on `METRICS_ADDR` (default `0.0.0.0:<default port>`,
+//!   `off` to disable); see [`catalog`] for what is exported.
+
+pub mod catalog;
+mod json_lines;
+mod prometheus;
+mod traces;
+
+use std::net::SocketAddr;
+
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::ConfigError;
+use crate::config::optional_env;
+
+/// How log lines are written (`LOG_FORMAT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One human-readable line per event (the default).
+    Text,
+    /// One JSON object per line, with the trace and span ids of the event's span.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value.to_ascii_lowercase().as_str() {
+            "text" | "" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            other => Err(format!("expected `text` or `json`, got `{other}`")),
+        }
+    }
+}
+
+/// What [`init`] reads from the environment.
+#[derive(Clone, Debug)]
+pub struct TelemetryConfig {
+    /// `LOG_FORMAT`.
+    pub log_format: LogFormat,
+    /// Whether an OTLP endpoint is configured (the exporter reads the standard variables).
+    pub export_traces: bool,
+    /// `METRICS_ADDR`; `None` when set to `off`.
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+impl TelemetryConfig {
+    /// Reads `LOG_FORMAT`, `METRICS_ADDR` and whether `OTEL_EXPORTER_OTLP[_TRACES]_ENDPOINT`
+    /// is set; metrics default to `0.0.0.0:<default_metrics_port>`.
+    pub fn from_env(default_metrics_port: u16) -> Result<Self, ConfigError> {
+        let log_format = match optional_env("LOG_FORMAT") {
+            Some(raw) => raw
+                .parse()
+                .map_err(|reason: String| ConfigError::new("LOG_FORMAT", &raw, reason))?,
+            None => LogFormat::Text,
+        };
+        let export_traces = [
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        ]
+        .iter()
+        .any(|name| optional_env(name).is_some());
+        let metrics_addr = match optional_env("METRICS_ADDR") {
+            Some(raw) if raw.eq_ignore_ascii_case("off") => None,
+            Some(raw) => Some(raw.parse().map_err(|err: std::net::AddrParseError| {
+                ConfigError::new("METRICS_ADDR", &raw, err.to_string())
+            })?),
+            None => Some(SocketAddr::from(([0, 0, 0, 0], default_metrics_port))),
+        };
+        Ok(Self {
+            log_format,
+            export_traces,
+            metrics_addr,
+        })
+    }
+}
+
+/// Why telemetry could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// A variable holds a bad value.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The OTLP exporter could not be built (a malformed endpoint).
+    #[error("cannot build the OTLP trace exporter: {0}")]
+    Traces(String),
+    /// The metrics listener could not start (address in use).
+    #[error("cannot serve metrics: {0}")]
+    Metrics(String),
+}
+
+/// Keeps the trace pipeline alive; [`Telemetry::shutdown`] flushes it at exit.
+pub struct Telemetry {
+    traces: traces::TracePipeline,
+}
+
+impl Telemetry {
+    /// Exports the spans still queued (bounded by the exporter's timeout) and stops.
+    pub async fn shutdown(self) {
+        self.traces.shutdown().await;
+    }
+}
+
+/// Installs logging, tracing and metrics for `service`, reading [`TelemetryConfig`] from the
+/// environment. Call once, first thing in `main`, inside the Tokio runtime.
+pub fn init(service: &'static str, default_metrics_port: u16) -> Result<Telemetry, TelemetryError> {
+    start(service, TelemetryConfig::from_env(default_metrics_port)?)
+}
+
+/// Runs a binary's `main` body with telemetry: installed before it starts, flushed after it
+/// ends (whether it succeeded or not).
+pub async fn run<F>(service: &'static str, default_metrics_port: u16, body: F) -> anyhow::Result<()>
+where
+    F: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let telemetry = init(service, default_metrics_port)?;
+    let outcome = body.await;
+    if let Err(err) = &outcome {
+        tracing::error!(service, "exiting: {err:#}");
+    }
+    telemetry.shutdown().await;
+    outcome
+}
+
+/// [`init`] for a one-off job (no metrics endpoint: nothing would scrape it in time).
+pub fn init_job(service: &'static str) -> Result<Telemetry, TelemetryError> {
+    let config = TelemetryConfig {
+        metrics_addr: None,
+        ..TelemetryConfig::from_env(0)?
+    };
+    start(service, config)
+}
+
+fn start(service: &'static str, config: TelemetryConfig) -> Result<Telemetry, TelemetryError> {
+    let traces = traces::TracePipeline::start(service, config.export_traces)?;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(traces.tracer())
+        .with_threads(false)
+        .with_location(false);
+    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    let installed = match config.log_format {
+        LogFormat::Text => registry
+            .with(tracing_subscriber::fmt::layer().with_target(false))
+            .try_init(),
+        LogFormat::Json => registry
+            .with(tracing_subscriber::fmt::layer().event_format(json_lines::JsonLines))
+            .try_init(),
+    };
+    if let Some(addr) = config.metrics_addr {
+        prometheus::install(service, addr).map_err(TelemetryError::Metrics)?;
+    }
+    if installed.is_ok() {
+        tracing::info!(
+            service,
+            export_traces = config.export_traces,
+            metrics = ?config.metrics_addr,
+            "telemetry initialised"
+        );
+    }
+    Ok(Telemetry { traces })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_format_accepts_text_and_json_only() {
+        assert_eq!("JSON".parse::<LogFormat>(), Ok(LogFormat::Json));
+        assert_eq!("text".parse::<LogFormat>(), Ok(LogFormat::Text));
+        assert!("yaml".parse::<LogFormat>().is_err());
+    }
+}
