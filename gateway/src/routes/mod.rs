@@ -27,6 +27,8 @@ use crate::upstream::Upstreams;
 /// `max_in_flight` requests: past it, a request is answered 503 at once instead of queueing.
 /// Health probes and live streams (long-lived by design) are outside that bound.
 pub fn router(upstreams: Upstreams, max_in_flight: usize) -> Router {
+    // Exported from the start (at zero), so a dashboard shows 0 sheds, not "no data".
+    metrics::counter!(catalog::HTTP_SHED).absolute(0);
     let bounded = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(|_: BoxError| async {
             metrics::counter!(catalog::HTTP_SHED).increment(1);

@@ -1,0 +1,201 @@
+//! Every binary serves Prometheus metrics that Prometheus's own linter accepts, and every
+//! metric the shipped Grafana dashboards query is one the binaries export.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use e2e::{Mesh, MeshOptions, Svc, find_tool};
+use serde_json::{Value, json};
+
+const SOON: Duration = Duration::from_secs(20);
+
+#[tokio::test]
+async fn every_binary_serves_linted_metrics_covering_every_dashboard_query() {
+    let mesh = Mesh::start("metrics_scrape", MeshOptions::default()).await;
+    drive_the_whole_flow(&mesh).await;
+
+    let mut exported = BTreeSet::new();
+    for svc in Svc::GRPC.into_iter().chain([Svc::Gateway]) {
+        let response = mesh
+            .http
+            .get(mesh.metrics_url(svc))
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("scraping {svc:?}: {err}"));
+        assert_eq!(response.status(), 200, "{svc:?} /metrics");
+        let text = response.text().await.expect("metrics body");
+        promtool_accepts(svc, &text);
+        let names = metric_names(&text);
+        assert!(
+            names.contains("grpc_server_handled_total")
+                || names.contains("http_server_requests_total"),
+            "{svc:?} exports no RED metrics:\n{text}"
+        );
+        exported.extend(names);
+    }
+
+    let queried = dashboard_metrics();
+    assert!(queried.len() >= 15, "dashboards query only {queried:?}");
+    let missing: Vec<&String> = queried
+        .keys()
+        .filter(|name| !exported.contains(*name))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "dashboards query metrics no binary exports: {:?}",
+        missing
+            .iter()
+            .map(|name| format!("{name} (in {})", queried[*name]))
+            .collect::<Vec<_>>()
+    );
+}
+
+/// A reservation (201), the same product again (409), the payment, until my page shows it
+/// paid: every kind of series the dashboards draw gets a sample.
+async fn drive_the_whole_flow(mesh: &Mesh) {
+    let product = mesh.register_product("Phone").await;
+    let (status, reservation) = mesh
+        .post(
+            "/reservation",
+            json!({"productId": product, "customerId": "kim"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{reservation}");
+    let (status, _) = mesh
+        .post(
+            "/reservation",
+            json!({"productId": product, "customerId": "lee"}),
+        )
+        .await;
+    assert_eq!(status, 409);
+    let id = reservation["id"].as_i64().expect("reservation id");
+    let payments = mesh
+        .eventually(&format!("/payment?reservationId={id}"), SOON, |body| {
+            body.as_array().is_some_and(|list| list.len() == 1)
+        })
+        .await;
+    let (status, _) = mesh
+        .patch(
+            "/paid",
+            json!({"id": payments[0]["id"], "paymentStatus": "02"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    mesh.eventually("/mypage?customerId=kim", SOON, |body| {
+        body.to_string().contains("PAID")
+    })
+    .await;
+    // Gauges sampled every second (pool, backlog) get their first sample.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+}
+
+/// `promtool check metrics` (Debian's prometheus package) lints the exposition: help text,
+/// counter suffixes, base units.
+fn promtool_accepts(svc: Svc, exposition: &str) {
+    let promtool = find_tool("promtool")
+        .expect("promtool not found: install Debian's `prometheus` package (script/test does)");
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    child
+        .stdin
+        .take()
+        .expect("promtool stdin")
+        .write_all(exposition.as_bytes())
+        .expect("feed promtool");
+    let output = child.wait_with_output().expect("promtool output");
+    assert!(
+        output.status.success(),
+        "promtool rejects {svc:?}'s metrics:\n{}{}\n{exposition}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Sample names in a text exposition (`name{labels} value` or `name value`).
+fn metric_names(exposition: &str) -> BTreeSet<String> {
+    exposition
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .filter_map(|line| line.split(['{', ' ']).next())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn dashboards_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../helm/reserve-mesh/dashboards")
+}
+
+/// Every metric named in a Prometheus query (`expr`) of a shipped dashboard, with the file
+/// that names it. Queries write every metric with a selector (`name{…}`), which is how the
+/// names are found.
+fn dashboard_metrics() -> BTreeMap<String, String> {
+    let mut found = BTreeMap::new();
+    let entries = std::fs::read_dir(dashboards_dir()).expect("helm/reserve-mesh/dashboards");
+    for entry in entries {
+        let path = entry.expect("dashboard entry").path();
+        if path.extension().is_none_or(|ext| ext != "json") {
+            continue;
+        }
+        let file = path
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let text = std::fs::read_to_string(&path).expect("read dashboard");
+        let dashboard: Value =
+            serde_json::from_str(&text).unwrap_or_else(|err| panic!("{file}: {err}"));
+        let mut exprs = Vec::new();
+        collect_exprs(&dashboard, &mut exprs);
+        for expr in exprs {
+            for name in selected_metrics(&expr) {
+                found.entry(name).or_insert_with(|| file.clone());
+            }
+        }
+    }
+    found
+}
+
+fn collect_exprs(value: &Value, into: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map {
+                match (key.as_str(), inner) {
+                    ("expr", Value::String(expr)) => into.push(expr.clone()),
+                    _ => collect_exprs(inner, into),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| collect_exprs(item, into)),
+        _ => {}
+    }
+}
+
+/// The identifiers right before each `{` of a PromQL expression.
+fn selected_metrics(expr: &str) -> Vec<String> {
+    let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+    expr.match_indices('{')
+        .filter_map(|(at, _)| {
+            let before = &expr[..at];
+            let start = before.rfind(|c: char| !is_name(c)).map_or(0, |i| i + 1);
+            let name = &before[start..];
+            (!name.is_empty()).then(|| name.to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn metric_names_are_read_from_selectors() {
+    assert_eq!(
+        selected_metrics(
+            r#"histogram_quantile(0.99, sum by (le) (rate(grpc_server_handling_seconds_bucket{grpc_method="Pay"}[5m])))"#
+        ),
+        vec!["grpc_server_handling_seconds_bucket"]
+    );
+}
