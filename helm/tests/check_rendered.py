@@ -6,9 +6,13 @@ read-only security context and a zero-downtime rolling update; every HPA targets
 of the chart; every PDB selects that Deployment's pods; nothing runs as root.
 Usage: helm template rm helm/reserve-mesh [-f values.yaml] | check_rendered.py [--product-hpa]
 """
+import json
+import pathlib
 import sys
 
 import yaml
+
+DASHBOARDS = pathlib.Path(__file__).resolve().parent.parent / "reserve-mesh" / "dashboards"
 
 checks = {"passed": 0, "failed": 0}
 
@@ -31,6 +35,40 @@ def runs_as_root(pod_spec, container):
     user = own.get("runAsUser", pod.get("runAsUser"))
     non_root = own.get("runAsNonRoot", pod.get("runAsNonRoot"))
     return user == 0 or (user is None and not non_root)
+
+
+def check_observability(by_kind, deployments):
+    """Every pod exposes /metrics on the port its annotations announce, the services read that
+    address, and every dashboard file ships as a ConfigMap Grafana's sidecar picks up."""
+    config = next((c for c in by_kind.get("ConfigMap", []) if c["metadata"]["name"].endswith("-config")), None)
+    check(config is not None, "the services' ConfigMap is rendered")
+    data = (config or {}).get("data", {})
+    metrics_addr = data.get("METRICS_ADDR", "")
+    check(metrics_addr.startswith("0.0.0.0:"), f"METRICS_ADDR listens on all interfaces ({metrics_addr!r})")
+    check(data.get("LOG_FORMAT") in ("json", "text"), "LOG_FORMAT is set")
+    check("OTEL_TRACES_SAMPLER" in data, "OTEL_TRACES_SAMPLER is set")
+    port = metrics_addr.rpartition(":")[2]
+    for name, deployment in deployments.items():
+        template = deployment["spec"]["template"]
+        annotations = template["metadata"].get("annotations", {})
+        check(annotations.get("prometheus.io/scrape") == "true", f"{name}: scraped by Prometheus")
+        check(annotations.get("prometheus.io/port") == port, f"{name}: scrape port is METRICS_ADDR's")
+        ports = [p for c in template["spec"]["containers"] for p in c.get("ports", []) if p.get("name") == "metrics"]
+        check([str(p["containerPort"]) for p in ports] == [port], f"{name}: a metrics container port {port}")
+
+    shipped = sorted(path.name for path in DASHBOARDS.glob("*.json"))
+    maps = {}
+    for config_map in by_kind.get("ConfigMap", []):
+        if config_map["metadata"].get("labels", {}).get("grafana_dashboard") == "1":
+            maps.update(config_map.get("data", {}))
+    check(sorted(maps) == shipped, f"every dashboard ships as a labelled ConfigMap: {sorted(maps)} vs {shipped}")
+    for file, text in maps.items():
+        try:
+            dashboard = json.loads(text)
+        except ValueError as err:
+            check(False, f"{file}: rendered JSON parses ({err})")
+            continue
+        check(bool(dashboard.get("uid")) and bool(dashboard.get("panels")), f"{file}: a dashboard with panels")
 
 
 def main():
@@ -84,6 +122,8 @@ def main():
             if all(d["spec"]["template"]["metadata"]["labels"].get(k) == v for k, v in selector.items())
         ]
         check(len(selected) == 1, f"PDB {pdb['metadata']['name']} selects one Deployment's pods, got {selected}")
+
+    check_observability(by_kind, deployments)
 
     if "--product-hpa" in sys.argv:
         product = [h for h in by_kind.get("HorizontalPodAutoscaler", [])

@@ -127,3 +127,13 @@ ensure_chart_tools() {
     hash -r
   fi
 }
+
+# promtool (Debian's prometheus package): the end-to-end tests lint every /metrics scrape.
+ensure_promtool() {
+  command -v promtool >/dev/null || ensure_packages prometheus
+}
+
+# Node.js and npm (Debian) for the Grafana dashboard schema check.
+ensure_node() {
+  command -v npm >/dev/null || ensure_packages nodejs npm
+}

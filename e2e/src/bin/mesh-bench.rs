@@ -10,11 +10,16 @@
 //!   100 buyers for `FAULT_SECONDS` (60) with the lock deadline at `FAULT_LOCK_DEADLINE_MS`
 //!   (610, the original's Hystrix timeout), then the fault switched off; reports answers by
 //!   kind, the slowest answer, and how long until reservations succeed again.
+//! * `mesh-bench tracing`: the cost of trace export. The load above (without its samplers)
+//!   against fresh meshes with OTLP export off and on (to a receiver in this process, which
+//!   shares the machine like the rest), alternating, `TRACING_ROUNDS` (2) rounds each; reports
+//!   the mean reserve rate and p99 of each and the ratio.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use e2e::otlp_collector::OtlpCollector;
 use e2e::{Mesh, MeshOptions, Svc};
 use reserve_proto::product::v1::ReserveFaults;
 use reserve_proto::product::v1::product_admin_service_client::ProductAdminServiceClient;
@@ -29,8 +34,9 @@ async fn main() {
     match mode.as_str() {
         "load" => load().await,
         "fault" => fault().await,
+        "tracing" => tracing_overhead().await,
         other => {
-            eprintln!("unknown mode {other:?}: use `load` (default) or `fault`");
+            eprintln!("unknown mode {other:?}: use `load` (default), `fault` or `tracing`");
             std::process::exit(2);
         }
     }
@@ -254,6 +260,56 @@ async fn ready_time(mesh: &mut Mesh, svc: Svc) -> Duration {
         );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+}
+
+async fn tracing_overhead() {
+    let run_for = seconds("BENCH_SECONDS", 10);
+    let rounds: usize = std::env::var("TRACING_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
+    let products = 12_000;
+    let collector = OtlpCollector::start().await;
+    let mut runs: Vec<(bool, f64, f64)> = Vec::new();
+    for round in 0..rounds {
+        for export in [false, true] {
+            let label = format!(
+                "bench_tracing_{}_{round}",
+                if export { "on" } else { "off" }
+            );
+            let mut options = bench_options();
+            if export {
+                options = options.everywhere("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.endpoint);
+            }
+            let mesh = Arc::new(Mesh::start(&label, options).await);
+            register_products(&mesh, products).await;
+            let mut tally = buyers(&mesh, products, run_for, 0).await;
+            tally.latencies.sort();
+            let rps = tally.created as f64 / run_for.as_secs_f64();
+            let p99 = percentile(&tally.latencies, 0.99);
+            eprintln!(
+                "{label}: {rps:.0} reservations/s, p99 {p99:.0} ms, errors {}",
+                tally.unavailable + tally.other
+            );
+            runs.push((export, rps, p99));
+        }
+    }
+    let mean = |export: bool, pick: fn(&(bool, f64, f64)) -> f64| {
+        let picked: Vec<f64> = runs
+            .iter()
+            .filter(|run| run.0 == export)
+            .map(pick)
+            .collect();
+        picked.iter().sum::<f64>() / picked.len().max(1) as f64
+    };
+    let (off_rps, on_rps) = (mean(false, |run| run.1), mean(true, |run| run.1));
+    println!("tracing_rounds={rounds}");
+    println!("export_off_reserve_rps={off_rps:.0}");
+    println!("export_on_reserve_rps={on_rps:.0}");
+    println!("export_off_reserve_p99_ms={:.0}", mean(false, |run| run.2));
+    println!("export_on_reserve_p99_ms={:.0}", mean(true, |run| run.2));
+    println!("spans_received={}", collector.spans().len());
+    println!("ratio_on_to_off={:.3}", on_rps / off_rps.max(1.0));
 }
 
 async fn load() {
