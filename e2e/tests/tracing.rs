@@ -48,6 +48,9 @@ async fn a_reservation_and_its_payment_are_each_one_trace_across_all_six_process
             ("payment-svc", "consume ReservationPlaced"),
             ("mypage-svc", "consume ReservationPlaced"),
             ("notice-svc", "consume ReservationPlaced"),
+            ("payment-svc", "publish PaymentRequested"),
+            ("mypage-svc", "consume PaymentRequested"),
+            ("notice-svc", "consume PaymentRequested"),
         ],
     )
     .await;
@@ -87,6 +90,19 @@ async fn a_reservation_and_its_payment_are_each_one_trace_across_all_six_process
         assert_eq!(
             consume.attribute("reservation.id"),
             Some(reservation_id.to_string().as_str())
+        );
+    }
+    // On out through the events a consumer publishes: the payment it created and what that
+    // event causes stay in the reservation's trace.
+    let created = span(&reserve, "payment-svc", "consume ReservationPlaced");
+    let requested = span(&reserve, "payment-svc", "publish PaymentRequested");
+    assert_eq!(requested.parent_span_id.as_ref(), Some(&created.span_id));
+    for consumer in ["mypage-svc", "notice-svc"] {
+        let consume = span(&reserve, consumer, "consume PaymentRequested");
+        assert_eq!(
+            consume.parent_span_id.as_ref(),
+            Some(&requested.span_id),
+            "{consumer}"
         );
     }
 
