@@ -376,6 +376,34 @@ impl Mesh {
         product["id"].as_i64().expect("a product id")
     }
 
+    /// Reserves `product` for `customer` through the gateway (asserting 201); returns the
+    /// reservation id.
+    pub async fn reserve(&self, product: i64, customer: &str) -> i64 {
+        let (status, reservation) = self
+            .post(
+                "/reservation",
+                serde_json::json!({"productId": product, "customerId": customer}),
+            )
+            .await;
+        assert_eq!(
+            status, 201,
+            "reserving {product} for {customer}: {reservation}"
+        );
+        reservation["id"].as_i64().expect("a reservation id")
+    }
+
+    /// Waits (up to `limit`) for the payment made from `reservation`'s event; returns its id.
+    pub async fn payment_of(&self, reservation: i64, limit: Duration) -> i64 {
+        let payments = self
+            .eventually(
+                &format!("/payment?reservationId={reservation}"),
+                limit,
+                |body| body.as_array().is_some_and(|list| list.len() == 1),
+            )
+            .await;
+        payments[0]["id"].as_i64().expect("a payment id")
+    }
+
     /// POSTs `body` (a JSON value) to `path`; returns the status and the JSON answer.
     pub async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
         let response = self

@@ -57,13 +57,7 @@ async fn every_binary_serves_linted_metrics_covering_every_dashboard_query() {
 /// paid: every kind of series the dashboards draw gets a sample.
 async fn drive_the_whole_flow(mesh: &Mesh) {
     let product = mesh.register_product("Phone").await;
-    let (status, reservation) = mesh
-        .post(
-            "/reservation",
-            json!({"productId": product, "customerId": "kim"}),
-        )
-        .await;
-    assert_eq!(status, 201, "{reservation}");
+    let reservation = mesh.reserve(product, "kim").await;
     let (status, _) = mesh
         .post(
             "/reservation",
@@ -71,17 +65,9 @@ async fn drive_the_whole_flow(mesh: &Mesh) {
         )
         .await;
     assert_eq!(status, 409);
-    let id = reservation["id"].as_i64().expect("reservation id");
-    let payments = mesh
-        .eventually(&format!("/payment?reservationId={id}"), SOON, |body| {
-            body.as_array().is_some_and(|list| list.len() == 1)
-        })
-        .await;
+    let payment = mesh.payment_of(reservation, SOON).await;
     let (status, _) = mesh
-        .patch(
-            "/paid",
-            json!({"id": payments[0]["id"], "paymentStatus": "02"}),
-        )
+        .patch("/paid", json!({"id": payment, "paymentStatus": "02"}))
         .await;
     assert_eq!(status, 200);
     mesh.eventually("/mypage?customerId=kim", SOON, |body| {

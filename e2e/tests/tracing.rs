@@ -32,14 +32,7 @@ async fn a_reservation_and_its_payment_are_each_one_trace_across_all_six_process
     let mesh = Mesh::start("tracing_flow", options).await;
     let product = mesh.register_product("Phone").await;
 
-    let (status, reservation) = mesh
-        .post(
-            "/reservation",
-            json!({"productId": product, "customerId": "kim"}),
-        )
-        .await;
-    assert_eq!(status, 201, "{reservation}");
-    let reservation_id = reservation["id"].as_i64().expect("reservation id");
+    let reservation_id = mesh.reserve(product, "kim").await;
     let reserve = wait_for_trace(
         &collector,
         "POST /reservation",
@@ -106,14 +99,7 @@ async fn a_reservation_and_its_payment_are_each_one_trace_across_all_six_process
         );
     }
 
-    let payments = mesh
-        .eventually(
-            &format!("/payment?reservationId={reservation_id}"),
-            SOON,
-            |body| body.as_array().is_some_and(|list| list.len() == 1),
-        )
-        .await;
-    let payment_id = payments[0]["id"].as_i64().expect("payment id");
+    let payment_id = mesh.payment_of(reservation_id, SOON).await;
     let (status, paid) = mesh
         .patch(
             "/paid",
@@ -173,14 +159,8 @@ async fn a_dead_collector_neither_breaks_nor_slows_a_reservation() {
     for n in 0..20 {
         let product = mesh.register_product(&format!("Item {n}")).await;
         let started = Instant::now();
-        let (status, body) = mesh
-            .post(
-                "/reservation",
-                json!({"productId": product, "customerId": "kim"}),
-            )
-            .await;
+        mesh.reserve(product, "kim").await;
         slowest = slowest.max(started.elapsed());
-        assert_eq!(status, 201, "{body}");
     }
     mesh.eventually("/payment", SOON, |body| {
         body.as_array().is_some_and(|list| list.len() == 20)

@@ -109,16 +109,17 @@ pub fn applied(consumer: &str, envelope: &EventEnvelope) {
 }
 
 /// Makes `consumer`'s series exist from its start (at zero), so rates and alerts work before
-/// the first event and a dashboard shows 0 rather than "no data".
+/// the first event and a dashboard shows 0 rather than "no data". Adds zero, so calling it
+/// again after a reconnect keeps the counts.
 pub fn register_consumer(consumer: &str) {
     for outcome in ["applied", "duplicate", "retry", "dead_lettered"] {
         metrics::counter!(catalog::CONSUMER_EVENTS, "consumer" => consumer.to_owned(), "outcome" => outcome)
-            .absolute(0);
+            .increment(0);
     }
     metrics::counter!(catalog::CONSUMER_REDELIVERIES, "consumer" => consumer.to_owned())
-        .absolute(0);
+        .increment(0);
     metrics::counter!(catalog::CONSUMER_DEAD_LETTERS, "consumer" => consumer.to_owned())
-        .absolute(0);
+        .increment(0);
 }
 
 #[cfg(test)]

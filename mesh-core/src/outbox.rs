@@ -162,8 +162,8 @@ impl OutboxRelay {
     /// behind that NATS could have taken.
     pub async fn run(self, shutdown: Shutdown) {
         // The counters exist from the start (at zero), so a dashboard shows 0, not "no data".
-        metrics::counter!(catalog::OUTBOX_PUBLISHED).absolute(0);
-        metrics::counter!(catalog::OUTBOX_PUBLISH_FAILURES).absolute(0);
+        metrics::counter!(catalog::OUTBOX_PUBLISHED).increment(0);
+        metrics::counter!(catalog::OUTBOX_PUBLISH_FAILURES).increment(0);
         let mut provisioned = false;
         let mut backoff = Duration::from_millis(100);
         let mut last_purge = std::time::Instant::now();

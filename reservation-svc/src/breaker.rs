@@ -129,7 +129,7 @@ impl<R> CircuitBreakerLayer<R> {
         stats: Arc<BreakerStats>,
         is_failure: FailureTest<R>,
     ) -> Self {
-        metrics::counter!(catalog::PRODUCT_LOCK_BREAKER_OPENED).absolute(0);
+        metrics::counter!(catalog::PRODUCT_LOCK_BREAKER_OPENED).increment(0);
         report_state(&BreakerState::Closed { failures: 0 });
         Self {
             shared: Arc::new(Shared {

@@ -28,7 +28,7 @@ use crate::upstream::Upstreams;
 /// Health probes and live streams (long-lived by design) are outside that bound.
 pub fn router(upstreams: Upstreams, max_in_flight: usize) -> Router {
     // Exported from the start (at zero), so a dashboard shows 0 sheds, not "no data".
-    metrics::counter!(catalog::HTTP_SHED).absolute(0);
+    metrics::counter!(catalog::HTTP_SHED).increment(0);
     let bounded = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(|_: BoxError| async {
             metrics::counter!(catalog::HTTP_SHED).increment(1);

@@ -1,35 +1,72 @@
 //! `LOG_FORMAT=json`: one JSON object per event, with the OpenTelemetry trace and span ids of
 //! the span it happened in, so a log line leads to its trace and back.
+//!
+//! A layer of its own rather than a `fmt` formatter: reading a span's OpenTelemetry ids needs
+//! the dispatcher, which a layer is handed when it is registered (looking it up while an event
+//! is being dispatched would find none).
 
 use std::fmt;
+use std::io::Write;
+use std::sync::OnceLock;
 
 use opentelemetry::trace::TraceContextExt;
 use serde_json::{Map, Value};
+use tracing::dispatcher::WeakDispatch;
 use tracing::field::{Field, Visit};
-use tracing::{Event, Subscriber};
+use tracing::{Dispatch, Event, Subscriber};
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
-/// The JSON line formatter.
-pub(super) struct JsonLines;
+/// The JSON lines layer, writing to `W` (stdout in the binaries).
+pub(super) struct JsonLines<W> {
+    make_writer: W,
+    dispatch: OnceLock<WeakDispatch>,
+}
 
-impl<S, N> FormatEvent<S, N> for JsonLines
+impl<W> JsonLines<W> {
+    /// Lines go to what `make_writer` makes, one write per line.
+    pub(super) fn new(make_writer: W) -> Self {
+        Self {
+            make_writer,
+            dispatch: OnceLock::new(),
+        }
+    }
+
+    /// The (trace id, span id) of span `id`, when it has a valid OpenTelemetry context.
+    fn trace_ids(&self, id: &tracing::span::Id) -> Option<(String, String)> {
+        let dispatch = self.dispatch.get()?.upgrade()?;
+        let context = tracing_opentelemetry::get_otel_context(id, &dispatch)?;
+        let span_context = context.span().span_context().clone();
+        span_context.is_valid().then(|| {
+            (
+                span_context.trace_id().to_string(),
+                span_context.span_id().to_string(),
+            )
+        })
+    }
+}
+
+impl<S, W> Layer<S> for JsonLines<W>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
+    W: for<'w> MakeWriter<'w> + 'static,
 {
-    fn format_event(
-        &self,
-        ctx: &FmtContext<'_, S, N>,
-        mut writer: Writer<'_>,
-        event: &Event<'_>,
-    ) -> fmt::Result {
+    fn on_register_dispatch(&self, dispatch: &Dispatch) {
+        let _ = self.dispatch.set(dispatch.downgrade());
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let mut line = Map::new();
         let mut timestamp = String::new();
-        SystemTime.format_time(&mut Writer::new(&mut timestamp))?;
-        line.insert("timestamp".into(), timestamp.into());
+        if SystemTime
+            .format_time(&mut Writer::new(&mut timestamp))
+            .is_ok()
+        {
+            line.insert("timestamp".into(), timestamp.into());
+        }
         line.insert("level".into(), event.metadata().level().as_str().into());
         line.insert("target".into(), event.metadata().target().into());
         let mut fields = FieldsToJson(Map::new());
@@ -38,20 +75,18 @@ where
             line.insert("message".into(), message);
         }
         line.insert("fields".into(), Value::Object(fields.0));
-        if let Some(span) = ctx.event_scope().and_then(|mut scope| scope.next()) {
+        if let Some(span) = ctx.event_span(event) {
             line.insert("span".into(), span.name().into());
-            let ids = tracing::dispatcher::get_default(|dispatch| {
-                tracing_opentelemetry::get_otel_context(&span.id(), dispatch)
-            })
-            .map(|cx| cx.span().span_context().clone())
-            .filter(|context| context.is_valid());
-            if let Some(context) = ids {
-                line.insert("trace_id".into(), context.trace_id().to_string().into());
-                line.insert("span_id".into(), context.span_id().to_string().into());
+            if let Some((trace_id, span_id)) = self.trace_ids(&span.id()) {
+                line.insert("trace_id".into(), trace_id.into());
+                line.insert("span_id".into(), span_id.into());
             }
         }
-        let text = serde_json::to_string(&line).map_err(|_| fmt::Error)?;
-        writeln!(writer, "{text}")
+        if let Ok(mut text) = serde_json::to_string(&line) {
+            text.push('\n');
+            // A log line that cannot be written has nowhere else to go.
+            let _ = self.make_writer.make_writer().write_all(text.as_bytes());
+        }
     }
 }
 
@@ -82,5 +117,70 @@ impl Visit for FieldsToJson {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         self.0
             .insert(field.name().into(), format!("{value:?}").into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::*;
+
+    /// Collects what the formatter writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("buffer").extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn lines_of(emit: impl FnOnce()) -> Vec<Value> {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
+            .with(JsonLines::new(move || writer.clone()));
+        tracing::subscriber::with_default(subscriber, emit);
+        let text = String::from_utf8(captured.0.lock().expect("buffer").clone()).expect("utf-8");
+        text.lines()
+            .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
+            .collect()
+    }
+
+    #[test]
+    fn a_line_carries_its_span_trace_and_typed_fields() {
+        let lines = lines_of(|| {
+            let span = tracing::info_span!("place");
+            let _entered = span.enter();
+            tracing::info!(product = 3_i64, held = true, "product reserved");
+        });
+        assert_eq!(lines.len(), 1);
+        let line = &lines[0];
+        assert_eq!(line["message"], "product reserved");
+        assert_eq!(line["level"], "INFO");
+        assert_eq!(line["span"], "place");
+        assert_eq!(line["fields"]["product"], 3);
+        assert_eq!(line["fields"]["held"], true);
+        let trace_id = line["trace_id"].as_str().expect("trace_id");
+        assert_eq!(trace_id.len(), 32);
+        assert_eq!(line["span_id"].as_str().map(str::len), Some(16));
+    }
+
+    #[test]
+    fn a_line_outside_any_span_has_no_trace() {
+        let lines = lines_of(|| tracing::warn!("starting"));
+        assert_eq!(lines[0]["message"], "starting");
+        assert!(lines[0].get("trace_id").is_none());
     }
 }

@@ -157,7 +157,7 @@ fn start(service: &'static str, config: TelemetryConfig) -> Result<Telemetry, Te
             .with(tracing_subscriber::fmt::layer().with_target(false))
             .try_init(),
         LogFormat::Json => registry
-            .with(tracing_subscriber::fmt::layer().event_format(json_lines::JsonLines))
+            .with(json_lines::JsonLines::new(std::io::stdout))
             .try_init(),
     };
     if let Some(addr) = config.metrics_addr {
