@@ -214,9 +214,9 @@ impl Mesh {
             .open(&log_path)
             .expect("open service log");
         let child = Command::new(&binary)
-            .envs(env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log handle"))
             .stderr(log)

@@ -28,7 +28,13 @@ fn exporting_to(endpoint: &str) -> MeshOptions {
 #[tokio::test]
 async fn a_reservation_and_its_payment_are_each_one_trace_across_all_six_processes() {
     let collector = OtlpCollector::start().await;
-    let options = exporting_to(&collector.endpoint).everywhere("LOG_FORMAT", "json");
+    let mut options = exporting_to(&collector.endpoint).everywhere("LOG_FORMAT", "json");
+    // Quiet logs must not cut traces short: RUST_LOG filters log lines only.
+    for quiet in [Svc::MyPage, Svc::Notice] {
+        options
+            .extra_env
+            .push((quiet, "RUST_LOG".into(), "warn".into()));
+    }
     let mesh = Mesh::start("tracing_flow", options).await;
     let product = mesh.register_product("Phone").await;
 

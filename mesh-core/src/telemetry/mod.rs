@@ -18,9 +18,11 @@ mod traces;
 
 use std::net::SocketAddr;
 
-use tracing_subscriber::EnvFilter;
-use tracing_subscriber::layer::SubscriberExt;
+use tracing::Level;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::{Layer, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Registry};
 
 use crate::ConfigError;
 use crate::config::optional_env;
@@ -146,20 +148,26 @@ pub fn init_job(service: &'static str) -> Result<Telemetry, TelemetryError> {
 
 fn start(service: &'static str, config: TelemetryConfig) -> Result<Telemetry, TelemetryError> {
     let traces = traces::TracePipeline::start(service, config.export_traces)?;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // RUST_LOG filters the log lines only: traces always get the mesh's info-level spans, so
+    // quieter logs never cut a trace (or the context other services receive) short.
+    let log_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let log_lines: Box<dyn Layer<Registry> + Send + Sync> = match config.log_format {
+        LogFormat::Text => tracing_subscriber::fmt::layer().with_target(false).boxed(),
+        LogFormat::Json => json_lines::JsonLines::new(std::io::stdout).boxed(),
+    };
     let otel = tracing_opentelemetry::layer()
         .with_tracer(traces.tracer())
         .with_threads(false)
-        .with_location(false);
-    let registry = tracing_subscriber::registry().with(filter).with(otel);
-    let installed = match config.log_format {
-        LogFormat::Text => registry
-            .with(tracing_subscriber::fmt::layer().with_target(false))
-            .try_init(),
-        LogFormat::Json => registry
-            .with(json_lines::JsonLines::new(std::io::stdout))
-            .try_init(),
-    };
+        .with_location(false)
+        .with_filter(
+            Targets::new()
+                .with_default(Level::INFO)
+                .with_target("opentelemetry", LevelFilter::OFF),
+        );
+    let installed = tracing_subscriber::registry()
+        .with(log_lines.with_filter(log_filter))
+        .with(otel)
+        .try_init();
     if let Some(addr) = config.metrics_addr {
         prometheus::install(service, addr).map_err(TelemetryError::Metrics)?;
     }
