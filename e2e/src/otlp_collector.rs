@@ -29,6 +29,8 @@ pub struct CollectedSpan {
     pub name: String,
     /// Attributes, values as text.
     pub attributes: BTreeMap<String, String>,
+    /// Links to spans of other traces: (trace id, span id), hex.
+    pub links: Vec<(String, String)>,
 }
 
 impl CollectedSpan {
@@ -123,6 +125,11 @@ impl TraceService for Receiver {
                             .then(|| hex(&span.parent_span_id)),
                         name: span.name,
                         attributes: attributes(&span.attributes),
+                        links: span
+                            .links
+                            .iter()
+                            .map(|link| (hex(&link.trace_id), hex(&link.span_id)))
+                            .collect(),
                     });
                 }
             }

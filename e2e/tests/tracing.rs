@@ -130,6 +130,11 @@ async fn a_reservation_and_its_payment_are_each_one_trace_across_all_six_process
         pay_call.attribute("payment.id"),
         Some(payment_id.to_string().as_str())
     );
+    assert_eq!(
+        pay_call.links,
+        vec![(created.trace_id.clone(), created.span_id.clone())],
+        "paying links to the span that created the payment, in the reservation's trace"
+    );
     let completed = span(&pay, "payment-svc", "publish PaymentCompleted");
     assert_eq!(completed.parent_span_id.as_ref(), Some(&pay_call.span_id));
     for consumer in ["product-svc", "reservation-svc", "mypage-svc", "notice-svc"] {

@@ -41,6 +41,17 @@ pub fn adopt(span: &tracing::Span, traceparent: Option<&str>) {
     }
 }
 
+/// Links `span` to the span in `traceparent` (another trace it follows from, e.g. paying a
+/// reservation links to the reservation's trace); nothing for a missing or malformed value.
+pub fn link(span: &tracing::Span, traceparent: Option<&str>) {
+    let Some(value) = traceparent else { return };
+    let context = TraceContextPropagator::new().extract(&OneHeader(Some(value.to_owned())));
+    let linked = context.span().span_context().clone();
+    if linked.is_valid() {
+        span.add_link(linked);
+    }
+}
+
 /// Reads `traceparent` from HTTP headers (also gRPC metadata, which travels as headers).
 pub fn from_headers(headers: &http::HeaderMap) -> Option<&str> {
     headers

@@ -22,6 +22,7 @@ diesel::table! {
         status -> Text,
         version -> BigInt,
         updated_at_ms -> BigInt,
+        origin_traceparent -> Nullable<Text>,
     }
 }
 
@@ -112,10 +113,12 @@ pub struct NewPayment<'a> {
     pub status: PaymentStatus,
 }
 
-/// Inserts the payment of a reservation.
+/// Inserts the payment of a reservation, remembering the trace it was created in (the
+/// reservation's), which paying links back to.
 pub fn create(conn: &mut DbConnection, new: &NewPayment<'_>) -> Result<Payment, StoreError> {
     let row: PaymentRow = diesel::insert_into(payments::table)
         .values((
+            payments::origin_traceparent.eq(mesh_core::trace_context::current_traceparent()),
             payments::reservation_id.eq(new.reservation_id.get()),
             payments::product_id.eq(new.product_id.get()),
             payments::customer_id.eq(new.customer_id),
@@ -126,6 +129,16 @@ pub fn create(conn: &mut DbConnection, new: &NewPayment<'_>) -> Result<Payment, 
         .returning(PAYMENT_COLUMNS)
         .get_result(conn)?;
     row.try_into()
+}
+
+/// The trace context payment `id` was created in, if it was traced.
+pub fn origin_trace(conn: &mut DbConnection, id: Id) -> Result<Option<String>, StoreError> {
+    Ok(payments::table
+        .find(id.get())
+        .select(payments::origin_traceparent)
+        .first::<Option<String>>(conn)
+        .optional()?
+        .flatten())
 }
 
 /// One payment, or `NotFound`.
