@@ -196,6 +196,8 @@ async fn an_sse_client_sees_reserved_then_confirmed_live() {
 struct FlakyReceiver {
     attempts: Arc<Mutex<HashMap<String, u32>>>,
     accepted: Arc<Mutex<HashMap<String, u32>>>,
+    /// The `traceparent` header of every attempt (W3C: version-trace-span-flags).
+    traceparents: Arc<Mutex<Vec<String>>>,
 }
 
 async fn receive(
@@ -208,6 +210,13 @@ async fn receive(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
+    receiver.traceparents.lock().expect("lock").push(
+        headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned(),
+    );
     let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     assert_eq!(
         body["eventId"],
@@ -261,6 +270,16 @@ async fn a_failing_webhook_still_gets_every_notification_exactly_once() {
     let accepted = receiver.accepted.lock().expect("lock").clone();
     assert_eq!(accepted.len(), 8, "{accepted:?}");
     assert!(accepted.values().all(|count| *count == 1), "{accepted:?}");
+    // Each delivery carries the trace of the change it announces.
+    let traceparents = receiver.traceparents.lock().expect("lock").clone();
+    assert_eq!(traceparents.len(), 24, "three attempts of eight notices");
+    for value in &traceparents {
+        let parts: Vec<&str> = value.split('-').collect();
+        assert!(
+            parts.len() == 4 && parts[1].len() == 32 && parts[2].len() == 16,
+            "traceparent {value:?}"
+        );
+    }
     assert!(
         notices
             .as_array()

@@ -50,6 +50,7 @@ async fn a_reservation_and_its_payment_are_each_one_trace_across_all_six_process
             ("payment-svc", "publish PaymentRequested"),
             ("mypage-svc", "consume PaymentRequested"),
             ("notice-svc", "consume PaymentRequested"),
+            ("notice-svc", "notice.deliver"),
         ],
     )
     .await;
@@ -103,6 +104,22 @@ async fn a_reservation_and_its_payment_are_each_one_trace_across_all_six_process
             Some(&requested.span_id),
             "{consumer}"
         );
+    }
+
+    // Notices are delivered in the trace of the change they announce.
+    let consumed_by_notice: Vec<&str> = reserve
+        .iter()
+        .filter(|span| span.service == "notice-svc" && span.name.starts_with("consume "))
+        .map(|span| span.span_id.as_str())
+        .collect();
+    let deliveries: Vec<&CollectedSpan> = reserve
+        .iter()
+        .filter(|span| span.name == "notice.deliver")
+        .collect();
+    assert!(!deliveries.is_empty());
+    for delivery in deliveries {
+        let parent = delivery.parent_span_id.as_deref().unwrap_or_default();
+        assert!(consumed_by_notice.contains(&parent), "{delivery:#?}");
     }
 
     let payment_id = mesh.payment_of(reservation_id, SOON).await;

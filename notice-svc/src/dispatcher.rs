@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mesh_core::clock::now_ms;
-use mesh_core::{Db, Shutdown};
+use mesh_core::{Db, Shutdown, trace_context};
 use tokio::sync::Notify;
+use tracing::Instrument;
 
 use crate::domain::{Delivery, after_failure};
 use crate::sink::Sink;
@@ -72,8 +73,16 @@ impl Dispatcher {
         let attempted = due.len();
         let mut outcomes: Vec<(i64, Delivery, Option<i64>, Option<String>)> =
             Vec::with_capacity(attempted);
-        for notice in due {
-            let outcome = self.sink.deliver(&notice).await;
+        for (notice, traceparent) in due {
+            let span = tracing::info_span!(
+                "notice.deliver",
+                otel.kind = "producer",
+                reservation.id = notice.reservation_id,
+                notice.id = notice.id,
+                attempt = notice.attempts + 1,
+            );
+            trace_context::adopt(&span, traceparent.as_deref());
+            let outcome = self.sink.deliver(&notice).instrument(span).await;
             let attempts = notice.attempts + 1;
             let (delivery, retry_at, error) = match &outcome {
                 Ok(()) => (Delivery::Sent, None, None),

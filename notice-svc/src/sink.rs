@@ -81,6 +81,7 @@ impl Sink {
                     .client
                     .post(&webhook.url)
                     .header("Idempotency-Key", &notice.event_id)
+                    .headers(trace_headers())
                     .json(&body)
                     .send()
                     .await
@@ -93,4 +94,15 @@ impl Sink {
             }
         }
     }
+}
+
+/// The delivery span's context as a `traceparent` header, so a traced webhook joins the trace.
+fn trace_headers() -> reqwest::header::HeaderMap {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(value) = mesh_core::trace_context::current_traceparent()
+        .and_then(|value| reqwest::header::HeaderValue::from_str(&value).ok())
+    {
+        headers.insert(mesh_core::trace_context::TRACEPARENT, value);
+    }
+    headers
 }

@@ -26,6 +26,7 @@ diesel::table! {
         attempts -> Integer,
         next_attempt_at_ms -> BigInt,
         last_error -> Nullable<Text>,
+        traceparent -> Nullable<Text>,
     }
 }
 
@@ -107,11 +108,12 @@ pub struct NewNotice<'a> {
     pub message: &'a str,
 }
 
-/// Records a notification as PENDING, due now.
+/// Records a notification as PENDING, due now, in the trace of the change it announces.
 pub fn record(conn: &mut DbConnection, notice: &NewNotice<'_>) -> Result<(), DbError> {
     let now = now_ms();
     diesel::insert_into(notices::table)
         .values((
+            notices::traceparent.eq(mesh_core::trace_context::current_traceparent()),
             notices::event_id.eq(notice.event_id),
             notices::customer_id.eq(notice.customer_id),
             notices::event_type.eq(notice.event_type),
@@ -125,17 +127,18 @@ pub fn record(conn: &mut DbConnection, notice: &NewNotice<'_>) -> Result<(), DbE
     Ok(())
 }
 
-/// PENDING notifications whose next attempt is due, oldest first.
-pub fn due(conn: &mut DbConnection, limit: i64) -> Result<Vec<Notice>, DbError> {
+/// PENDING notifications whose next attempt is due, oldest first, each with the trace
+/// context it was recorded in.
+pub fn due(conn: &mut DbConnection, limit: i64) -> Result<Vec<(Notice, Option<String>)>, DbError> {
     Ok(notices::table
         .filter(notices::delivery.eq(Delivery::Pending.as_str()))
         .filter(notices::next_attempt_at_ms.le(now_ms()))
         .order(notices::id)
         .limit(limit)
-        .select(COLUMNS)
-        .load::<Row>(conn)?
+        .select((COLUMNS, notices::traceparent))
+        .load::<(Row, Option<String>)>(conn)?
         .into_iter()
-        .map(to_notice)
+        .map(|(row, traceparent)| (to_notice(row), traceparent))
         .collect())
 }
 
