@@ -16,7 +16,7 @@ const PROBES: [&str; 3] = ["/healthz", "/readyz", "/actuator/health"];
 
 /// The middleware (`axum::middleware::from_fn(observe)`).
 pub async fn observe(request: Request, next: Next) -> Response {
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method()).to_owned();
     // The route template (`/product/{id}`), never the raw path: bounded label values.
     let route = request
         .extensions()
@@ -54,4 +54,31 @@ pub async fn observe(request: Request, next: Next) -> Response {
     )
     .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// The method as a label value: the standard ones by name, anything else `OTHER`, so a client
+/// inventing methods cannot grow the label set without bound.
+fn method_label(method: &http::Method) -> &'static str {
+    match *method {
+        http::Method::GET => "GET",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::PATCH => "PATCH",
+        http::Method::DELETE => "DELETE",
+        http::Method::HEAD => "HEAD",
+        http::Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invented_methods_share_one_label() {
+        assert_eq!(method_label(&http::Method::PATCH), "PATCH");
+        let invented = http::Method::from_bytes(b"BREW").expect("a token");
+        assert_eq!(method_label(&invented), "OTHER");
+    }
 }
