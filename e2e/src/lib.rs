@@ -45,6 +45,16 @@ impl Svc {
         }
     }
 
+    /// Every process of the mesh: the gRPC services and the gateway.
+    pub const ALL: [Svc; 6] = [
+        Self::Product,
+        Self::Reservation,
+        Self::Payment,
+        Self::MyPage,
+        Self::Notice,
+        Self::Gateway,
+    ];
+
     /// Every gRPC service of the mesh.
     pub const GRPC: [Svc; 5] = [
         Self::Product,
@@ -74,7 +84,7 @@ pub struct MeshOptions {
 impl MeshOptions {
     /// Sets `name=value` for every service and the gateway.
     pub fn everywhere(mut self, name: &str, value: &str) -> Self {
-        for svc in Svc::GRPC.into_iter().chain([Svc::Gateway]) {
+        for svc in Svc::ALL {
             self.extra_env
                 .push((svc, name.to_owned(), value.to_owned()));
         }
@@ -120,11 +130,7 @@ impl Mesh {
         // Each run's logs alone: a restart within the run appends, a new run starts afresh.
         let _ = std::fs::remove_dir_all(&log_dir);
         std::fs::create_dir_all(&log_dir).expect("create e2e log dir");
-        let addrs: BTreeMap<Svc, SocketAddr> = Svc::GRPC
-            .iter()
-            .chain([Svc::Gateway].iter())
-            .map(|svc| (*svc, free_local_addr()))
-            .collect();
+        let addrs: BTreeMap<Svc, SocketAddr> = Svc::ALL.map(|svc| (svc, free_local_addr())).into();
         let metrics_addrs: BTreeMap<Svc, SocketAddr> =
             addrs.keys().map(|svc| (*svc, free_local_addr())).collect();
         let url = |svc: Svc| format!("http://{}", addrs[&svc]);
@@ -402,6 +408,30 @@ impl Mesh {
             )
             .await;
         payments[0]["id"].as_i64().expect("a payment id")
+    }
+
+    /// Pays `payment` through the gateway (`PATCH /paid`, asserting 200); returns the payment.
+    pub async fn pay(&self, payment: i64) -> serde_json::Value {
+        let (status, paid) = self
+            .patch(
+                "/paid",
+                serde_json::json!({"id": payment, "paymentStatus": "02"}),
+            )
+            .await;
+        assert_eq!(status, 200, "paying {payment}: {paid}");
+        paid
+    }
+
+    /// Cancels `reservation` through the gateway (`PATCH /reservationupdate`, asserting 200).
+    pub async fn cancel(&self, reservation: i64) -> serde_json::Value {
+        let (status, cancelled) = self
+            .patch(
+                "/reservationupdate",
+                serde_json::json!({"id": reservation, "reservationStatus": "02"}),
+            )
+            .await;
+        assert_eq!(status, 200, "cancelling {reservation}: {cancelled}");
+        cancelled
     }
 
     /// POSTs `body` (a JSON value) to `path`; returns the status and the JSON answer.

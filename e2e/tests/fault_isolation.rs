@@ -23,10 +23,7 @@ async fn payment_works_while_reservation_and_product_services_are_down() {
 
     mesh.stop(Svc::Reservation);
     mesh.stop(Svc::Product);
-    let (status, paid) = mesh
-        .patch("/paid", json!({"id": 1, "paymentStatus": "02"}))
-        .await;
-    assert_eq!(status, 200, "{paid}");
+    let paid = mesh.pay(1).await;
     assert_eq!(paid["paymentStatus"], "PAID");
 
     mesh.restart(Svc::Reservation);
@@ -67,17 +64,8 @@ async fn a_nats_restart_mid_flow_loses_nothing() {
             .await;
         assert_eq!(status, 201, "{body}");
     }
-    let (status, _) = mesh
-        .patch("/paid", json!({"id": 1, "paymentStatus": "02"}))
-        .await;
-    assert_eq!(status, 200);
-    let (status, _) = mesh
-        .patch(
-            "/reservationupdate",
-            json!({"id": 2, "reservationStatus": "02"}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    mesh.pay(1).await;
+    mesh.cancel(2).await;
 
     mesh.nats.restart();
     // Every change made during the outage reaches every consumer, exactly once.

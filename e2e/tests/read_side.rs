@@ -32,17 +32,8 @@ async fn run_flow(mesh: &Mesh) {
         l.as_array().is_some_and(|l| l.len() == 2)
     })
     .await;
-    let (status, _) = mesh
-        .patch("/paid", json!({"id": 1, "paymentStatus": "02"}))
-        .await;
-    assert_eq!(status, 200);
-    let (status, _) = mesh
-        .patch(
-            "/reservationupdate",
-            json!({"id": 2, "reservationStatus": "02"}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    mesh.pay(1).await;
+    mesh.cancel(2).await;
     mesh.eventually("/reservation/1", SOON, |r| {
         r["reservationStatus"] == "CONFIRMED"
     })
@@ -149,10 +140,7 @@ async fn an_sse_client_sees_reserved_then_confirmed_live() {
     assert_eq!(status, 201);
     mesh.eventually("/payment/1", SOON, |p| p["paymentStatus"] == "UNPAID")
         .await;
-    let (status, _) = mesh
-        .patch("/paid", json!({"id": 1, "paymentStatus": "02"}))
-        .await;
-    assert_eq!(status, 200);
+    mesh.pay(1).await;
 
     let mut seen = Vec::new();
     let mut buffer = String::new();

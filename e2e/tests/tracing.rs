@@ -123,13 +123,7 @@ async fn a_reservation_and_its_payment_are_each_one_trace_across_all_six_process
     }
 
     let payment_id = mesh.payment_of(reservation_id, SOON).await;
-    let (status, paid) = mesh
-        .patch(
-            "/paid",
-            json!({"id": payment_id.to_string(), "paymentStatus": "02"}),
-        )
-        .await;
-    assert_eq!(status, 200, "{paid}");
+    mesh.pay(payment_id).await;
     let pay = wait_for_trace(
         &collector,
         "PATCH /paid",

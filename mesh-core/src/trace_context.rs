@@ -33,9 +33,7 @@ pub fn traceparent_of(span: &tracing::Span) -> Option<String> {
 /// Makes the context in `traceparent` the parent of `span`; a missing or malformed value
 /// leaves `span` the root of a new trace.
 pub fn adopt(span: &tracing::Span, traceparent: Option<&str>) {
-    let Some(value) = traceparent else { return };
-    let context = TraceContextPropagator::new().extract(&OneHeader(Some(value.to_owned())));
-    if context.span().span_context().is_valid() {
+    if let Some(context) = extract(traceparent) {
         // Fails only when the span is disabled (filtered out), and then there is nothing to link.
         let _ = span.set_parent(context);
     }
@@ -44,12 +42,16 @@ pub fn adopt(span: &tracing::Span, traceparent: Option<&str>) {
 /// Links `span` to the span in `traceparent` (another trace it follows from, e.g. paying a
 /// reservation links to the reservation's trace); nothing for a missing or malformed value.
 pub fn link(span: &tracing::Span, traceparent: Option<&str>) {
-    let Some(value) = traceparent else { return };
-    let context = TraceContextPropagator::new().extract(&OneHeader(Some(value.to_owned())));
-    let linked = context.span().span_context().clone();
-    if linked.is_valid() {
-        span.add_link(linked);
+    if let Some(context) = extract(traceparent) {
+        span.add_link(context.span().span_context().clone());
     }
+}
+
+/// The remote context in `traceparent`, when there is a valid one.
+fn extract(traceparent: Option<&str>) -> Option<opentelemetry::Context> {
+    let carrier = OneHeader(Some(traceparent?.to_owned()));
+    let context = TraceContextPropagator::new().extract(&carrier);
+    context.span().span_context().is_valid().then_some(context)
 }
 
 /// Reads `traceparent` from HTTP headers (also gRPC metadata, which travels as headers).

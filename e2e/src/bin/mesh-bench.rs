@@ -54,16 +54,10 @@ fn seconds(name: &str, default: u64) -> Duration {
 /// Production-sized database pools (the test harness keeps them small).
 fn bench_options() -> MeshOptions {
     MeshOptions {
-        extra_env: [
-            Svc::Product,
-            Svc::Reservation,
-            Svc::Payment,
-            Svc::MyPage,
-            Svc::Notice,
-        ]
-        .into_iter()
-        .map(|svc| (svc, "DB_POOL_SIZE".to_owned(), "16".to_owned()))
-        .collect(),
+        extra_env: Svc::GRPC
+            .into_iter()
+            .map(|svc| (svc, "DB_POOL_SIZE".to_owned(), "16".to_owned()))
+            .collect(),
         ..MeshOptions::default()
     }
 }
@@ -321,14 +315,7 @@ async fn load() {
     let mut mesh = Mesh::start("bench_load", bench_options()).await;
 
     let mut ready = Vec::new();
-    for svc in [
-        Svc::Product,
-        Svc::Reservation,
-        Svc::Payment,
-        Svc::MyPage,
-        Svc::Notice,
-        Svc::Gateway,
-    ] {
+    for svc in Svc::ALL {
         let took = if svc == Svc::Gateway {
             mesh.stop(svc);
             let started = Instant::now();
@@ -342,17 +329,10 @@ async fn load() {
     }
     mesh.wait_ready(Duration::from_secs(20)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let idle: Vec<_> = [
-        Svc::Product,
-        Svc::Reservation,
-        Svc::Payment,
-        Svc::MyPage,
-        Svc::Notice,
-        Svc::Gateway,
-    ]
-    .into_iter()
-    .map(|svc| (svc, rss_mib(mesh.pid(svc))))
-    .collect();
+    let idle: Vec<_> = Svc::ALL
+        .into_iter()
+        .map(|svc| (svc, rss_mib(mesh.pid(svc))))
+        .collect();
 
     let mesh = Arc::new(mesh);
     eprintln!("registering {products} products…");
@@ -374,14 +354,7 @@ async fn load() {
             lags
         })
     };
-    let services = [
-        Svc::Product,
-        Svc::Reservation,
-        Svc::Payment,
-        Svc::MyPage,
-        Svc::Notice,
-        Svc::Gateway,
-    ];
+    let services = Svc::ALL;
     let cpu_before: Vec<f64> = services
         .iter()
         .map(|svc| cpu_seconds(mesh.pid(*svc)))
