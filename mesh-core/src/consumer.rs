@@ -6,16 +6,24 @@
 //! redelivery of an event already applied (a crash between commit and ack, or a duplicate
 //! publish) finds its inbox row, is acked, and changes nothing.
 //!
-//! Poison messages never block the stream: an envelope that does not decode, a handler that
-//! rejects the event, or one that keeps failing past `max_attempts` deliveries is published to
-//! `reserve.dlq.<consumer>` with the reason in a header, logged, and acked.
+//! Poison messages never block the stream: an envelope that does not decode or a handler that
+//! rejects the event is published at once to `reserve.dlq.<consumer>` with the reason in a
+//! header, logged, and acked. A passing failure (database down) is not poison: the event is
+//! retried with back-off for as long as the failure lasts ([`crate::redelivery`]), and a long
+//! apply sends progress acks so JetStream does not hand the event to a second delivery.
+//!
+//! Every wait on NATS is bounded ([`events::bounded`]), and a watchdog re-subscribes when the
+//! server holds events for the consumer but nothing has arrived for `stall_after`: a pull
+//! subscription that went quiet after a NATS restart recovers by itself, and the stall shows
+//! in `consumer_stalls_total` and `consumer_lag_messages`.
 //!
 //! Messages are applied one at a time per consumer, in stream order, which keeps the effects of
 //! one producer's events in order in the common case; handlers are still written to be
 //! order-safe, because a retried message lets later ones overtake it.
 
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use async_nats::jetstream::AckKind;
@@ -29,7 +37,13 @@ use tracing::Instrument;
 
 use crate::db::{Db, DbConnection, DbError};
 use crate::outbox::OutboxSignal;
+use crate::redelivery::{AfterFailure, RedeliveryPolicy};
+use crate::telemetry::catalog;
 use crate::{Shutdown, clock, event_observability, events};
+
+/// The header a replayed dead letter carries: the one consumer it is meant for. Every other
+/// consumer of the subject acks it untouched.
+pub const REPLAY_FOR_HEADER: &str = "Reserve-Replay-For";
 
 diesel::table! {
     processed_events (consumer, event_id) {
@@ -91,26 +105,30 @@ pub struct Subscription {
 /// Settings shared by a service's consumers.
 #[derive(Clone, Debug)]
 pub struct ConsumerPolicy {
-    /// Deliveries of one event before it is dead-lettered.
-    pub max_attempts: i64,
+    /// Back-off and maximum age for events that fail for a passing reason.
+    pub redelivery: RedeliveryPolicy,
     /// How long JetStream waits for an ack before redelivering.
     pub ack_wait: Duration,
-    /// Delay before a failed event is redelivered.
-    pub retry_delay: Duration,
     /// Most events applied in one transaction (those already received, never waiting).
     pub batch: usize,
+    /// Nothing received for this long while the server holds undelivered events for the
+    /// consumer: the subscription is considered stalled and made anew.
+    pub stall_after: Duration,
 }
 
 impl Default for ConsumerPolicy {
     fn default() -> Self {
         Self {
-            max_attempts: 5,
+            redelivery: RedeliveryPolicy::default(),
             ack_wait: Duration::from_secs(10),
-            retry_delay: Duration::from_millis(500),
             batch: 64,
+            stall_after: Duration::from_secs(15),
         }
     }
 }
+
+/// How often a consumer purges its old inbox rows.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
 /// What became of one delivered message.
 #[derive(Debug, PartialEq, Eq)]
@@ -119,8 +137,8 @@ pub enum Outcome {
     Applied,
     /// Applied before (a redelivery or duplicate): acked, nothing changed.
     AlreadyApplied,
-    /// Will be redelivered after a delay.
-    Retry(String),
+    /// Will be redelivered after the delay, for the reason.
+    Retry(String, Duration),
     /// Sent to the dead-letter subject.
     DeadLettered(String),
 }
@@ -178,10 +196,15 @@ impl EventConsumer {
     pub async fn durable(
         &self,
     ) -> Result<jetstream::consumer::Consumer<pull::Config>, async_nats::Error> {
-        events::provision(&self.js).await?;
-        let stream = self.js.get_stream(events::EVENTS_STREAM).await?;
-        let consumer = stream
-            .get_or_create_consumer(
+        events::bounded("provisioning the streams", events::provision(&self.js)).await?;
+        let stream = events::bounded(
+            "finding the stream",
+            self.js.get_stream(events::EVENTS_STREAM),
+        )
+        .await?;
+        let consumer = events::bounded(
+            "creating the durable consumer",
+            stream.get_or_create_consumer(
                 &self.subscription.durable,
                 pull::Config {
                     durable_name: Some(self.subscription.durable.clone()),
@@ -191,24 +214,38 @@ impl EventConsumer {
                     deliver_policy: DeliverPolicy::All,
                     ..Default::default()
                 },
-            )
-            .await?;
+            ),
+        )
+        .await?;
         Ok(consumer)
     }
 
     async fn consume(&self, shutdown: &Shutdown) -> Result<(), async_nats::Error> {
         let consumer = self.durable().await?;
-        let mut messages = consumer.messages().await?;
+        let mut messages = events::bounded("subscribing", consumer.messages()).await?;
         event_observability::register_consumer(&self.subscription.durable);
         tracing::info!(consumer = %self.subscription.durable, subject = %self.subscription.filter_subject, "consuming");
+        let mut last_delivery = Instant::now();
+        let mut last_purge: Option<Instant> = None;
+        let mut watchdog = tokio::time::interval(self.policy.stall_after / 3);
+        watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let next = tokio::select! {
                 next = messages.next() => next,
+                _ = watchdog.tick() => {
+                    if last_purge.is_none_or(|at| at.elapsed() >= PURGE_EVERY) {
+                        self.purge_inbox().await;
+                        last_purge = Some(Instant::now());
+                    }
+                    self.check_stall(&consumer, last_delivery).await?;
+                    continue;
+                }
                 _ = shutdown.requested() => {
                     Self::release_prefetched(&mut messages).await;
                     return Ok(());
                 }
             };
+            last_delivery = Instant::now();
             let first = match next {
                 Some(Ok(message)) => message,
                 Some(Err(err)) => return Err(err.into()),
@@ -231,12 +268,92 @@ impl EventConsumer {
         }
     }
 
+    /// Forgets inbox rows older than the stream keeps events (plus a day): no redelivery can
+    /// bring their events back, so they only grow the table.
+    async fn purge_inbox(&self) {
+        let keep = events::EVENTS_RETENTION + Duration::from_secs(24 * 3600);
+        let before =
+            clock::now_ms().saturating_sub(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX));
+        let consumer = self.subscription.durable.clone();
+        let purged = self
+            .db
+            .run(move |conn| {
+                diesel::delete(
+                    processed_events::table
+                        .filter(processed_events::consumer.eq(consumer))
+                        .filter(processed_events::processed_at_ms.lt(before)),
+                )
+                .execute(conn)
+                .map_err(DbError::from)
+            })
+            .await;
+        match purged {
+            Ok(0) => {}
+            Ok(rows) => {
+                tracing::info!(consumer = %self.subscription.durable, rows, "purged old inbox rows")
+            }
+            Err(err) => {
+                tracing::warn!(consumer = %self.subscription.durable, %err, "purging old inbox rows failed")
+            }
+        }
+    }
+
+    /// Reports the consumer's lag from the server, and fails (so [`Self::run`] subscribes
+    /// anew) when the server holds undelivered events but none arrived for `stall_after`, or
+    /// when the server does not answer at all.
+    async fn check_stall(
+        &self,
+        consumer: &jetstream::consumer::Consumer<pull::Config>,
+        last_delivery: Instant,
+    ) -> Result<(), async_nats::Error> {
+        let durable = &self.subscription.durable;
+        let info = events::bounded("reading the consumer's state", consumer.get_info()).await?;
+        metrics::gauge!(catalog::CONSUMER_LAG, "consumer" => durable.clone())
+            .set((info.num_pending + info.num_ack_pending as u64) as f64);
+        let quiet = last_delivery.elapsed();
+        if info.num_pending > 0 && quiet >= self.policy.stall_after {
+            metrics::counter!(catalog::CONSUMER_STALLS, "consumer" => durable.clone()).increment(1);
+            return Err(format!(
+                "stalled: {} events wait on the server but nothing arrived for {}s",
+                info.num_pending,
+                quiet.as_secs()
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Runs `work` (an apply transaction) while telling JetStream, every half ack wait, that
+    /// `messages` are still being worked on, so a slow apply (a database that answers slowly)
+    /// is not redelivered to a second, concurrent attempt.
+    async fn in_progress<T>(
+        &self,
+        messages: &[&jetstream::Message],
+        work: impl Future<Output = T>,
+    ) -> T {
+        let mut work = std::pin::pin!(work);
+        let every = (self.policy.ack_wait / 2).max(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                done = &mut work => return done,
+                _ = tokio::time::sleep(every) => {
+                    for message in messages {
+                        // Best effort: a lost progress ack only risks a redelivery, which the
+                        // inbox absorbs.
+                        let _ = events::bounded("progress ack", message.ack_with(AckKind::Progress)).await;
+                    }
+                }
+            }
+        }
+    }
+
     /// Applies a batch of messages in one transaction (one commit instead of one per event,
     /// which is what bounds a consumer under load), then acks them. If any event in it fails,
     /// the transaction is rolled back and each message is processed on its own, so one bad
     /// event never holds back or dead-letters its neighbours.
     async fn process_batch(&self, batch: &[jetstream::Message]) -> Result<(), async_nats::Error> {
-        if batch.len() > 1 {
+        let replayed = batch.iter().any(|message| replay_target(message).is_some());
+        if batch.len() > 1 && !replayed {
             let envelopes: Option<Vec<EventEnvelope>> = batch
                 .iter()
                 .map(|message| EventEnvelope::decode(message.payload.clone()).ok())
@@ -251,29 +368,30 @@ impl EventConsumer {
                         event_observability::consume_span(&consumer, message, envelope)
                     })
                     .collect();
-                let applied = self
-                    .db
-                    .transaction(move |conn| -> Result<Vec<EventEnvelope>, HandleError> {
-                        // Two consumers of one service may write the same rows in different
-                        // orders; a batch never waits long for the other's locks (which could
-                        // be a deadlock, found only after a second): it gives up and the
-                        // events are applied one by one instead.
-                        if let DbConnection::Postgres(pg) = conn {
-                            pg.batch_execute("SET LOCAL lock_timeout = '50ms'")?;
-                        }
-                        let mut applied = Vec::with_capacity(envelopes.len());
-                        for (envelope, span) in envelopes.into_iter().zip(spans) {
-                            let _in_span = span.enter();
-                            if already_processed(conn, &consumer, &envelope.event_id)? {
-                                continue;
+                let in_batch: Vec<&jetstream::Message> = batch.iter().collect();
+                let transaction =
+                    self.db
+                        .transaction(move |conn| -> Result<Vec<EventEnvelope>, HandleError> {
+                            // Two consumers of one service may write the same rows in different
+                            // orders; a batch never waits long for the other's locks (which could
+                            // be a deadlock, found only after a second): it gives up and the
+                            // events are applied one by one instead.
+                            if let DbConnection::Postgres(pg) = conn {
+                                pg.batch_execute("SET LOCAL lock_timeout = '50ms'")?;
                             }
-                            handler.apply(conn, &envelope)?;
-                            record_processed(conn, &consumer, &envelope.event_id)?;
-                            applied.push(envelope);
-                        }
-                        Ok(applied)
-                    })
-                    .await;
+                            let mut applied = Vec::with_capacity(envelopes.len());
+                            for (envelope, span) in envelopes.into_iter().zip(spans) {
+                                let _in_span = span.enter();
+                                if already_processed(conn, &consumer, &envelope.event_id)? {
+                                    continue;
+                                }
+                                handler.apply(conn, &envelope)?;
+                                record_processed(conn, &consumer, &envelope.event_id)?;
+                                applied.push(envelope);
+                            }
+                            Ok(applied)
+                        });
+                let applied = self.in_progress(&in_batch, transaction).await;
                 if let Ok(applied) = applied {
                     let durable = &self.subscription.durable;
                     for envelope in &applied {
@@ -286,7 +404,7 @@ impl EventConsumer {
                         self.signal.wake();
                     }
                     for message in batch {
-                        message.ack().await?;
+                        events::bounded("ack", message.ack()).await?;
                     }
                     return Ok(());
                 }
@@ -369,17 +487,25 @@ impl EventConsumer {
 
     /// Applies one message and decides its fate, without acking it (see [`Self::settle`]).
     pub async fn process(&self, message: &jetstream::Message) -> Outcome {
+        if replay_target(message).is_some_and(|target| target != self.subscription.durable) {
+            // A dead letter replayed for another consumer of the same subject.
+            return Outcome::AlreadyApplied;
+        }
         let envelope = match EventEnvelope::decode(message.payload.clone()) {
             Ok(envelope) => envelope,
             Err(err) => return Outcome::DeadLettered(format!("envelope does not decode: {err}")),
         };
-        let attempt = message.info().map(|info| info.delivered).unwrap_or(1);
+        let attempt = message
+            .info()
+            .map(|info| u64::try_from(info.delivered).unwrap_or(1))
+            .unwrap_or(1);
+        let age = event_observability::age_of(&envelope);
         let span =
             event_observability::consume_span(&self.subscription.durable, message, &envelope);
         let consumer = self.subscription.durable.clone();
         let handler = Arc::clone(&self.handler);
         let event_id = envelope.event_id.clone();
-        let applied = self
+        let transaction = self
             .db
             .transaction(move |conn| -> Result<Option<EventEnvelope>, HandleError> {
                 if already_processed(conn, &consumer, &envelope.event_id)? {
@@ -389,8 +515,8 @@ impl EventConsumer {
                 record_processed(conn, &consumer, &envelope.event_id)?;
                 Ok(Some(envelope))
             })
-            .instrument(span)
-            .await;
+            .instrument(span);
+        let applied = self.in_progress(&[message], transaction).await;
         match applied {
             Ok(Some(envelope)) => {
                 self.handler.committed(&envelope);
@@ -400,12 +526,19 @@ impl EventConsumer {
             }
             Ok(None) => Outcome::AlreadyApplied,
             Err(HandleError::Reject(reason)) => Outcome::DeadLettered(reason),
-            Err(HandleError::Retry(reason)) if attempt >= self.policy.max_attempts => {
-                Outcome::DeadLettered(format!("failed {attempt} times, last: {reason}"))
-            }
             Err(HandleError::Retry(reason)) => {
-                tracing::warn!(consumer = %self.subscription.durable, %event_id, attempt, %reason, "event failed; will retry");
-                Outcome::Retry(reason)
+                event_observability::still_waiting(&self.subscription.durable, age);
+                match self
+                    .policy
+                    .redelivery
+                    .after_passing_failure(attempt, age, &reason)
+                {
+                    AfterFailure::RetryIn(delay) => {
+                        tracing::warn!(consumer = %self.subscription.durable, %event_id, attempt, retry_in_ms = delay.as_millis() as u64, %reason, "event failed; will retry");
+                        Outcome::Retry(reason, delay)
+                    }
+                    AfterFailure::GiveUp(reason) => Outcome::DeadLettered(reason),
+                }
             }
         }
     }
@@ -419,32 +552,46 @@ impl EventConsumer {
         let label = match outcome {
             Outcome::Applied => "applied",
             Outcome::AlreadyApplied => "duplicate",
-            Outcome::Retry(_) => "retry",
+            Outcome::Retry(..) => "retry",
             Outcome::DeadLettered(_) => "dead_lettered",
         };
         event_observability::settled(&self.subscription.durable, label, 1);
         match outcome {
-            Outcome::Applied | Outcome::AlreadyApplied => message.ack().await?,
-            Outcome::Retry(_) => {
-                message
-                    .ack_with(AckKind::Nak(Some(self.policy.retry_delay)))
-                    .await?
+            Outcome::Applied | Outcome::AlreadyApplied => {
+                events::bounded("ack", message.ack()).await?
+            }
+            Outcome::Retry(_, delay) => {
+                events::bounded("nak", message.ack_with(AckKind::Nak(Some(*delay)))).await?
             }
             Outcome::DeadLettered(reason) => {
                 tracing::error!(consumer = %self.subscription.durable, subject = %message.subject, %reason, "event dead-lettered");
-                let mut headers = async_nats::HeaderMap::new();
-                headers.insert("Reserve-Dead-Letter-Reason", reason.as_str());
-                headers.insert("Reserve-Original-Subject", message.subject.as_str());
+                let letter = crate::dead_letters::letter_headers(
+                    reason,
+                    &message.subject,
+                    message.headers.as_ref(),
+                );
                 let subject = format!("{}.{}", events::DLQ_PREFIX, self.subscription.durable);
-                self.js
-                    .publish_with_headers(subject, headers, message.payload.clone())
-                    .await?
-                    .await?;
-                message.ack().await?;
+                let ack = events::bounded(
+                    "publishing a dead letter",
+                    self.js
+                        .publish_with_headers(subject, letter, message.payload.clone()),
+                )
+                .await?;
+                events::bounded("the dead letter's ack", ack).await?;
+                events::bounded("ack", message.ack()).await?;
             }
         }
         Ok(())
     }
+}
+
+/// The consumer a replayed dead letter is meant for, if `message` is one.
+fn replay_target(message: &jetstream::Message) -> Option<&str> {
+    message
+        .headers
+        .as_ref()?
+        .get(REPLAY_FOR_HEADER)
+        .map(|value| value.as_str())
 }
 
 fn already_processed(

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use diesel::Connection;
 use diesel::connection::SimpleConnection;
-use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
+use diesel::r2d2::{CustomizeConnection, ManageConnection, Pool, R2D2Connection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
 
 use crate::config::{ConfigError, env_or, optional_env};
@@ -104,7 +104,41 @@ impl DbError {
 /// A pooled, migrated database handle; cheap to clone.
 #[derive(Clone)]
 pub struct Db {
-    pool: Pool<ConnectionManager<DbConnection>>,
+    pool: Pool<Connector>,
+}
+
+/// Opens connections of the one backend the target names. (diesel's own manager for a
+/// `MultiConnection` tries every backend in turn and, when PostgreSQL refuses, reports
+/// "Invalid connection url for multiconnection", which hides a database that is simply down.)
+#[derive(Debug)]
+struct Connector {
+    target: DbTarget,
+}
+
+impl ManageConnection for Connector {
+    type Connection = DbConnection;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<DbConnection, Self::Error> {
+        let connection = match &self.target {
+            DbTarget::Postgres(url) => {
+                diesel::PgConnection::establish(url).map(DbConnection::Postgres)
+            }
+            DbTarget::SqliteFile(path) => {
+                diesel::SqliteConnection::establish(&path.to_string_lossy())
+                    .map(DbConnection::Sqlite)
+            }
+        };
+        connection.map_err(diesel::r2d2::Error::ConnectionError)
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), Self::Error> {
+        conn.ping().map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        std::thread::panicking() || conn.is_broken()
+    }
 }
 
 impl Db {
@@ -129,15 +163,15 @@ impl Db {
         migrations: Migrations,
         max_connections: u32,
     ) -> Result<Self, DbError> {
-        let (url, size) = match target {
-            DbTarget::Postgres(url) => (url.clone(), max_connections.max(1)),
+        let size = match target {
+            DbTarget::Postgres(_) => max_connections.max(1),
             DbTarget::SqliteFile(path) => {
                 if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(|err| {
                         DbError::Unavailable(format!("cannot create {}: {err}", dir.display()))
                     })?;
                 }
-                (path.to_string_lossy().into_owned(), 1)
+                1
             }
         };
         // Connections open on demand (one kept idle), not all at start: ten services'
@@ -147,7 +181,9 @@ impl Db {
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(5))
             .connection_customizer(Box::new(SqlitePragmas))
-            .build(ConnectionManager::<DbConnection>::new(url))
+            .build(Connector {
+                target: target.clone(),
+            })
             .map_err(|err| {
                 DbError::Unavailable(format!("cannot connect to {}: {err}", target.describe()))
             })?;
@@ -226,7 +262,7 @@ impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqlitePragmas {
         if let DbConnection::Sqlite(sqlite) = conn {
             sqlite
                 .batch_execute(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
                      PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
                 )
                 .map_err(diesel::r2d2::Error::QueryError)?;

@@ -7,7 +7,7 @@
 //!                                                                      (payment, mypage, notice)
 //! ```
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream;
 use reserve_proto::events::v1::EventEnvelope;
@@ -94,18 +94,33 @@ pub fn settled(consumer: &str, outcome: &'static str, count: usize) {
     }
 }
 
-/// Records how long after it occurred `envelope` was applied by `consumer`.
-pub fn applied(consumer: &str, envelope: &EventEnvelope) {
+/// How long ago `envelope`'s change happened (zero when it carries no time).
+pub fn age_of(envelope: &EventEnvelope) -> Duration {
     let Some(occurred) = &envelope.occurred_at else {
-        return;
+        return Duration::ZERO;
     };
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs_f64();
     let then = occurred.seconds as f64 + f64::from(occurred.nanos) / 1e9;
+    Duration::try_from_secs_f64((now - then).max(0.0)).unwrap_or_default()
+}
+
+/// Records how long after it occurred `envelope` was applied by `consumer`.
+pub fn applied(consumer: &str, envelope: &EventEnvelope) {
+    if envelope.occurred_at.is_none() {
+        return;
+    }
     metrics::histogram!(catalog::CONSUMER_EVENT_AGE_SECONDS, "consumer" => consumer.to_owned())
-        .record((now - then).max(0.0));
+        .record(age_of(envelope).as_secs_f64());
+}
+
+/// Records the age of an event `consumer` failed to apply and will retry, so an event stuck
+/// behind an outage shows in the same histogram as it grows older.
+pub fn still_waiting(consumer: &str, age: Duration) {
+    metrics::histogram!(catalog::CONSUMER_EVENT_AGE_SECONDS, "consumer" => consumer.to_owned())
+        .record(age.as_secs_f64());
 }
 
 /// Makes `consumer`'s series exist from its start (at zero), so rates and alerts work before
@@ -120,6 +135,7 @@ pub fn register_consumer(consumer: &str) {
         .increment(0);
     metrics::counter!(catalog::CONSUMER_DEAD_LETTERS, "consumer" => consumer.to_owned())
         .increment(0);
+    metrics::counter!(catalog::CONSUMER_STALLS, "consumer" => consumer.to_owned()).increment(0);
 }
 
 #[cfg(test)]

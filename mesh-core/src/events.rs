@@ -79,6 +79,29 @@ pub fn open<E: DomainEvent>(envelope: &EventEnvelope) -> Option<Result<E, prost:
     (envelope.event_type == E::EVENT_TYPE).then(|| E::decode(envelope.payload.as_slice()))
 }
 
+/// How long the event stream keeps an event; inbox rows older than this (plus a day) can no
+/// longer meet a redelivery and are purged.
+pub const EVENTS_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The longest any single request to NATS may take before the caller gives up and treats the
+/// connection as broken (the relay retries, a consumer subscribes anew).
+pub const NATS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Awaits one NATS operation for at most [`NATS_TIMEOUT`]: an unbounded wait on a connection
+/// that went quiet during a server restart is how a relay or consumer stops for good.
+pub async fn bounded<T, E>(
+    what: &str,
+    operation: impl std::future::IntoFuture<Output = Result<T, E>>,
+) -> Result<T, async_nats::Error>
+where
+    E: Into<async_nats::Error>,
+{
+    match tokio::time::timeout(NATS_TIMEOUT, operation).await {
+        Ok(result) => result.map_err(Into::into),
+        Err(_) => Err(format!("{what}: no answer from NATS in {}s", NATS_TIMEOUT.as_secs()).into()),
+    }
+}
+
 /// Creates (or finds) the event and dead-letter streams. Idempotent.
 pub async fn provision(js: &jetstream::Context) -> Result<(), async_nats::Error> {
     js.get_or_create_stream(StreamConfig {
@@ -86,7 +109,7 @@ pub async fn provision(js: &jetstream::Context) -> Result<(), async_nats::Error>
         subjects: vec![format!("{EVENTS_PREFIX}.>")],
         retention: RetentionPolicy::Limits,
         storage: StorageType::File,
-        max_age: Duration::from_secs(7 * 24 * 3600),
+        max_age: EVENTS_RETENTION,
         duplicate_window: DUPLICATE_WINDOW,
         ..Default::default()
     })

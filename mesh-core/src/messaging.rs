@@ -12,6 +12,7 @@ use crate::config::{env_millis, env_or};
 use crate::consumer::{ConsumerPolicy, EventConsumer, EventHandler, Subscription};
 use crate::db::Db;
 use crate::outbox::{OutboxRelay, OutboxSignal};
+use crate::redelivery::RedeliveryPolicy;
 use crate::{ConfigError, Shutdown};
 
 /// Messaging settings from the environment.
@@ -19,8 +20,10 @@ use crate::{ConfigError, Shutdown};
 pub struct MessagingConfig {
     /// `NATS_URL`, default `nats://127.0.0.1:4222`.
     pub nats_url: String,
-    /// `CONSUMER_MAX_ATTEMPTS` (default 5), `CONSUMER_ACK_WAIT_MS` (10000),
-    /// `CONSUMER_RETRY_DELAY_MS` (500), `CONSUMER_BATCH` (64).
+    /// `CONSUMER_RETRY_DELAY_MS` (default 500, doubling per retry up to
+    /// `CONSUMER_RETRY_MAX_DELAY_MS`, 30000), `CONSUMER_MAX_RETRY_AGE_MS` (86400000: an event
+    /// still failing a day after it occurred is dead-lettered), `CONSUMER_ACK_WAIT_MS` (10000),
+    /// `CONSUMER_BATCH` (64), `CONSUMER_STALL_AFTER_MS` (15000).
     pub consumer: ConsumerPolicy,
 }
 
@@ -28,13 +31,19 @@ impl MessagingConfig {
     /// Reads the settings.
     pub fn from_env() -> Result<Self, ConfigError> {
         let defaults = ConsumerPolicy::default();
+        let redelivery = RedeliveryPolicy {
+            first_delay: env_millis("CONSUMER_RETRY_DELAY_MS", defaults.redelivery.first_delay)?,
+            max_delay: env_millis("CONSUMER_RETRY_MAX_DELAY_MS", defaults.redelivery.max_delay)?,
+            max_age: env_millis("CONSUMER_MAX_RETRY_AGE_MS", defaults.redelivery.max_age)?,
+        };
         Ok(Self {
             nats_url: env_or("NATS_URL", "nats://127.0.0.1:4222".to_owned())?,
             consumer: ConsumerPolicy {
-                max_attempts: env_or("CONSUMER_MAX_ATTEMPTS", defaults.max_attempts)?,
+                redelivery,
                 ack_wait: env_millis("CONSUMER_ACK_WAIT_MS", defaults.ack_wait)?,
-                retry_delay: env_millis("CONSUMER_RETRY_DELAY_MS", defaults.retry_delay)?,
                 batch: env_or("CONSUMER_BATCH", defaults.batch)?.max(1),
+                stall_after: env_millis("CONSUMER_STALL_AFTER_MS", defaults.stall_after)?
+                    .max(Duration::from_millis(300)),
             },
         })
     }

@@ -7,7 +7,13 @@
 //! published. NATS down: rows wait, and publishing resumes when the client reconnects. A crash
 //! between publish and stamp: the row is published again and JetStream's duplicate window (or
 //! the consumer's inbox) drops the copy.
+//!
+//! Every wait on NATS is bounded ([`events::bounded`]): a publish or ack that gets no answer
+//! (a server restarting under load) fails the pass, and the relay provisions the streams
+//! again before the next one, so a server that came back with an empty store is usable
+//! too. A stalled relay shows as a growing `outbox_backlog` and `outbox_publish_failures_total`.
 
+use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -174,13 +180,14 @@ impl OutboxRelay {
                 last_backlog = Some(std::time::Instant::now());
             }
             if !provisioned {
-                provisioned = match events::provision(&self.js).await {
-                    Ok(()) => true,
-                    Err(err) => {
-                        tracing::warn!(%err, "JetStream not reachable yet; outbox waits");
-                        false
-                    }
-                };
+                provisioned =
+                    match events::bounded("provisioning", events::provision(&self.js)).await {
+                        Ok(()) => true,
+                        Err(err) => {
+                            tracing::warn!(%err, "JetStream not reachable yet; outbox waits");
+                            false
+                        }
+                    };
             }
             let outcome = if provisioned {
                 self.publish_batch().await
@@ -205,6 +212,11 @@ impl OutboxRelay {
                     }
                 }
                 Err(err) => {
+                    if matches!(err, RelayError::Nats(_)) {
+                        // The server may have come back without our streams: make sure of
+                        // them before the next pass.
+                        provisioned = false;
+                    }
                     tracing::warn!(%err, retry_in_ms = backoff.as_millis() as u64, "outbox relay failed; retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
@@ -252,7 +264,7 @@ impl OutboxRelay {
             if let Some(traceparent) = trace_context::traceparent_of(&span) {
                 message = message.header(trace_context::TRACEPARENT, traceparent.as_str());
             }
-            match self.js.send_publish(row.subject, message).await {
+            match events::bounded("publish", self.js.send_publish(row.subject, message)).await {
                 Ok(ack) => in_flight.push(InFlight {
                     id: row.id,
                     created_at_ms: row.created_at_ms,
@@ -266,8 +278,15 @@ impl OutboxRelay {
             }
         }
         let mut acked = Vec::with_capacity(in_flight.len());
+        // One deadline for the whole batch's acks: a server that went away must cost one
+        // timeout, not one per message.
+        let deadline = tokio::time::Instant::now() + events::NATS_TIMEOUT;
         for flight in in_flight {
-            match flight.ack.await {
+            let ack = match tokio::time::timeout_at(deadline, flight.ack.into_future()).await {
+                Ok(ack) => ack.map_err(|err| err.to_string()),
+                Err(_) => Err("no publish ack from NATS in time".to_owned()),
+            };
+            match ack {
                 Ok(_) => {
                     acked.push(flight.id);
                     let lag_ms = crate::clock::now_ms().saturating_sub(flight.created_at_ms);

@@ -1,156 +1,18 @@
 //! The outbox relay and the consumer loop against a real NATS JetStream (a private server per
 //! test) and a real PostgreSQL database (fresh per test).
 
-use std::future::Future;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+mod support;
 
-use async_nats::jetstream;
+use std::time::Duration;
+
 use diesel::prelude::*;
-use mesh_core::consumer::{ConsumerPolicy, EventConsumer, EventHandler, HandleError, Subscription};
-use mesh_core::db::DbTarget;
-use mesh_core::events::{self, OutgoingEvent};
-use mesh_core::outbox::{self, OutboxRelay, OutboxSignal};
-use mesh_core::testing::{TestNats, fresh_postgres_database};
-use mesh_core::{Db, DbConnection, DbError, Migrations, Shutdown};
-use reserve_proto::events::v1::{EventEnvelope, ReservationPlaced};
+use mesh_core::DbError;
+use mesh_core::consumer::ConsumerPolicy;
+use mesh_core::events;
+use mesh_core::outbox::{OutboxRelay, OutboxSignal};
 use tokio_stream::StreamExt;
 
-const TEST_MIGRATIONS: Migrations = Migrations {
-    postgres: diesel_migrations::embed_migrations!("tests/migrations/postgres"),
-    sqlite: diesel_migrations::embed_migrations!("tests/migrations/sqlite"),
-};
-
-diesel::table! {
-    test_effects (event_id) {
-        event_id -> Text,
-        note -> Text,
-    }
-}
-
-/// Records one row per application; a doubled effect shows as two rows.
-struct RecordingHandler;
-
-impl EventHandler for RecordingHandler {
-    fn apply(&self, conn: &mut DbConnection, event: &EventEnvelope) -> Result<(), HandleError> {
-        diesel::insert_into(test_effects::table)
-            .values((
-                test_effects::event_id.eq(&event.event_id),
-                test_effects::note.eq(&event.event_type),
-            ))
-            .execute(conn)?;
-        Ok(())
-    }
-}
-
-struct Fixture {
-    nats: TestNats,
-    db: Db,
-    js: jetstream::Context,
-    shutdown: Shutdown,
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        self.shutdown.trigger();
-    }
-}
-
-async fn fixture(label: &str) -> Fixture {
-    let nats = TestNats::start();
-    let db = Db::connect(
-        &DbTarget::Postgres(fresh_postgres_database(label)),
-        TEST_MIGRATIONS,
-        4,
-    )
-    .await
-    .expect("database");
-    let js = events::connect(&nats.url, label).await.expect("nats");
-    events::provision(&js).await.expect("provision");
-    Fixture {
-        nats,
-        db,
-        js,
-        shutdown: Shutdown::new(),
-    }
-}
-
-fn placed(reservation_id: i64) -> OutgoingEvent {
-    OutgoingEvent::new(
-        &ReservationPlaced {
-            reservation_id,
-            product_id: 1,
-            customer_id: "kim".into(),
-            product_name: "Phone".into(),
-        },
-        1,
-    )
-}
-
-async fn enqueue(db: &Db, events: Vec<OutgoingEvent>) {
-    db.transaction(move |conn| -> Result<(), DbError> {
-        for event in &events {
-            outbox::enqueue(conn, event)?;
-        }
-        Ok(())
-    })
-    .await
-    .expect("enqueue");
-}
-
-async fn stream_messages(js: &jetstream::Context, stream: &str) -> u64 {
-    match js.get_stream(stream).await {
-        Ok(mut stream) => stream
-            .info()
-            .await
-            .map(|info| info.state.messages)
-            .unwrap_or(0),
-        Err(_) => 0,
-    }
-}
-
-async fn effects(db: &Db) -> i64 {
-    db.run(|conn| {
-        test_effects::table
-            .count()
-            .get_result::<i64>(conn)
-            .map_err(DbError::from)
-    })
-    .await
-    .expect("count effects")
-}
-
-async fn backlog(db: &Db) -> i64 {
-    db.run(|conn| outbox::backlog(conn).map_err(DbError::from))
-        .await
-        .expect("backlog")
-}
-
-async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn consumer(fx: &Fixture, durable: &str, policy: ConsumerPolicy) -> EventConsumer {
-    EventConsumer::new(
-        fx.db.clone(),
-        fx.js.clone(),
-        Subscription {
-            durable: durable.into(),
-            filter_subject: format!("{}.reservation.>", events::EVENTS_PREFIX),
-        },
-        Arc::new(RecordingHandler),
-        OutboxSignal::default(),
-        policy,
-    )
-}
+use support::*;
 
 #[tokio::test]
 async fn outbox_rows_wait_while_nats_is_down_and_are_published_once_after() {

@@ -31,10 +31,13 @@ pub const CONSUMER_EVENTS: &str = "consumer_events_total";
 pub const CONSUMER_REDELIVERIES: &str = "consumer_redeliveries_total";
 /// Events sent to the dead-letter stream, by `consumer`.
 pub const CONSUMER_DEAD_LETTERS: &str = "consumer_dead_letters_total";
-/// Events still waiting in the stream for a consumer, as of its last delivery, by `consumer`.
+/// Events still waiting for a consumer (undelivered plus delivered and not yet acked), as of
+/// its last delivery or its watchdog's last look (every few seconds), by `consumer`.
 pub const CONSUMER_LAG: &str = "consumer_lag_messages";
-/// Time from an event's occurrence to its application by a consumer, by `consumer`.
+/// Age of an event when a consumer applied it, or failed to and will retry it, by `consumer`.
 pub const CONSUMER_EVENT_AGE_SECONDS: &str = "consumer_event_age_seconds";
+/// Times a consumer's subscription went quiet while events waited and was made anew.
+pub const CONSUMER_STALLS: &str = "consumer_stalls_total";
 /// Database pool connections, by `state` (`in_use`, `idle`).
 pub const DB_POOL_CONNECTIONS: &str = "db_pool_connections";
 /// Product-lock calls from reservation-svc, by `outcome` (`locked`, `refused`, `shed`,
@@ -95,7 +98,11 @@ pub fn describe() {
     describe_histogram!(
         CONSUMER_EVENT_AGE_SECONDS,
         Unit::Seconds,
-        "Time from an event's occurrence to its application by a consumer."
+        "Age of an event when a consumer applied it or failed to and will retry."
+    );
+    describe_counter!(
+        CONSUMER_STALLS,
+        "Consumer subscriptions that went quiet while events waited and were made anew."
     );
     describe_gauge!(DB_POOL_CONNECTIONS, "Database pool connections, by state.");
     describe_counter!(

@@ -1,0 +1,327 @@
+//! Consumers and relays under the faults production brings, against a real NATS JetStream and
+//! a real PostgreSQL: database outages longer than a handful of retries, events that can
+//! never apply and their replay, server restarts, and the inbox's growth.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use diesel::prelude::*;
+use mesh_core::consumer::ConsumerPolicy;
+use mesh_core::db::DbTarget;
+use mesh_core::dead_letters::{self, Selection};
+use mesh_core::events;
+use mesh_core::outbox::{OutboxRelay, OutboxSignal};
+use mesh_core::redelivery::RedeliveryPolicy;
+use mesh_core::{Db, DbError};
+
+use support::*;
+
+/// Quick retries, so a test sees many of them in a second.
+fn quick_retries() -> ConsumerPolicy {
+    ConsumerPolicy {
+        redelivery: RedeliveryPolicy {
+            first_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(100),
+            ..RedeliveryPolicy::default()
+        },
+        ..ConsumerPolicy::default()
+    }
+}
+
+async fn publish(fx: &Fixture, reservation_id: i64) -> String {
+    let event = placed(reservation_id);
+    fx.js
+        .publish(event.subject.clone(), event.payload.clone().into())
+        .await
+        .expect("publish")
+        .await
+        .expect("ack");
+    event.event_id
+}
+
+#[tokio::test]
+async fn an_event_failing_for_a_passing_reason_is_retried_until_it_applies_not_dead_lettered() {
+    let fx = fixture("outage_retry").await;
+    publish(&fx, 1).await;
+    // Twelve failures: more than the five tries after which the event used to be given up.
+    let handler = Arc::new(FailingHandler::default());
+    handler.passing_failures.store(12, Ordering::SeqCst);
+    tokio::spawn(
+        consumer_with(&fx, "patient", quick_retries(), handler.clone()).run(fx.shutdown.clone()),
+    );
+    wait_for("the event's effect", Duration::from_secs(20), || async {
+        effects(&fx.db).await == 1
+    })
+    .await;
+    assert_eq!(handler.calls.load(Ordering::SeqCst), 13);
+    assert_eq!(
+        dead_letter_count(&fx.js).await,
+        0,
+        "nothing was dead-lettered"
+    );
+}
+
+#[tokio::test]
+async fn an_event_still_failing_past_the_maximum_age_is_dead_lettered_with_the_reason() {
+    let fx = fixture("outage_max_age").await;
+    publish(&fx, 1).await;
+    let handler = Arc::new(FailingHandler::default());
+    handler.passing_failures.store(u32::MAX, Ordering::SeqCst);
+    let mut policy = quick_retries();
+    policy.redelivery.max_age = Duration::from_millis(300);
+    tokio::spawn(consumer_with(&fx, "aged", policy, handler).run(fx.shutdown.clone()));
+    wait_for("one dead letter", Duration::from_secs(20), || async {
+        dead_letter_count(&fx.js).await == 1
+    })
+    .await;
+    let letters = dead_letters::list(&fx.js, &Selection::default())
+        .await
+        .expect("list");
+    assert!(
+        letters[0].reason.contains("still failing")
+            && letters[0].reason.contains("connection refused"),
+        "{:?}",
+        letters[0].reason
+    );
+    assert_eq!(effects(&fx.db).await, 0);
+}
+
+#[tokio::test]
+async fn dead_letters_are_listed_and_replayed_to_their_consumer_once() {
+    let fx = fixture("dlq_replay").await;
+    let event_id = publish(&fx, 7).await;
+    let handler = Arc::new(FailingHandler::default());
+    handler.rejecting.store(true, Ordering::SeqCst);
+    tokio::spawn(
+        consumer_with(&fx, "picky", quick_retries(), handler.clone()).run(fx.shutdown.clone()),
+    );
+    wait_for("one dead letter", Duration::from_secs(10), || async {
+        dead_letter_count(&fx.js).await == 1
+    })
+    .await;
+
+    let listed = dead_letters::list(&fx.js, &Selection::default())
+        .await
+        .expect("list");
+    assert_eq!(listed.len(), 1);
+    let letter = &listed[0];
+    assert_eq!(letter.consumer, "picky");
+    assert_eq!(letter.event_type, "ReservationPlaced");
+    assert_eq!(letter.event_id, event_id);
+    assert!(letter.reason.contains("refuses"), "{}", letter.reason);
+    assert!(!letter.dead_lettered_at.is_empty());
+    let other = Selection {
+        consumer: Some("someone-else".into()),
+        ..Selection::default()
+    };
+    assert!(
+        dead_letters::list(&fx.js, &other)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+
+    // The cause is mended; replay by event id.
+    handler.rejecting.store(false, Ordering::SeqCst);
+    let by_id = Selection {
+        event_id: Some(event_id.clone()),
+        ..Selection::default()
+    };
+    let replayed = dead_letters::replay(&fx.js, &by_id).await.expect("replay");
+    assert_eq!(replayed.len(), 1);
+    wait_for(
+        "the replayed event's effect",
+        Duration::from_secs(10),
+        || async { effects(&fx.db).await == 1 },
+    )
+    .await;
+    assert_eq!(
+        dead_letter_count(&fx.js).await,
+        0,
+        "replay removed the letter"
+    );
+    assert!(
+        dead_letters::replay(&fx.js, &Selection::default())
+            .await
+            .expect("replay again")
+            .is_empty()
+    );
+
+    // A replay of an event its consumer already applied changes nothing.
+    let twice = fx.js.clone();
+    let copy = placed(7);
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(dead_letters::REPLAY_FOR_HEADER, "picky");
+    let mut envelope: reserve_proto::events::v1::EventEnvelope =
+        prost::Message::decode(copy.payload.as_slice()).expect("envelope");
+    envelope.event_id = event_id;
+    twice
+        .publish_with_headers(
+            copy.subject,
+            headers,
+            prost::Message::encode_to_vec(&envelope).into(),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("ack");
+    let calls = handler.calls.load(Ordering::SeqCst);
+    wait_for(
+        "the consumer to see the copy",
+        Duration::from_secs(10),
+        || async { consumer_acked_everything(&fx, "picky").await },
+    )
+    .await;
+    assert_eq!(effects(&fx.db).await, 1);
+    assert_eq!(
+        handler.calls.load(Ordering::SeqCst),
+        calls,
+        "the inbox dropped it"
+    );
+}
+
+#[tokio::test]
+async fn a_replay_meant_for_another_consumer_is_left_alone() {
+    let fx = fixture("dlq_replay_target").await;
+    let event = placed(3);
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(dead_letters::REPLAY_FOR_HEADER, "someone-else");
+    fx.js
+        .publish_with_headers(event.subject, headers, event.payload.into())
+        .await
+        .expect("publish")
+        .await
+        .expect("ack");
+    tokio::spawn(consumer(&fx, "bystander", quick_retries()).run(fx.shutdown.clone()));
+    wait_for(
+        "the consumer to ack it",
+        Duration::from_secs(10),
+        || async { consumer_acked_everything(&fx, "bystander").await },
+    )
+    .await;
+    assert_eq!(effects(&fx.db).await, 0);
+}
+
+async fn consumer_acked_everything(fx: &Fixture, durable: &str) -> bool {
+    let Ok(stream) = fx.js.get_stream(events::EVENTS_STREAM).await else {
+        return false;
+    };
+    let Ok(consumer) = stream
+        .get_consumer::<async_nats::jetstream::consumer::pull::Config>(durable)
+        .await
+    else {
+        return false;
+    };
+    let Ok(info) = consumer.get_info().await else {
+        return false;
+    };
+    let last = stream
+        .get_info()
+        .await
+        .map(|info| info.state.last_sequence)
+        .unwrap_or(0);
+    info.num_pending == 0 && info.num_ack_pending == 0 && info.ack_floor.stream_sequence >= last
+}
+
+#[tokio::test]
+async fn a_refused_database_connection_says_so() {
+    let refused = Db::connect(
+        &DbTarget::Postgres("postgres://postgres@127.0.0.1:1/nothing".into()),
+        TEST_MIGRATIONS,
+        1,
+    )
+    .await;
+    let message = match refused {
+        Ok(_) => panic!("connected to a closed port"),
+        Err(err) => err.to_string(),
+    };
+    assert!(message.contains("refused"), "{message}");
+    assert!(!message.contains("multiconnection"), "{message}");
+}
+
+#[tokio::test]
+async fn inbox_rows_older_than_the_stream_keeps_events_are_purged() {
+    let fx = fixture("inbox_purge").await;
+    let old_ms = mesh_core::clock::now_ms() - 9 * 24 * 3600 * 1000;
+    let recent_ms = mesh_core::clock::now_ms() - 24 * 3600 * 1000;
+    fx.db
+        .run(move |conn| {
+            diesel::sql_query(format!(
+                "INSERT INTO processed_events (consumer, event_id, processed_at_ms) VALUES \
+                 ('tidy', 'old', {old_ms}), ('tidy', 'recent', {recent_ms}), ('other', 'old', {old_ms})"
+            ))
+            .execute(conn)
+            .map_err(DbError::from)
+        })
+        .await
+        .expect("seed inbox");
+    let policy = ConsumerPolicy {
+        stall_after: Duration::from_millis(300),
+        ..quick_retries()
+    };
+    tokio::spawn(consumer(&fx, "tidy", policy).run(fx.shutdown.clone()));
+    let inbox = || async {
+        fx.db
+            .run(|conn| {
+                diesel::sql_query(
+                    "SELECT consumer || ':' || event_id AS key FROM processed_events ORDER BY 1",
+                )
+                .load::<InboxKey>(conn)
+                .map_err(DbError::from)
+            })
+            .await
+            .expect("inbox")
+            .into_iter()
+            .map(|row| row.key)
+            .collect::<Vec<_>>()
+    };
+    wait_for("the old row to go", Duration::from_secs(10), || async {
+        inbox().await == ["other:old", "tidy:recent"]
+    })
+    .await;
+}
+
+#[derive(QueryableByName)]
+struct InboxKey {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    key: String,
+}
+
+#[tokio::test]
+async fn relay_and_consumer_resume_after_nats_is_killed_under_load() {
+    let mut fx = fixture("nats_kill").await;
+    let signal = OutboxSignal::default();
+    tokio::spawn(
+        OutboxRelay::new(fx.db.clone(), fx.js.clone(), signal.clone()).run(fx.shutdown.clone()),
+    );
+    let policy = ConsumerPolicy {
+        stall_after: Duration::from_secs(2),
+        ..quick_retries()
+    };
+    tokio::spawn(consumer(&fx, "survivor", policy).run(fx.shutdown.clone()));
+
+    let mut next = 1;
+    for _round in 0..3 {
+        // Load while the server dies and comes back.
+        for _ in 0..10 {
+            enqueue(&fx.db, (next..next + 50).map(placed).collect()).await;
+            next += 50;
+            signal.wake();
+        }
+        fx.nats.stop();
+        enqueue(&fx.db, (next..next + 50).map(placed).collect()).await;
+        next += 50;
+        fx.nats.restart();
+    }
+    let total = next - 1;
+    wait_for(
+        "every event to take effect once",
+        Duration::from_secs(60),
+        || async { effects(&fx.db).await == total },
+    )
+    .await;
+    assert_eq!(backlog(&fx.db).await, 0);
+}

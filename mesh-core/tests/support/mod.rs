@@ -1,0 +1,199 @@
+//! What the messaging integration tests share: a private NATS JetStream and a fresh
+//! PostgreSQL database per test, a handler that records one row per applied event, and
+//! waits with deadlines.
+#![allow(dead_code)] // each test binary uses a part of it
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use diesel::prelude::*;
+use mesh_core::consumer::{ConsumerPolicy, EventConsumer, EventHandler, HandleError, Subscription};
+use mesh_core::db::DbTarget;
+use mesh_core::events::{self, OutgoingEvent};
+use mesh_core::outbox::{self, OutboxSignal};
+use mesh_core::testing::{TestNats, fresh_postgres_database};
+use mesh_core::{Db, DbConnection, DbError, Migrations, Shutdown};
+use reserve_proto::events::v1::{EventEnvelope, ReservationPlaced};
+
+pub const TEST_MIGRATIONS: Migrations = Migrations {
+    postgres: diesel_migrations::embed_migrations!("tests/migrations/postgres"),
+    sqlite: diesel_migrations::embed_migrations!("tests/migrations/sqlite"),
+};
+
+diesel::table! {
+    test_effects (event_id) {
+        event_id -> Text,
+        note -> Text,
+    }
+}
+
+/// Records one row per application; a doubled effect shows as two rows.
+pub struct RecordingHandler;
+
+impl EventHandler for RecordingHandler {
+    fn apply(&self, conn: &mut DbConnection, event: &EventEnvelope) -> Result<(), HandleError> {
+        diesel::insert_into(test_effects::table)
+            .values((
+                test_effects::event_id.eq(&event.event_id),
+                test_effects::note.eq(&event.event_type),
+            ))
+            .execute(conn)?;
+        Ok(())
+    }
+}
+
+pub struct Fixture {
+    pub nats: TestNats,
+    pub db: Db,
+    pub js: jetstream::Context,
+    pub shutdown: Shutdown,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+    }
+}
+
+pub async fn fixture(label: &str) -> Fixture {
+    let nats = TestNats::start();
+    let db = Db::connect(
+        &DbTarget::Postgres(fresh_postgres_database(label)),
+        TEST_MIGRATIONS,
+        4,
+    )
+    .await
+    .expect("database");
+    let js = events::connect(&nats.url, label).await.expect("nats");
+    events::provision(&js).await.expect("provision");
+    Fixture {
+        nats,
+        db,
+        js,
+        shutdown: Shutdown::new(),
+    }
+}
+
+pub fn placed(reservation_id: i64) -> OutgoingEvent {
+    OutgoingEvent::new(
+        &ReservationPlaced {
+            reservation_id,
+            product_id: 1,
+            customer_id: "kim".into(),
+            product_name: "Phone".into(),
+        },
+        1,
+    )
+}
+
+pub async fn enqueue(db: &Db, events: Vec<OutgoingEvent>) {
+    db.transaction(move |conn| -> Result<(), DbError> {
+        for event in &events {
+            outbox::enqueue(conn, event)?;
+        }
+        Ok(())
+    })
+    .await
+    .expect("enqueue");
+}
+
+pub async fn stream_messages(js: &jetstream::Context, stream: &str) -> u64 {
+    match js.get_stream(stream).await {
+        Ok(mut stream) => stream
+            .info()
+            .await
+            .map(|info| info.state.messages)
+            .unwrap_or(0),
+        Err(_) => 0,
+    }
+}
+
+pub async fn effects(db: &Db) -> i64 {
+    db.run(|conn| {
+        test_effects::table
+            .count()
+            .get_result::<i64>(conn)
+            .map_err(DbError::from)
+    })
+    .await
+    .expect("count effects")
+}
+
+pub async fn backlog(db: &Db) -> i64 {
+    db.run(|conn| outbox::backlog(conn).map_err(DbError::from))
+        .await
+        .expect("backlog")
+}
+
+pub async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn consumer(fx: &Fixture, durable: &str, policy: ConsumerPolicy) -> EventConsumer {
+    consumer_with(fx, durable, policy, Arc::new(RecordingHandler))
+}
+
+/// A consumer of the reservation events on `fx` applying them with `handler`.
+pub fn consumer_with(
+    fx: &Fixture,
+    durable: &str,
+    policy: ConsumerPolicy,
+    handler: Arc<dyn EventHandler>,
+) -> EventConsumer {
+    EventConsumer::new(
+        fx.db.clone(),
+        fx.js.clone(),
+        Subscription {
+            durable: durable.into(),
+            filter_subject: format!("{}.reservation.>", events::EVENTS_PREFIX),
+        },
+        handler,
+        OutboxSignal::default(),
+        policy,
+    )
+}
+
+/// Records like [`RecordingHandler`], but first fails as told: `passing_failures` times with
+/// a passing error (a database outage), and with a rejection while `rejecting` is set.
+#[derive(Default)]
+pub struct FailingHandler {
+    pub passing_failures: AtomicU32,
+    pub rejecting: AtomicBool,
+    pub calls: AtomicU32,
+}
+
+impl EventHandler for FailingHandler {
+    fn apply(&self, conn: &mut DbConnection, event: &EventEnvelope) -> Result<(), HandleError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.rejecting.load(Ordering::SeqCst) {
+            return Err(HandleError::Reject("the handler refuses it for now".into()));
+        }
+        let left = self.passing_failures.load(Ordering::SeqCst);
+        if left > 0 {
+            self.passing_failures.store(left - 1, Ordering::SeqCst);
+            return Err(HandleError::Retry(
+                "database unavailable: connection refused".into(),
+            ));
+        }
+        RecordingHandler.apply(conn, event)
+    }
+}
+
+/// Dead letters in the dead-letter stream.
+pub async fn dead_letter_count(js: &jetstream::Context) -> usize {
+    mesh_core::dead_letters::list(js, &Default::default())
+        .await
+        .map(|letters| letters.len())
+        .unwrap_or(0)
+}
