@@ -14,7 +14,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && mkdir -p /out \
  && cp target/release/product-svc target/release/reservation-svc target/release/payment-svc \
        target/release/mypage-svc target/release/notice-svc target/release/gateway \
-       target/release/jetstream-provision /out/
+       target/release/jetstream-provision target/release/dead-letters /out/
 
 # Stage 2: a slim runtime, no shell tools beyond Debian's base, running as an unprivileged user.
 FROM debian:bookworm-slim

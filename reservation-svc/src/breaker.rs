@@ -75,16 +75,26 @@ impl BreakerState {
         }
     }
 
-    /// Records a call's outcome at `now`.
-    pub fn record(&mut self, failed: bool, now: Instant, policy: &BreakerPolicy) {
+    /// Records at `now` the outcome of a call admitted as `admission`. While the circuit is
+    /// open or half-open, only the probe's outcome counts: a call admitted before the circuit
+    /// opened that succeeds late says nothing about product-svc now, and must not close the
+    /// circuit without a probe.
+    pub fn record(
+        &mut self,
+        failed: bool,
+        admission: Admission,
+        now: Instant,
+        policy: &BreakerPolicy,
+    ) {
+        let probe = admission == Admission::Probe;
         *self = match (*self, failed) {
+            (Self::Open { .. } | Self::HalfOpen, _) if !probe => *self,
             (_, false) => Self::Closed { failures: 0 },
             (Self::Closed { failures }, true) if failures + 1 < policy.failure_threshold => {
                 Self::Closed {
                     failures: failures + 1,
                 }
             }
-            (Self::Open { until }, true) => Self::Open { until },
             (_, true) => Self::Open {
                 until: now + policy.open_for,
             },
@@ -169,10 +179,10 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn record(&self, failed: bool) {
+    fn record(&self, failed: bool, admission: Admission) {
         let mut state = self.lock();
         let before = *state;
-        state.record(failed, Instant::now(), &self.policy);
+        state.record(failed, admission, Instant::now(), &self.policy);
         report_state(&state);
         match (before, *state) {
             (BreakerState::Open { .. }, BreakerState::Open { .. }) => {}
@@ -206,12 +216,13 @@ fn report_state(state: &BreakerState) {
 /// counts as a failure: an answer that never came is what the breaker is there to notice.
 struct PendingCall {
     shared: Option<Arc<Shared>>,
+    admission: Admission,
 }
 
 impl Drop for PendingCall {
     fn drop(&mut self) {
         if let Some(shared) = self.shared.take() {
-            shared.record(true);
+            shared.record(true, self.admission);
         }
     }
 }
@@ -246,13 +257,14 @@ where
         }
         let mut pending = PendingCall {
             shared: Some(Arc::clone(&self.shared)),
+            admission,
         };
         let is_failure = self.is_failure;
         let call = self.inner.call(request);
         Box::pin(async move {
             let outcome = call.await;
             if let Some(shared) = pending.shared.take() {
-                shared.record(is_failure(&outcome));
+                shared.record(is_failure(&outcome), pending.admission);
             }
             outcome
         })
@@ -274,9 +286,9 @@ mod tests {
     fn opens_after_consecutive_failures_only() {
         let now = Instant::now();
         let mut state = BreakerState::Closed { failures: 0 };
-        state.record(true, now, &policy());
-        state.record(true, now, &policy());
-        state.record(false, now, &policy());
+        state.record(true, Admission::Call, now, &policy());
+        state.record(true, Admission::Call, now, &policy());
+        state.record(false, Admission::Call, now, &policy());
         assert_eq!(
             state,
             BreakerState::Closed { failures: 0 },
@@ -284,7 +296,7 @@ mod tests {
         );
         for _ in 0..3 {
             assert_eq!(state.admit(now), Admission::Call);
-            state.record(true, now, &policy());
+            state.record(true, Admission::Call, now, &policy());
         }
         assert!(matches!(state, BreakerState::Open { .. }));
         assert_eq!(state.admit(now), Admission::Reject);
@@ -297,7 +309,7 @@ mod tests {
         assert_eq!(state.admit(now), Admission::Probe);
         assert_eq!(state, BreakerState::HalfOpen);
         assert_eq!(state.admit(now), Admission::Reject, "one probe at a time");
-        state.record(true, now, &policy());
+        state.record(true, Admission::Probe, now, &policy());
         assert_eq!(
             state,
             BreakerState::Open {
@@ -307,8 +319,60 @@ mod tests {
 
         let later = now + Duration::from_millis(100);
         assert_eq!(state.admit(later), Admission::Probe);
-        state.record(false, later, &policy());
+        state.record(false, Admission::Probe, later, &policy());
         assert_eq!(state, BreakerState::Closed { failures: 0 });
+    }
+
+    #[test]
+    fn a_late_success_of_a_call_from_before_does_not_close_the_circuit() {
+        let now = Instant::now();
+        let until = now + Duration::from_millis(100);
+        let mut state = BreakerState::Open { until };
+        state.record(false, Admission::Call, now, &policy());
+        assert_eq!(state, BreakerState::Open { until }, "open stays open");
+
+        let later = until;
+        assert_eq!(state.admit(later), Admission::Probe);
+        state.record(false, Admission::Call, later, &policy());
+        assert_eq!(state, BreakerState::HalfOpen, "only the probe decides");
+        state.record(true, Admission::Call, later, &policy());
+        assert_eq!(state, BreakerState::HalfOpen, "a late failure does not decide either");
+        state.record(false, Admission::Probe, later, &policy());
+        assert_eq!(state, BreakerState::Closed { failures: 0 });
+    }
+
+    #[tokio::test]
+    async fn a_slow_call_succeeding_after_the_circuit_opened_leaves_it_open() {
+        use tower::{ServiceBuilder, ServiceExt};
+        let stats = Arc::new(BreakerStats::default());
+        let layer = CircuitBreakerLayer::<u32>::new(policy(), Arc::clone(&stats), |outcome| {
+            outcome.is_err()
+        });
+        let release = Arc::new(tokio::sync::Notify::new());
+        let service = {
+            let release = Arc::clone(&release);
+            ServiceBuilder::new().layer(layer).service_fn(move |slow: bool| {
+                let release = Arc::clone(&release);
+                async move {
+                    if slow {
+                        release.notified().await;
+                        Ok::<u32, BoxError>(1)
+                    } else {
+                        Err("down".into())
+                    }
+                }
+            })
+        };
+        let slow = tokio::spawn(service.clone().oneshot(true));
+        tokio::task::yield_now().await;
+        for _ in 0..3 {
+            assert!(service.clone().oneshot(false).await.is_err());
+        }
+        assert_eq!(stats.opened.load(Ordering::Relaxed), 1);
+        release.notify_one();
+        assert_eq!(slow.await.expect("join").expect("late success"), 1);
+        let err = service.clone().oneshot(false).await.expect_err("still open");
+        assert!(err.is::<CircuitOpen>(), "{err}");
     }
 
     #[tokio::test]
