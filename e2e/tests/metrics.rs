@@ -16,6 +16,7 @@ const SOON: Duration = Duration::from_secs(20);
 async fn every_binary_serves_linted_metrics_covering_every_dashboard_query() {
     let mesh = Mesh::start("metrics_scrape", MeshOptions::default()).await;
     drive_the_whole_flow(&mesh).await;
+    call_paths_no_service_serves(&mesh).await;
 
     let mut exported = BTreeSet::new();
     for svc in Svc::ALL {
@@ -28,6 +29,10 @@ async fn every_binary_serves_linted_metrics_covering_every_dashboard_query() {
         assert_eq!(response.status(), 200, "{svc:?} /metrics");
         let text = response.text().await.expect("metrics body");
         promtool_accepts(svc, &text);
+        assert!(
+            !text.contains("made.up."),
+            "{svc:?} labels metrics with a path it does not serve:\n{text}"
+        );
         let names = metric_names(&text);
         assert!(
             names.contains("grpc_server_handled_total")
@@ -51,6 +56,43 @@ async fn every_binary_serves_linted_metrics_covering_every_dashboard_query() {
             .map(|name| format!("{name} (in {})", queried[*name]))
             .collect::<Vec<_>>()
     );
+}
+
+/// Calls made-up gRPC paths on every service: each is answered UNIMPLEMENTED and must not
+/// become a metric series of its own.
+async fn call_paths_no_service_serves(mesh: &Mesh) {
+    for svc in [
+        Svc::Product,
+        Svc::Reservation,
+        Svc::Payment,
+        Svc::MyPage,
+        Svc::Notice,
+    ] {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", mesh.addr(svc)))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+        for i in 0..5 {
+            let mut grpc = tonic::client::Grpc::new(channel.clone());
+            grpc.ready().await.expect("ready");
+            let path = http::uri::PathAndQuery::try_from(format!("/made.up.Scanner{i}/Probe{i}"))
+                .expect("path");
+            let status = grpc
+                .unary(
+                    tonic::Request::new(()),
+                    path,
+                    tonic_prost::ProstCodec::<(), ()>::default(),
+                )
+                .await
+                .expect_err("no service serves it");
+            assert_eq!(
+                status.code(),
+                tonic::Code::Unimplemented,
+                "{svc:?}: {status}"
+            );
+        }
+    }
 }
 
 /// A reservation (201), the same product again (409), the payment, until my page shows it
@@ -78,8 +120,8 @@ async fn drive_the_whole_flow(mesh: &Mesh) {
 /// `promtool check metrics` (Debian's prometheus package) lints the exposition: help text,
 /// counter suffixes, base units.
 fn promtool_accepts(svc: Svc, exposition: &str) {
-    let promtool = find_tool("promtool")
-        .expect("promtool not found: install Debian's `prometheus` package (script/test does)");
+    let promtool =
+        find_tool("promtool").expect("promtool not found: script/test installs it into .tools/bin");
     let mut child = Command::new(promtool)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())

@@ -6,6 +6,10 @@
 //!
 //! Health checks and reflection are counted but not traced: probes every few seconds would
 //! bury the traces worth reading.
+//!
+//! Metric labels never come from a path the server does not serve: such a call is answered
+//! UNIMPLEMENTED and counted under `unknown`/`unknown`, so a client (or a scanner) sending
+//! made-up paths cannot grow the number of series without bound.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -82,6 +86,7 @@ where
                     Err(_) => "TRANSPORT_ERROR",
                 };
                 tracing::Span::current().record("rpc.grpc.status_code", code);
+                let (service, method) = metric_labels(service, method, code);
                 metrics::counter!(
                     catalog::GRPC_HANDLED,
                     "grpc_service" => service.clone(),
@@ -122,6 +127,19 @@ pub fn record_id(kind: IdKind, id: i64) {
     };
     tracing::Span::current().record(field, id);
 }
+
+/// The metric labels of a call: its service and method, or `unknown` for both when the server
+/// answered UNIMPLEMENTED (no such route; none of our handlers answers it otherwise).
+fn metric_labels(service: String, method: String, code: &str) -> (String, String) {
+    if code == "UNIMPLEMENTED" {
+        (UNKNOWN.to_owned(), UNKNOWN.to_owned())
+    } else {
+        (service, method)
+    }
+}
+
+/// The label of calls to paths the server does not serve.
+const UNKNOWN: &str = "unknown";
 
 /// `/pkg.Service/Method` → (`pkg.Service`, `Method`).
 fn split_path(path: &str) -> (String, String) {
@@ -185,6 +203,29 @@ mod tests {
             )
         );
         assert_eq!(split_path("/odd"), ("odd".into(), String::new()));
+    }
+
+    #[test]
+    fn paths_the_server_does_not_serve_share_one_label() {
+        assert_eq!(
+            metric_labels(
+                "made.up.Service".into(),
+                "Anything123".into(),
+                "UNIMPLEMENTED"
+            ),
+            ("unknown".into(), "unknown".into())
+        );
+        assert_eq!(
+            metric_labels(
+                "reserve.product.v1.ProductService".into(),
+                "GetProduct".into(),
+                "NOT_FOUND"
+            ),
+            (
+                "reserve.product.v1.ProductService".into(),
+                "GetProduct".into()
+            )
+        );
     }
 
     #[test]

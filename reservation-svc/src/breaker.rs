@@ -336,7 +336,11 @@ mod tests {
         state.record(false, Admission::Call, later, &policy());
         assert_eq!(state, BreakerState::HalfOpen, "only the probe decides");
         state.record(true, Admission::Call, later, &policy());
-        assert_eq!(state, BreakerState::HalfOpen, "a late failure does not decide either");
+        assert_eq!(
+            state,
+            BreakerState::HalfOpen,
+            "a late failure does not decide either"
+        );
         state.record(false, Admission::Probe, later, &policy());
         assert_eq!(state, BreakerState::Closed { failures: 0 });
     }
@@ -351,17 +355,19 @@ mod tests {
         let release = Arc::new(tokio::sync::Notify::new());
         let service = {
             let release = Arc::clone(&release);
-            ServiceBuilder::new().layer(layer).service_fn(move |slow: bool| {
-                let release = Arc::clone(&release);
-                async move {
-                    if slow {
-                        release.notified().await;
-                        Ok::<u32, BoxError>(1)
-                    } else {
-                        Err("down".into())
+            ServiceBuilder::new()
+                .layer(layer)
+                .service_fn(move |slow: bool| {
+                    let release = Arc::clone(&release);
+                    async move {
+                        if slow {
+                            release.notified().await;
+                            Ok::<u32, BoxError>(1)
+                        } else {
+                            Err("down".into())
+                        }
                     }
-                }
-            })
+                })
         };
         let slow = tokio::spawn(service.clone().oneshot(true));
         tokio::task::yield_now().await;
@@ -371,7 +377,11 @@ mod tests {
         assert_eq!(stats.opened.load(Ordering::Relaxed), 1);
         release.notify_one();
         assert_eq!(slow.await.expect("join").expect("late success"), 1);
-        let err = service.clone().oneshot(false).await.expect_err("still open");
+        let err = service
+            .clone()
+            .oneshot(false)
+            .await
+            .expect_err("still open");
         assert!(err.is::<CircuitOpen>(), "{err}");
     }
 
