@@ -11,6 +11,7 @@ pub mod db;
 pub mod dead_letters;
 pub mod event_observability;
 pub mod events;
+pub mod grpc_deadline;
 pub mod grpc_server;
 pub mod ids;
 pub mod messaging;

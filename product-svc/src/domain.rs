@@ -146,6 +146,26 @@ pub enum ProductError {
         /// Its current status.
         status: ProductStatus,
     },
+    /// The reservation gave its lock up (released or cancelled) before this lock arrived: a
+    /// late lock must not take the product for a reservation that no longer exists.
+    #[error("reservation {0} was already released; a late lock cannot take the product")]
+    ReservationReleased(Id),
+    /// The caller's deadline passed before the lock could commit: nothing was locked, since
+    /// the caller already treats the call as failed.
+    #[error("the caller's deadline passed before the lock committed; nothing was locked")]
+    DeadlinePassed,
+}
+
+/// Whether a lock may still commit at `now`, for a caller whose deadline is `deadline`
+/// (none: the caller set no deadline).
+pub fn check_in_time(
+    deadline: Option<std::time::Instant>,
+    now: std::time::Instant,
+) -> Result<(), ProductError> {
+    match deadline {
+        Some(deadline) if now >= deadline => Err(ProductError::DeadlinePassed),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -213,6 +233,20 @@ mod tests {
         assert!(ProductName::parse("   ").is_err());
         assert!(ProductName::parse(&"x".repeat(201)).is_err());
         assert!(ProductName::parse("bad\u{0}name").is_err());
+    }
+
+    #[test]
+    fn a_lock_commits_only_before_the_callers_deadline() {
+        let now = std::time::Instant::now();
+        assert_eq!(check_in_time(None, now), Ok(()));
+        assert_eq!(
+            check_in_time(Some(now + std::time::Duration::from_millis(1)), now),
+            Ok(())
+        );
+        assert_eq!(
+            check_in_time(Some(now), now),
+            Err(ProductError::DeadlinePassed)
+        );
     }
 
     #[test]

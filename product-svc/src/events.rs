@@ -24,6 +24,7 @@ impl EventHandler for FreeOnCancellation {
         };
         let cancelled = cancelled?;
         let (product, reservation) = ids(cancelled.product_id, cancelled.reservation_id)?;
+        store::fence_released(conn, reservation).map_err(retry)?;
         let freed = store::transition_if_held(
             conn,
             product,

@@ -80,6 +80,9 @@ impl pb::product_service_server::ProductService for ProductApi {
         &self,
         request: Request<pb::ReserveProductRequest>,
     ) -> Result<Response<pb::Product>, Status> {
+        // The caller's deadline, from `grpc-timeout`: a lock that would commit after it is not
+        // taken, since the caller has already given up on it.
+        let deadline = mesh_core::grpc_deadline::deadline_of(request.metadata());
         let request = request.into_inner();
         let product = Id::parse(request.product_id, "product id")?;
         let reservation = Id::parse(request.reservation_id, "reservation id")?;
@@ -88,7 +91,7 @@ impl pb::product_service_server::ProductService for ProductApi {
         self.injected_fault().await?;
         let locked = self
             .db
-            .run(move |conn| store::reserve(conn, product, reservation))
+            .transaction(move |conn| store::reserve(conn, product, reservation, deadline))
             .await?;
         tracing::info!(product = %product, reservation = %reservation, "product reserved");
         Ok(Response::new(to_wire(locked)))
@@ -105,7 +108,7 @@ impl pb::product_service_server::ProductService for ProductApi {
         record_id(IdKind::Reservation, reservation.get());
         let current = self
             .db
-            .run(move |conn| store::release(conn, product, reservation))
+            .transaction(move |conn| store::release(conn, product, reservation))
             .await?;
         Ok(Response::new(to_wire(current)))
     }
@@ -145,7 +148,10 @@ impl From<ProductError> for Status {
             | ProductError::InvalidName(_)
             | ProductError::InvalidInitialStatus(_) => Status::invalid_argument(message),
             ProductError::NotFound(_) => Status::not_found(message),
-            ProductError::NotAvailable { .. } => Status::failed_precondition(message),
+            ProductError::NotAvailable { .. } | ProductError::ReservationReleased(_) => {
+                Status::failed_precondition(message)
+            }
+            ProductError::DeadlinePassed => Status::deadline_exceeded(message),
         }
     }
 }

@@ -74,6 +74,8 @@ impl App {
             subject_of::<PaymentCompleted>(),
             Arc::new(events::SellOnPayment),
         );
+        let purge_db = db.clone();
+        host.spawn_on_run(|shutdown| purge_old_fences(purge_db, shutdown));
         let faults = FaultSwitch::new(config.faults);
         let api = ProductServiceServer::new(ProductApi::new(db, faults.clone()));
         let admin = ProductAdminServiceServer::new(ProductAdmin::new(faults));
@@ -95,5 +97,24 @@ impl App {
     /// Serves (and consumes events) until `shutdown` fires, then drains.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), StartupError> {
         self.host.run(shutdown).await
+    }
+}
+
+/// Forgets lock fences untouched for a day, hourly (and once at start): no lock arrives that
+/// late, and the table would otherwise grow by a row per reservation forever.
+async fn purge_old_fences(db: mesh_core::Db, shutdown: Shutdown) {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+    const KEEP_MS: i64 = 24 * 3600 * 1000;
+    loop {
+        let before = mesh_core::clock::now_ms().saturating_sub(KEEP_MS);
+        match db.run(move |conn| store::purge_fences(conn, before)).await {
+            Ok(0) => {}
+            Ok(rows) => tracing::info!(rows, "purged old lock fences"),
+            Err(err) => tracing::warn!(%err, "purging old lock fences failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(EVERY) => {}
+            _ = shutdown.requested() => return,
+        }
     }
 }

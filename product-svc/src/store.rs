@@ -7,7 +7,7 @@
 use diesel::prelude::*;
 use mesh_core::{DbConnection, DbError, Migrations};
 
-use crate::domain::{Id, Product, ProductError, ProductName, ProductStatus};
+use crate::domain::{self, Id, Product, ProductError, ProductName, ProductStatus};
 
 /// Migrations embedded in the binary, one set per backend.
 pub const MIGRATIONS: Migrations = Migrations {
@@ -136,9 +136,62 @@ pub fn list(conn: &mut DbConnection) -> Result<Vec<Product>, StoreError> {
         .collect()
 }
 
+#[derive(QueryableByName)]
+struct Fence {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    released: bool,
+}
+
+/// Takes `reservation`'s fence row (creating it), marks it released when `release`, and
+/// answers whether it is released. The upsert holds the row's lock until the transaction
+/// ends, so a lock and a release of the same reservation are applied one after the other,
+/// never interleaved. (The same text runs on both backends: SQLite numbers `$n` parameters in
+/// order of appearance.)
+fn fence(conn: &mut DbConnection, reservation: Id, release: bool) -> Result<bool, StoreError> {
+    let fence: Fence = diesel::sql_query(
+        "INSERT INTO reservation_fences (reservation_id, released, touched_at_ms) \
+         VALUES ($1, $2, $3) \
+         ON CONFLICT (reservation_id) DO UPDATE \
+         SET released = reservation_fences.released OR excluded.released, \
+             touched_at_ms = excluded.touched_at_ms \
+         RETURNING released",
+    )
+    .bind::<diesel::sql_types::BigInt, _>(reservation.get())
+    .bind::<diesel::sql_types::Bool, _>(release)
+    .bind::<diesel::sql_types::BigInt, _>(mesh_core::clock::now_ms())
+    .get_result(conn)?;
+    Ok(fence.released)
+}
+
+/// Fences `reservation` for good: no later lock of it takes a product. For a cancellation,
+/// whose lock retries might still be on their way.
+pub fn fence_released(conn: &mut DbConnection, reservation: Id) -> Result<(), StoreError> {
+    fence(conn, reservation, true).map(drop)
+}
+
+/// Forgets fences untouched since `before_ms` (no lock arrives that late).
+pub fn purge_fences(conn: &mut DbConnection, before_ms: i64) -> Result<usize, StoreError> {
+    Ok(
+        diesel::sql_query("DELETE FROM reservation_fences WHERE touched_at_ms < $1")
+            .bind::<diesel::sql_types::BigInt, _>(before_ms)
+            .execute(conn)?,
+    )
+}
+
 /// AVAILABLE → PENDING for `reservation`, or a no-op success if that reservation already holds
-/// it. One conditional UPDATE decides; 100 racing callers get exactly one winner.
-pub fn reserve(conn: &mut DbConnection, id: Id, reservation: Id) -> Result<Product, StoreError> {
+/// it. One conditional UPDATE decides; 100 racing callers get exactly one winner. Run it in a
+/// transaction: a reservation already released is refused, and a lock whose caller's
+/// `deadline` passed meanwhile (it may have waited long for a connection or a row lock) is
+/// rolled back rather than committed for a caller that gave up.
+pub fn reserve(
+    conn: &mut DbConnection,
+    id: Id,
+    reservation: Id,
+    deadline: Option<std::time::Instant>,
+) -> Result<Product, StoreError> {
+    if fence(conn, reservation, false)? {
+        return Err(ProductError::ReservationReleased(reservation).into());
+    }
     let taken = diesel::update(
         products::table.find(id.get()).filter(
             products::status
@@ -157,6 +210,7 @@ pub fn reserve(conn: &mut DbConnection, id: Id, reservation: Id) -> Result<Produ
     .get_result::<ProductRow>(conn)
     .optional()?;
     if let Some(locked) = taken {
+        domain::check_in_time(deadline, std::time::Instant::now())?;
         return locked.try_into();
     }
     // The update was refused: say why from the row as it is now. Should the row have changed
@@ -170,8 +224,10 @@ pub fn reserve(conn: &mut DbConnection, id: Id, reservation: Id) -> Result<Produ
     .into())
 }
 
-/// PENDING → AVAILABLE if `reservation` holds the product; otherwise nothing changes.
+/// PENDING → AVAILABLE if `reservation` holds the product; otherwise nothing changes but the
+/// fence: from now on no lock of `reservation` takes the product. Run it in a transaction.
 pub fn release(conn: &mut DbConnection, id: Id, reservation: Id) -> Result<Product, StoreError> {
+    fence(conn, reservation, true)?;
     let released = diesel::update(
         products::table
             .find(id.get())

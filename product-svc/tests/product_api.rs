@@ -223,9 +223,102 @@ async fn only_the_holder_releases() {
         .await
         .expect("idempotent release");
     svc.client
-        .reserve_product(reserve_request(product.id, 8))
+        .reserve_product(reserve_request(product.id, 9))
         .await
         .expect("free again");
+}
+
+#[tokio::test]
+async fn a_lock_arriving_after_its_reservation_was_released_takes_nothing() {
+    let mut svc = start("product_fenced").await;
+    let product = register(&mut svc.client, "Phone").await;
+    // The reconciler released reservation 7's abandoned intent before its lock arrived.
+    svc.client
+        .release_product(release_request(product.id, 7))
+        .await
+        .expect("release before any lock");
+    let late = svc
+        .client
+        .reserve_product(reserve_request(product.id, 7))
+        .await
+        .expect_err("the late lock is fenced");
+    assert_eq!(late.code(), Code::FailedPrecondition);
+    assert!(
+        late.message().contains("already released"),
+        "{}",
+        late.message()
+    );
+    let current = svc
+        .client
+        .get_product(pb::GetProductRequest { id: product.id })
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(current.status(), pb::ProductStatus::Available);
+    svc.client
+        .reserve_product(reserve_request(product.id, 8))
+        .await
+        .expect("a live reservation still locks it");
+}
+
+#[derive(diesel::QueryableByName)]
+struct Waiting {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    waiting: i64,
+}
+
+#[tokio::test]
+async fn a_lock_whose_caller_gave_up_is_not_committed() {
+    use diesel::connection::SimpleConnection;
+    use diesel::{Connection, PgConnection, RunQueryDsl};
+
+    let url = fresh_postgres_database("product_late_commit");
+    let mut svc = start_on(DbTarget::Postgres(url.clone())).await;
+    let product = register(&mut svc.client, "Phone").await;
+    // Another transaction holds the product's row, so the lock waits on it past the caller's
+    // deadline (as it would for a pooled connection under load).
+    let mut holder = PgConnection::establish(&url).expect("connect");
+    holder
+        .batch_execute(&format!(
+            "BEGIN; SELECT id FROM products WHERE id = {} FOR UPDATE",
+            product.id
+        ))
+        .expect("hold the row");
+    let mut request = tonic::Request::new(reserve_request(product.id, 7));
+    request.set_timeout(std::time::Duration::from_millis(300));
+    let gave_up = svc
+        .client
+        .reserve_product(request)
+        .await
+        .expect_err("the caller gives up");
+    assert!(
+        matches!(gave_up.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{gave_up:?}"
+    );
+    // Wait until product-svc's UPDATE is queued behind the held row, then let it go.
+    let mut watcher = PgConnection::establish(&url).expect("connect");
+    let queued = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let found: Waiting = diesel::sql_query(
+            "SELECT count(*) AS waiting FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .get_result(&mut watcher)
+        .expect("pg_stat_activity");
+        if found.waiting > 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < queued, "the lock never queued");
+        std::thread::yield_now();
+    }
+    holder.batch_execute("COMMIT").expect("let the row go");
+    // The next buyer waits behind the late lock; it wins only if the late lock rolled back.
+    let next = svc
+        .client
+        .reserve_product(reserve_request(product.id, 8))
+        .await
+        .expect("the late lock was not committed, so the product is free");
+    assert_eq!(next.into_inner().reservation_id, 8);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

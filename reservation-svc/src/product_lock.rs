@@ -11,8 +11,9 @@
 //!   every reservation request behind it.
 //! * **Circuit breaker** ([`crate::breaker`]): after consecutive failed calls (deadline passed,
 //!   product-svc unavailable) calls fail at once for a while, then one probe decides.
-//! * **Timeout**: the whole call, retries included, ends by the deadline; each attempt also
-//!   carries the deadline as `grpc-timeout`, so product-svc gives up on it too.
+//! * **Timeout**: the whole call, retries included, ends by the deadline; each attempt carries
+//!   the time still left as `grpc-timeout`, so product-svc never commits a lock after the
+//!   caller stopped waiting for it (it checks before committing).
 //! * **Retry**: only `UNAVAILABLE` (connection refused or reset, product-svc restarting) is
 //!   retried, and only while a token-bucket budget allows (a percentage of recent successful
 //!   calls), so retries cannot multiply load during an outage. Retrying is safe because
@@ -75,7 +76,7 @@ impl Default for LockPolicy {
 /// A cloneable handle to product-svc's lock operations.
 #[derive(Clone)]
 pub struct ProductLock {
-    reserve: BoxCloneSyncService<pb::ReserveProductRequest, pb::Product, BoxError>,
+    reserve: BoxCloneSyncService<LockRequest, pb::Product, BoxError>,
     client: ProductServiceClient<TracedChannel>,
     policy: LockPolicy,
     breaker: Arc<BreakerStats>,
@@ -119,7 +120,6 @@ impl ProductLock {
             .retry(retry)
             .service(ReserveAttempt {
                 client: client.clone(),
-                deadline: policy.deadline,
             });
         Self {
             reserve: BoxCloneSyncService::new(reserve),
@@ -143,9 +143,12 @@ impl ProductLock {
                 "the reservation's deadline passed before the product lock".into(),
             ));
         }
-        let request = pb::ReserveProductRequest {
-            product_id: product.get(),
-            reservation_id: reservation.get(),
+        let request = LockRequest {
+            message: pb::ReserveProductRequest {
+                product_id: product.get(),
+                reservation_id: reservation.get(),
+            },
+            until: until.min(tokio::time::Instant::now() + self.policy.deadline),
         };
         let span = tracing::info_span!(
             "product.lock",
@@ -293,14 +296,21 @@ fn classify_status(status: Status) -> LockFailure {
     }
 }
 
+/// A lock call as it passes the stack: the message and the instant the whole call ends, so
+/// every attempt, retries included, tells product-svc only the time still left.
+#[derive(Clone, Copy, Debug)]
+struct LockRequest {
+    message: pb::ReserveProductRequest,
+    until: tokio::time::Instant,
+}
+
 /// One `ReserveProduct` attempt as a tower service.
 #[derive(Clone)]
 struct ReserveAttempt {
     client: ProductServiceClient<TracedChannel>,
-    deadline: Duration,
 }
 
-impl Service<pb::ReserveProductRequest> for ReserveAttempt {
+impl Service<LockRequest> for ReserveAttempt {
     type Response = pb::Product;
     type Error = Status;
     type Future = Pin<Box<dyn Future<Output = Result<pb::Product, Status>> + Send>>;
@@ -310,10 +320,20 @@ impl Service<pb::ReserveProductRequest> for ReserveAttempt {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: pb::ReserveProductRequest) -> Self::Future {
+    fn call(&mut self, request: LockRequest) -> Self::Future {
+        let left = request
+            .until
+            .saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return Box::pin(async {
+                Err(Status::deadline_exceeded(
+                    "no time left for another lock attempt",
+                ))
+            });
+        }
         let mut client = self.client.clone();
-        let mut request = tonic::Request::new(request);
-        request.set_timeout(self.deadline);
+        let mut request = tonic::Request::new(request.message);
+        request.set_timeout(left);
         Box::pin(async move {
             client
                 .reserve_product(request)
@@ -332,12 +352,12 @@ struct RetryUnavailable {
     retries_left: u32,
 }
 
-impl tower::retry::Policy<pb::ReserveProductRequest, pb::Product, Status> for RetryUnavailable {
+impl tower::retry::Policy<LockRequest, pb::Product, Status> for RetryUnavailable {
     type Future = tokio::time::Sleep;
 
     fn retry(
         &mut self,
-        _request: &mut pb::ReserveProductRequest,
+        _request: &mut LockRequest,
         result: &mut Result<pb::Product, Status>,
     ) -> Option<Self::Future> {
         match result {
@@ -358,10 +378,7 @@ impl tower::retry::Policy<pb::ReserveProductRequest, pb::Product, Status> for Re
         }
     }
 
-    fn clone_request(
-        &mut self,
-        request: &pb::ReserveProductRequest,
-    ) -> Option<pb::ReserveProductRequest> {
+    fn clone_request(&mut self, request: &LockRequest) -> Option<LockRequest> {
         Some(*request)
     }
 }
@@ -399,6 +416,125 @@ mod tests {
             Err(Box::new(tower::timeout::error::Elapsed::new()));
         assert!(counts_as_failure(&late));
         assert!(!counts_as_failure(&Ok(pb::Product::default())));
+    }
+
+    /// A product-svc whose first lock attempt answers UNAVAILABLE after a pause, and which
+    /// records the `grpc-timeout` every attempt arrived with.
+    #[derive(Clone, Default)]
+    struct SlowThenUp {
+        timeouts: Arc<std::sync::Mutex<Vec<String>>>,
+    }
+
+    #[tonic::async_trait]
+    impl pb::product_service_server::ProductService for SlowThenUp {
+        async fn register_product(
+            &self,
+            _: tonic::Request<pb::RegisterProductRequest>,
+        ) -> Result<tonic::Response<pb::Product>, Status> {
+            Err(Status::unimplemented("not in this test"))
+        }
+        async fn get_product(
+            &self,
+            _: tonic::Request<pb::GetProductRequest>,
+        ) -> Result<tonic::Response<pb::Product>, Status> {
+            Err(Status::unimplemented("not in this test"))
+        }
+        async fn list_products(
+            &self,
+            _: tonic::Request<pb::ListProductsRequest>,
+        ) -> Result<tonic::Response<pb::ListProductsResponse>, Status> {
+            Err(Status::unimplemented("not in this test"))
+        }
+        async fn release_product(
+            &self,
+            _: tonic::Request<pb::ReleaseProductRequest>,
+        ) -> Result<tonic::Response<pb::Product>, Status> {
+            Err(Status::unimplemented("not in this test"))
+        }
+        async fn reserve_product(
+            &self,
+            request: tonic::Request<pb::ReserveProductRequest>,
+        ) -> Result<tonic::Response<pb::Product>, Status> {
+            let timeout = request
+                .metadata()
+                .get("grpc-timeout")
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            let first = {
+                let mut seen = self.timeouts.lock().expect("lock");
+                seen.push(timeout);
+                seen.len() == 1
+            };
+            if first {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                return Err(Status::unavailable("restarting"));
+            }
+            Ok(tonic::Response::new(pb::Product {
+                name: "Phone".into(),
+                ..Default::default()
+            }))
+        }
+    }
+
+    fn millis(grpc_timeout: &str) -> u64 {
+        let value: u64 = grpc_timeout[..grpc_timeout.len() - 1]
+            .parse()
+            .expect("digits");
+        match grpc_timeout.chars().last() {
+            Some('m') => value,
+            Some('u') => value / 1000,
+            Some('n') => value / 1_000_000,
+            Some('S') => value * 1000,
+            other => panic!("unexpected unit {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_retry_tells_product_svc_only_the_time_left() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("free port")
+            .port();
+        let fake = SlowThenUp::default();
+        let server = tonic::transport::Server::builder()
+            .add_service(pb::product_service_server::ProductServiceServer::new(
+                fake.clone(),
+            ))
+            .serve(([127, 0, 0, 1], port).into());
+        tokio::spawn(server);
+        let listening = tokio::time::Instant::now() + Duration::from_secs(5);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                tokio::time::Instant::now() < listening,
+                "fake product-svc did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let policy = LockPolicy {
+            deadline: Duration::from_millis(1000),
+            retry_percent: 100.0,
+            ..LockPolicy::default()
+        };
+        let lock =
+            ProductLock::connect(&format!("http://127.0.0.1:{port}"), policy).expect("client");
+        let until = tokio::time::Instant::now() + Duration::from_millis(1000);
+        let id = |raw| Id::parse(raw, "id").expect("id");
+        let name = lock
+            .reserve_within(id(1), id(2), until)
+            .await
+            .expect("the retry locks");
+        assert_eq!(name, "Phone");
+        let timeouts = fake.timeouts.lock().expect("lock").clone();
+        assert_eq!(timeouts.len(), 2, "{timeouts:?}");
+        assert!(millis(&timeouts[0]) > 900, "{timeouts:?}");
+        assert!(
+            millis(&timeouts[1]) <= 700,
+            "the retry carried the whole deadline again: {timeouts:?}"
+        );
     }
 
     #[test]
