@@ -109,9 +109,10 @@ impl From<tonic::Status> for ApiError {
                 (StatusCode::BAD_REQUEST, "invalid_argument")
             }
             Code::NotFound => (StatusCode::NOT_FOUND, "not_found"),
-            Code::FailedPrecondition | Code::AlreadyExists | Code::Aborted => {
-                (StatusCode::CONFLICT, "conflict")
-            }
+            Code::FailedPrecondition | Code::Aborted => (StatusCode::CONFLICT, "conflict"),
+            // Our services answer ALREADY_EXISTS only for an idempotency key reused with
+            // another request.
+            Code::AlreadyExists => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
             // Cancelled: the upstream connection went away under the call (a service draining
             // for a restart refuses new streams); nothing was accepted, so the client retries.
             Code::Unavailable

@@ -6,6 +6,7 @@
 
 pub mod api_error;
 pub mod body;
+pub mod idempotency;
 pub mod observability;
 pub mod routes;
 pub mod status_names;

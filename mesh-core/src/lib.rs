@@ -17,6 +17,7 @@ pub mod ids;
 pub mod messaging;
 pub mod outbox;
 pub mod redelivery;
+pub mod request_log;
 pub mod rpc_observability;
 pub mod service;
 pub mod shutdown;

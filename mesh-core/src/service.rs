@@ -92,7 +92,7 @@ impl ServiceHost {
             source,
         })?;
         let messaging = Messaging::connect(&config.messaging, name, db.clone()).await?;
-        let host = Self {
+        let mut host = Self {
             name,
             shell: GrpcShell::new(apis)?,
             listener,
@@ -101,6 +101,8 @@ impl ServiceHost {
             db: db.clone(),
             background: Vec::new(),
         };
+        let expiring = db.clone();
+        host.spawn_on_run(|shutdown| expire_request_keys(expiring, shutdown));
         Ok((host, db))
     }
 
@@ -165,5 +167,24 @@ async fn report_pool_usage(db: Db, shutdown: Shutdown) {
         let (in_use, idle) = db.pool_usage();
         metrics::gauge!(catalog::DB_POOL_CONNECTIONS, "state" => "in_use").set(f64::from(in_use));
         metrics::gauge!(catalog::DB_POOL_CONNECTIONS, "state" => "idle").set(f64::from(idle));
+    }
+}
+
+/// Forgets idempotency keys past their lifetime, hourly (and once at start).
+async fn expire_request_keys(db: Db, shutdown: Shutdown) {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+    loop {
+        match db
+            .run(|conn| crate::request_log::purge(conn).map_err(crate::DbError::from))
+            .await
+        {
+            Ok(0) => {}
+            Ok(rows) => tracing::info!(rows, "expired idempotency keys"),
+            Err(err) => tracing::warn!(%err, "expiring idempotency keys failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(EVERY) => {}
+            _ = shutdown.requested() => return,
+        }
     }
 }

@@ -11,6 +11,7 @@ use tonic::{Request, Response, Status};
 
 use crate::events::EntryChanged;
 use crate::store;
+use crate::watchers::Watchers;
 
 /// Largest page; also the default.
 const MAX_PAGE: i64 = 500;
@@ -23,12 +24,17 @@ const WATCH_BUFFER: usize = 64;
 pub struct MyPageApi {
     db: Db,
     changes: broadcast::Sender<EntryChanged>,
+    watchers: Watchers,
 }
 
 impl MyPageApi {
-    /// A service over `db`, watching `changes`.
-    pub fn new(db: Db, changes: broadcast::Sender<EntryChanged>) -> Self {
-        Self { db, changes }
+    /// A service over `db`, watching `changes`, admitting live watchers through `watchers`.
+    pub fn new(db: Db, changes: broadcast::Sender<EntryChanged>, watchers: Watchers) -> Self {
+        Self {
+            db,
+            changes,
+            watchers,
+        }
     }
 }
 
@@ -99,22 +105,34 @@ impl pb::my_page_service_server::MyPageService for MyPageApi {
     type WatchMyPageStream = EntryStream;
 
     /// Sends the buyer's current entries, then every entry as it changes. A watcher that falls
-    /// behind is sent its whole page again rather than slowing anyone down.
+    /// behind is sent its whole page again rather than slowing anyone down; it ends as soon as
+    /// its client goes away (not at its next send, which for a quiet buyer never comes).
     async fn watch_my_page(
         &self,
         request: Request<pb::WatchMyPageRequest>,
     ) -> Result<Response<EntryStream>, Status> {
         let customer = request.into_inner().customer_id.trim().to_owned();
+        if customer.is_empty() {
+            return Err(Status::invalid_argument(
+                "customer_id must name the buyer whose page to watch",
+            ));
+        }
+        let permit = self.watchers.admit()?;
         let mut changes = self.changes.subscribe();
         let (sender, receiver) = mpsc::channel(WATCH_BUFFER);
         let db = self.db.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             if send_page(&db, &customer, &sender).await.is_err() {
                 return;
             }
             loop {
-                let sent = match changes.recv().await {
-                    Ok(change) if customer.is_empty() || change.customer_id == customer => {
+                let change = tokio::select! {
+                    change = changes.recv() => change,
+                    _ = sender.closed() => return, // the client went away
+                };
+                let sent = match change {
+                    Ok(change) if change.customer_id == customer => {
                         send_entry(&db, change.reservation_id, &sender).await
                     }
                     Ok(_) => Ok(()),

@@ -9,6 +9,7 @@ pub mod events;
 pub mod grpc;
 pub mod rebuild;
 pub mod store;
+pub mod watchers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,13 +26,15 @@ use crate::grpc::MyPageApi;
 /// Change signals buffered for watchers before a slow one is told it lagged.
 const CHANGE_BUFFER: usize = 1024;
 
-/// Everything mypage-svc reads from its environment: only what every service reads
-/// (`GRPC_ADDR` default `0.0.0.0:8084`, `DATABASE_URL`/`DATA_DIR`, `DB_POOL_SIZE`, `NATS_URL`,
-/// `CONSUMER_*`).
+/// Everything mypage-svc reads from its environment: what every service reads (`GRPC_ADDR`
+/// default `0.0.0.0:8084`, `DATABASE_URL`/`DATA_DIR`, `DB_POOL_SIZE`, `NATS_URL`,
+/// `CONSUMER_*`) and the watcher cap.
 #[derive(Clone, Debug)]
 pub struct Config {
     /// The common settings.
     pub service: ServiceConfig,
+    /// Live `WatchMyPage` streams allowed at once (`MYPAGE_MAX_WATCHERS`, default 1000).
+    pub max_watchers: usize,
 }
 
 impl Config {
@@ -39,6 +42,11 @@ impl Config {
     pub fn from_env() -> Result<Self, StartupError> {
         Ok(Self {
             service: ServiceConfig::from_env("mypage", 8084)?,
+            max_watchers: mesh_core::config::env_or(
+                "MYPAGE_MAX_WATCHERS",
+                watchers::DEFAULT_MAX_WATCHERS,
+            )?
+            .max(1),
         })
     }
 }
@@ -67,7 +75,8 @@ impl App {
                 projection.clone(),
             );
         }
-        let api = MyPageServiceServer::new(MyPageApi::new(db, changes));
+        let watchers = watchers::Watchers::new(config.max_watchers);
+        let api = MyPageServiceServer::new(MyPageApi::new(db, changes, watchers));
         let host = host
             .serve_api::<MyPageServiceServer<MyPageApi>>(|router| router.add_service(api))
             .await;

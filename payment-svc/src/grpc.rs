@@ -2,7 +2,9 @@
 
 use mesh_core::Db;
 use mesh_core::outbox::OutboxSignal;
+use mesh_core::request_log::{self, Answer, RequestKey};
 use mesh_core::rpc_observability::{IdKind, record_id};
+use prost::Message as _;
 use reserve_proto::payment::v1 as pb;
 use tonic::{Request, Response, Status};
 
@@ -27,11 +29,25 @@ impl PaymentApi {
 #[tonic::async_trait]
 impl pb::payment_service_server::PaymentService for PaymentApi {
     async fn pay(&self, request: Request<pb::PayRequest>) -> Result<Response<pb::Payment>, Status> {
-        let id = Id::parse(request.into_inner().id, "payment id")?;
+        let request = request.into_inner();
+        let id = Id::parse(request.id, "payment id")?;
+        let key = request_log::parse_key(&request.request_id)?.map(|key| RequestKey {
+            key: key.to_owned(),
+            encode: |payment: &Payment| to_wire(payment.clone()).encode_to_vec(),
+        });
         record_id(IdKind::Payment, id.get());
-        let paid = pay(&self.db, &self.outbox, id).await?;
-        record_id(IdKind::Reservation, paid.reservation_id.get());
-        Ok(Response::new(to_wire(paid)))
+        let answer = match pay(&self.db, &self.outbox, id, key).await? {
+            Answer::Now(paid) => to_wire(paid),
+            // The first call's answer, recorded when it paid.
+            Answer::Before(recorded) => {
+                pb::Payment::decode(recorded.as_slice()).map_err(|err| {
+                    tracing::error!(%err, "recorded answer does not decode");
+                    Status::internal("recorded answer is corrupt")
+                })?
+            }
+        };
+        record_id(IdKind::Reservation, answer.reservation_id);
+        Ok(Response::new(answer))
     }
 
     async fn get_payment(
@@ -98,6 +114,7 @@ impl From<StoreError> for Status {
                 tracing::error!(%err, "corrupt payment row");
                 Status::internal("payment record is corrupt")
             }
+            StoreError::Key(err) => err.into(),
         }
     }
 }

@@ -4,17 +4,39 @@
 
 use mesh_core::Db;
 use mesh_core::outbox::{self, OutboxSignal};
+use mesh_core::request_log::{self, Answer, RequestKey};
 use mesh_core::trace_context;
 
 use crate::domain::{Id, Payment, PaymentStatus};
 use crate::events::announce;
 use crate::store::{self, StoreError};
 
-/// Pays payment `id`.
-pub async fn pay(db: &Db, signal: &OutboxSignal, id: Id) -> Result<Payment, StoreError> {
+/// The operation idempotency keys of payments are scoped to.
+const OPERATION: &str = "pay";
+
+/// Pays payment `id`; with a `key`, a retry of the same request gets the first answer.
+pub async fn pay(
+    db: &Db,
+    signal: &OutboxSignal,
+    id: Id,
+    key: Option<RequestKey<Payment>>,
+) -> Result<Answer<Payment>, StoreError> {
     let (paid, origin) = db
         .transaction(
-            move |conn| -> Result<(Payment, Option<String>), StoreError> {
+            move |conn| -> Result<(Answer<Payment>, Option<String>), StoreError> {
+                if let Some(key) = &key {
+                    let fingerprint = format!("payment={id}");
+                    let target = Some(id.get());
+                    if let Some(first) = request_log::claim_once::<StoreError>(
+                        conn,
+                        OPERATION,
+                        &key.key,
+                        &fingerprint,
+                        target,
+                    )? {
+                        return Ok((Answer::Before(first), None));
+                    }
+                }
                 let Some(paid) =
                     store::transition(conn, id, &PaymentStatus::PAYABLE, PaymentStatus::Paid)?
                 else {
@@ -27,13 +49,26 @@ pub async fn pay(db: &Db, signal: &OutboxSignal, id: Id) -> Result<Payment, Stor
                     .into());
                 };
                 outbox::enqueue(conn, &announce(&paid))?;
-                Ok((paid, store::origin_trace(conn, id)?))
+                if let Some(key) = &key {
+                    request_log::complete(
+                        conn,
+                        OPERATION,
+                        &key.key,
+                        Some(id.get()),
+                        &(key.encode)(&paid),
+                    )?;
+                }
+                Ok((Answer::Now(paid), store::origin_trace(conn, id)?))
             },
         )
         .await?;
+    let Answer::Now(payment) = &paid else {
+        tracing::info!(payment = %id, "pay request replayed from its idempotency key");
+        return Ok(paid);
+    };
     // Paying is a request of its own (its own trace); the link leads to the reservation's.
     trace_context::link(&tracing::Span::current(), origin.as_deref());
     signal.wake();
-    tracing::info!(payment = %id, reservation = %paid.reservation_id, "payment completed");
+    tracing::info!(payment = %id, reservation = %payment.reservation_id, "payment completed");
     Ok(paid)
 }

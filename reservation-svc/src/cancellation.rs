@@ -5,15 +5,36 @@
 use mesh_core::Db;
 use mesh_core::clock::now_ms;
 use mesh_core::outbox::{self, OutboxSignal};
+use mesh_core::request_log::{self, Answer, RequestKey};
 
 use crate::domain::{Id, Reservation, ReservationError, ReservationState};
 use crate::events;
 use crate::store::{self, StoreError};
 
-/// Cancels reservation `id`.
-pub async fn cancel(db: &Db, signal: &OutboxSignal, id: Id) -> Result<Reservation, StoreError> {
+/// The operation idempotency keys of cancellations are scoped to.
+const OPERATION: &str = "cancel";
+
+/// Cancels reservation `id`; with a `key`, a retry of the same request gets the first answer.
+pub async fn cancel(
+    db: &Db,
+    signal: &OutboxSignal,
+    id: Id,
+    key: Option<RequestKey<Reservation>>,
+) -> Result<Answer<Reservation>, StoreError> {
     let cancelled = db
-        .transaction(move |conn| -> Result<Reservation, StoreError> {
+        .transaction(move |conn| -> Result<Answer<Reservation>, StoreError> {
+            if let Some(key) = &key {
+                let fingerprint = format!("reservation={id}");
+                if let Some(first) = request_log::claim_once::<StoreError>(
+                    conn,
+                    OPERATION,
+                    &key.key,
+                    &fingerprint,
+                    Some(id.get()),
+                )? {
+                    return Ok(Answer::Before(first));
+                }
+            }
             let moved = store::transition(
                 conn,
                 id,
@@ -31,10 +52,21 @@ pub async fn cancel(db: &Db, signal: &OutboxSignal, id: Id) -> Result<Reservatio
                 .into());
             };
             outbox::enqueue(conn, &events::cancelled(&cancelled))?;
-            Ok(cancelled)
+            if let Some(key) = &key {
+                let answer = (key.encode)(&cancelled);
+                request_log::complete(conn, OPERATION, &key.key, Some(id.get()), &answer)?;
+            }
+            Ok(Answer::Now(cancelled))
         })
         .await?;
-    signal.wake();
-    tracing::info!(reservation = %id, product = %cancelled.product_id, "reservation cancelled");
+    match &cancelled {
+        Answer::Now(reservation) => {
+            signal.wake();
+            tracing::info!(reservation = %id, product = %reservation.product_id, "reservation cancelled");
+        }
+        Answer::Before(_) => {
+            tracing::info!(reservation = %id, "cancel request replayed from its idempotency key")
+        }
+    }
     Ok(cancelled)
 }

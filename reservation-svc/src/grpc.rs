@@ -3,9 +3,12 @@
 
 use mesh_core::Db;
 use mesh_core::outbox::OutboxSignal;
+use mesh_core::request_log::{self, Answer, RequestKey};
 use mesh_core::rpc_observability::{IdKind, record_id};
+use prost::Message as _;
 use reserve_proto::reservation::v1 as pb;
 use tonic::{Request, Response, Status};
+use tracing::Instrument as _;
 
 use crate::cancellation;
 use crate::domain::{CustomerId, Id, Reservation, ReservationError, ReservationState};
@@ -40,10 +43,24 @@ impl pb::reservation_service_server::ReservationService for ReservationApi {
         let request = request.into_inner();
         let product = Id::parse(request.product_id, "product id")?;
         let customer = CustomerId::parse(&request.customer_id)?;
+        let key = request_key(&request.request_id)?;
         record_id(IdKind::Product, product.get());
-        let reservation = self.placement.place(product, customer).await?;
-        record_id(IdKind::Reservation, reservation.id.get());
-        Ok(Response::new(to_wire(reservation)))
+        // Placing runs to its end even if the caller goes away (its deadline passed, it
+        // disconnected): a half-placed reservation would hold its product until the
+        // reconciler's grace period ends, and with an idempotency key the caller's retry
+        // finds the outcome instead.
+        let placement = self.placement.clone();
+        let placing = tokio::spawn(
+            async move { placement.place(product, customer, key).await }
+                .instrument(tracing::Span::current()),
+        );
+        let placed = placing.await.map_err(|err| {
+            tracing::error!(%err, "placing a reservation failed");
+            Status::internal("placing the reservation failed")
+        })??;
+        let answer = wire_answer(placed)?;
+        record_id(IdKind::Reservation, answer.id);
+        Ok(Response::new(answer))
     }
 
     async fn get_reservation(
@@ -59,10 +76,12 @@ impl pb::reservation_service_server::ReservationService for ReservationApi {
         &self,
         request: Request<pb::CancelReservationRequest>,
     ) -> Result<Response<pb::Reservation>, Status> {
-        let id = Id::parse(request.into_inner().id, "reservation id")?;
+        let request = request.into_inner();
+        let id = Id::parse(request.id, "reservation id")?;
+        let key = request_key(&request.request_id)?;
         record_id(IdKind::Reservation, id.get());
-        let cancelled = cancellation::cancel(&self.db, &self.outbox, id).await?;
-        Ok(Response::new(to_wire(cancelled)))
+        let answer = cancellation::cancel(&self.db, &self.outbox, id, key).await?;
+        Ok(Response::new(wire_answer(answer)?))
     }
 
     async fn list_reservations(
@@ -73,6 +92,25 @@ impl pb::reservation_service_server::ReservationService for ReservationApi {
         Ok(Response::new(pb::ListReservationsResponse {
             reservations: reservations.into_iter().map(to_wire).collect(),
         }))
+    }
+}
+
+/// The request's idempotency key, if it has one, recording answers as the client gets them.
+fn request_key(raw: &str) -> Result<Option<RequestKey<Reservation>>, Status> {
+    Ok(request_log::parse_key(raw)?.map(|key| RequestKey {
+        key: key.to_owned(),
+        encode: |reservation: &Reservation| to_wire(reservation.clone()).encode_to_vec(),
+    }))
+}
+
+/// The answer on the wire: made now, or recorded by the first request with the same key.
+fn wire_answer(answer: Answer<Reservation>) -> Result<pb::Reservation, Status> {
+    match answer {
+        Answer::Now(reservation) => Ok(to_wire(reservation)),
+        Answer::Before(recorded) => pb::Reservation::decode(recorded.as_slice()).map_err(|err| {
+            tracing::error!(%err, "recorded answer does not decode");
+            Status::internal("recorded answer is corrupt")
+        }),
     }
 }
 
@@ -121,6 +159,7 @@ impl From<StoreError> for Status {
                 tracing::error!(%err, "corrupt reservation row");
                 Status::internal("reservation record is corrupt")
             }
+            StoreError::Key(err) => err.into(),
         }
     }
 }

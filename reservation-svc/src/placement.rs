@@ -16,9 +16,10 @@
 //! locked by a reservation that does not exist. A crash at any step leaves an intent that the
 //! reconciler finds by its age, so no product stays locked by a ghost.
 
-use mesh_core::Db;
 use mesh_core::clock::now_ms;
 use mesh_core::outbox::{self, OutboxSignal};
+use mesh_core::request_log::{self, Answer, Claim, KeyConflict, Recorded, RequestKey};
+use mesh_core::{Db, DbConnection};
 
 use crate::domain::{
     CustomerId, Id, IntentFate, Reservation, ReservationError, ReservationState, fate_of_intent,
@@ -26,6 +27,9 @@ use crate::domain::{
 use crate::events;
 use crate::product_lock::ProductLock;
 use crate::store::{self, StoreError};
+
+/// The operation idempotency keys of placements are scoped to.
+const OPERATION: &str = "place";
 
 /// Places reservations; cheap to clone.
 #[derive(Clone)]
@@ -35,6 +39,14 @@ pub struct Placement {
     outbox: OutboxSignal,
 }
 
+/// Where a placement starts.
+enum Start {
+    /// A new intent to lock for.
+    Fresh(Reservation),
+    /// A request with the same key placed it before: its answer.
+    Answered(Vec<u8>),
+}
+
 impl Placement {
     /// Placement over `db`, locking through `lock`, waking the outbox relay with `outbox`.
     pub fn new(db: Db, lock: ProductLock, outbox: OutboxSignal) -> Self {
@@ -42,18 +54,29 @@ impl Placement {
     }
 
     /// Reserves `product` for `customer`: RESERVED once locked, or an error and nothing stored.
+    /// With a `key`, a retry of the same request gets the first answer, even when that answer
+    /// never reached the caller (its call timed out after the reservation committed).
     pub async fn place(
         &self,
         product: Id,
         customer: CustomerId,
-    ) -> Result<Reservation, StoreError> {
+        key: Option<RequestKey<Reservation>>,
+    ) -> Result<Answer<Reservation>, StoreError> {
         // The deadline bounds recording the intent and the lock together, so a busy database
         // does not stretch a buyer's wait past it.
         let started = tokio::time::Instant::now();
-        let intent = self
+        let request_key = key.as_ref().map(|key| key.key.clone());
+        let start = self
             .db
-            .run(move |conn| store::record_intent(conn, product, &customer, now_ms()))
+            .transaction(move |conn| begin(conn, product, &customer, request_key.as_deref()))
             .await?;
+        let intent = match start {
+            Start::Fresh(intent) => intent,
+            Start::Answered(first) => {
+                tracing::info!(product = %product, "reservation request replayed from its idempotency key");
+                return Ok(Answer::Before(first));
+            }
+        };
         let lock = self
             .lock
             .reserve_within(product, intent.id, started + self.lock.deadline())
@@ -67,7 +90,11 @@ impl Placement {
                     ..intent
                 };
                 let event = events::placed(&placed, product_name);
-                // The reservation and its ReservationPlaced event commit together.
+                let answer = key
+                    .as_ref()
+                    .map(|key| (key.key.clone(), (key.encode)(&placed)));
+                // The reservation, its ReservationPlaced event and the recorded answer commit
+                // together.
                 let settled = self
                     .db
                     .transaction(move |conn| {
@@ -75,6 +102,15 @@ impl Placement {
                             store::settle_intent(conn, id, ReservationState::Reserved, now_ms())?;
                         if settled {
                             outbox::enqueue(conn, &event)?;
+                            if let Some((key, answer)) = &answer {
+                                request_log::complete(
+                                    conn,
+                                    OPERATION,
+                                    key,
+                                    Some(id.get()),
+                                    answer,
+                                )?;
+                            }
                         }
                         Ok::<_, StoreError>(settled)
                     })
@@ -89,16 +125,27 @@ impl Placement {
                 }
                 self.outbox.wake();
                 tracing::info!(reservation = %id, product = %product, "reservation placed");
-                Ok(placed)
+                Ok(Answer::Now(placed))
             }
             IntentFate::Discard(refusal) => {
+                // Nothing was locked: the intent goes, and so does the key, so a retry runs
+                // afresh (the product may be free by then).
+                let request_key = key.map(|key| key.key);
                 self.db
-                    .run(move |conn| store::delete_intent(conn, id, ReservationState::Placing))
+                    .transaction(move |conn| {
+                        store::delete_intent(conn, id, ReservationState::Placing)?;
+                        if let Some(key) = &request_key {
+                            request_log::forget(conn, OPERATION, key)?;
+                        }
+                        Ok::<_, StoreError>(())
+                    })
                     .await?;
                 tracing::info!(product = %product, reason = %refusal, "reservation refused");
                 Err(refusal.into())
             }
             IntentFate::Abandon(err) => {
+                // The key stays: a retry answers "in progress" until the reconciler has
+                // released the product and deleted the intent, then starts afresh.
                 self.db
                     .run(move |conn| {
                         store::settle_intent(conn, id, ReservationState::Abandoned, now_ms())
@@ -109,4 +156,47 @@ impl Placement {
             }
         }
     }
+}
+
+/// Records the intent, claiming the request's key when it has one. A key seen before gives
+/// the first answer if there is one; "in progress" while the first attempt's intent exists
+/// (still locking, or abandoned and waiting for the reconciler); and a fresh start once that
+/// intent is gone, since the first attempt then left nothing behind.
+fn begin(
+    conn: &mut DbConnection,
+    product: Id,
+    customer: &CustomerId,
+    key: Option<&str>,
+) -> Result<Start, StoreError> {
+    let Some(key) = key else {
+        return Ok(Start::Fresh(store::record_intent(
+            conn,
+            product,
+            customer,
+            now_ms(),
+        )?));
+    };
+    let fingerprint = format!("product={product};customer={}", customer.as_str());
+    match request_log::claim(conn, OPERATION, key, &fingerprint, None)? {
+        Claim::New => {}
+        Claim::Seen(seen) if seen.fingerprint != fingerprint => {
+            return Err(KeyConflict::Reused(key.to_owned()).into());
+        }
+        Claim::Seen(Recorded {
+            response: Some(first),
+            ..
+        }) => return Ok(Start::Answered(first)),
+        Claim::Seen(Recorded { target_id, .. }) => {
+            if let Some(first) = target_id.and_then(|raw| Id::parse(raw, "reservation id").ok()) {
+                match store::find_any(conn, first) {
+                    Ok(_) => return Err(KeyConflict::InProgress(key.to_owned()).into()),
+                    Err(StoreError::Domain(ReservationError::NotFound(_))) => {}
+                    Err(err) => return Err(err),
+                }
+            }
+        }
+    }
+    let intent = store::record_intent(conn, product, customer, now_ms())?;
+    request_log::set_target(conn, OPERATION, key, intent.id.get())?;
+    Ok(Start::Fresh(intent))
 }

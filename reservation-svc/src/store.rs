@@ -40,6 +40,9 @@ pub enum StoreError {
         /// The row.
         id: i64,
     },
+    /// The request's idempotency key is taken by another request or one still running.
+    #[error(transparent)]
+    Key(#[from] mesh_core::request_log::KeyConflict),
 }
 
 impl From<diesel::result::Error> for StoreError {

@@ -140,6 +140,7 @@ fn reserve(product_id: i64, customer: &str) -> pb::CreateReservationRequest {
     pb::CreateReservationRequest {
         product_id,
         customer_id: customer.into(),
+        ..Default::default()
     }
 }
 

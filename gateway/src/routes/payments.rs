@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api_error::ApiError;
 use crate::body::{JsonBody, WireId};
+use crate::idempotency::IdempotencyKey;
 use crate::status_names::{parse_payment_status, payment_status_name};
 use crate::upstream::Upstreams;
 
@@ -49,6 +50,7 @@ impl From<pb::Payment> for PaymentJson {
 /// `productId` that disagrees with the payment is ignored with a warning.
 pub async fn pay(
     State(upstreams): State<Upstreams>,
+    IdempotencyKey(request_id): IdempotencyKey,
     JsonBody(body): JsonBody<PayBody>,
 ) -> Result<Json<PaymentJson>, ApiError> {
     if parse_payment_status(&body.payment_status)? != pb::PaymentStatus::Paid {
@@ -60,7 +62,10 @@ pub async fn pay(
     let paid = upstreams
         .payment
         .clone()
-        .pay(pb::PayRequest { id: body.id.0 })
+        .pay(pb::PayRequest {
+            id: body.id.0,
+            request_id,
+        })
         .await?
         .into_inner();
     let disagrees = |given: Option<WireId>, actual: i64| given.is_some_and(|id| id.0 != actual);

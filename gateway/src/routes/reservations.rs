@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api_error::ApiError;
 use crate::body::{JsonBody, WireId};
+use crate::idempotency::IdempotencyKey;
 use crate::status_names::{parse_reservation_status, reservation_status_name};
 use crate::upstream::Upstreams;
 
@@ -47,6 +48,7 @@ impl From<pb::Reservation> for ReservationJson {
 /// Reserves a product: 201, 409 when taken, 503 (Retry-After) when the lock cannot be had now.
 pub async fn create(
     State(upstreams): State<Upstreams>,
+    IdempotencyKey(request_id): IdempotencyKey,
     JsonBody(body): JsonBody<CreateReservation>,
 ) -> Result<impl IntoResponse, ApiError> {
     if let Some(status) = body.reservation_status.as_deref()
@@ -62,6 +64,7 @@ pub async fn create(
         .create_reservation(pb::CreateReservationRequest {
             product_id: body.product_id.0,
             customer_id: body.customer_id.unwrap_or_default(),
+            request_id,
         })
         .await?
         .into_inner();
@@ -87,6 +90,7 @@ pub struct UpdateReservation {
 /// CANCELLED (`02`). The `id` decides; a `productId` that disagrees is ignored with a warning.
 pub async fn update(
     State(upstreams): State<Upstreams>,
+    IdempotencyKey(request_id): IdempotencyKey,
     JsonBody(body): JsonBody<UpdateReservation>,
 ) -> Result<Json<ReservationJson>, ApiError> {
     if parse_reservation_status(&body.reservation_status)? != pb::ReservationStatus::Cancelled {
@@ -98,7 +102,10 @@ pub async fn update(
     let cancelled = upstreams
         .reservation
         .clone()
-        .cancel_reservation(pb::CancelReservationRequest { id: body.id.0 })
+        .cancel_reservation(pb::CancelReservationRequest {
+            id: body.id.0,
+            request_id,
+        })
         .await?
         .into_inner();
     if let Some(product) = body.product_id.filter(|p| p.0 != cancelled.product_id) {
