@@ -372,6 +372,44 @@ impl Mesh {
         }
     }
 
+    /// The value of a metric with one series (besides the global `service` label) in `svc`'s
+    /// `/metrics`, if it is exported.
+    pub async fn metric(&self, svc: Svc, name: &str) -> Option<f64> {
+        let text = self
+            .http
+            .get(self.metrics_url(svc))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines().find_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            if !(rest.starts_with(' ') || rest.starts_with('{')) {
+                return None;
+            }
+            rest.rsplit(' ').next()?.trim().parse().ok()
+        })
+    }
+
+    /// Polls `svc`'s metric `name` until it equals `expected`, at most `limit`; fails the test
+    /// with the last value when time runs out.
+    pub async fn metric_becomes(&self, svc: Svc, name: &str, expected: f64, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let value = self.metric(svc, name).await;
+            if value == Some(expected) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{svc:?} {name} never became {expected} within {limit:?}; last: {value:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Registers a product through the gateway and returns its id, failing the test on
     /// anything but 201.
     pub async fn register_product(&self, name: &str) -> i64 {

@@ -28,6 +28,10 @@ pub struct Config {
     /// Request/response calls in flight before new ones get 503 (`GATEWAY_MAX_IN_FLIGHT`,
     /// default 1024).
     pub max_in_flight: usize,
+    /// Live `/mypage/stream` streams at once before new ones get 503
+    /// (`GATEWAY_MAX_STREAMS`, default 256). Streams are long-lived, so they have a bound of
+    /// their own rather than a share of `max_in_flight`.
+    pub max_streams: usize,
     /// The services behind it (`PRODUCT_SVC_URL`, `RESERVATION_SVC_URL`, `PAYMENT_SVC_URL`,
     /// `MYPAGE_SVC_URL`, `NOTICE_SVC_URL`, `UPSTREAM_TIMEOUT_MS`).
     pub upstream: UpstreamConfig,
@@ -39,6 +43,7 @@ impl Config {
         Ok(Self {
             http_addr: env_or("HTTP_ADDR", SocketAddr::from(([0, 0, 0, 0], 8080)))?,
             max_in_flight: env_or("GATEWAY_MAX_IN_FLIGHT", 1024)?,
+            max_streams: env_or("GATEWAY_MAX_STREAMS", 256)?,
             upstream: UpstreamConfig {
                 product_url: env_or("PRODUCT_SVC_URL", "http://127.0.0.1:8081".to_owned())?,
                 reservation_url: env_or("RESERVATION_SVC_URL", "http://127.0.0.1:8082".to_owned())?,
@@ -71,7 +76,11 @@ impl App {
         Ok(Self {
             listener,
             local_addr,
-            router: routes::router(upstreams, config.max_in_flight.max(1)),
+            router: routes::router(
+                upstreams,
+                config.max_in_flight.max(1),
+                config.max_streams.max(1),
+            ),
         })
     }
 

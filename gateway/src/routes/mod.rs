@@ -25,8 +25,9 @@ use crate::upstream::Upstreams;
 
 /// Builds the router over `upstreams`. Request/response routes share a bound of
 /// `max_in_flight` requests: past it, a request is answered 503 at once instead of queueing.
-/// Health probes and live streams (long-lived by design) are outside that bound.
-pub fn router(upstreams: Upstreams, max_in_flight: usize) -> Router {
+/// Live streams (long-lived by design) have their own bound, `max_streams`; health probes
+/// have none.
+pub fn router(upstreams: Upstreams, max_in_flight: usize, max_streams: usize) -> Router {
     // Exported from the start (at zero), so a dashboard shows 0 sheds, not "no data".
     metrics::counter!(catalog::HTTP_SHED).increment(0);
     let bounded = ServiceBuilder::new()
@@ -67,6 +68,7 @@ pub fn router(upstreams: Upstreams, max_in_flight: usize) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(axum::Extension(mypage::StreamSlots::new(max_streams)))
         .layer(axum::middleware::from_fn(observe))
         .with_state(upstreams)
 }

@@ -2,14 +2,17 @@
 //! Server-Sent Events.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::{Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::{Extension, Json};
+use mesh_core::telemetry::catalog;
 use reserve_proto::mypage::v1 as pb;
 use reserve_proto::payment::v1::PaymentStatus;
 use reserve_proto::reservation::v1::ReservationStatus;
 use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
 use tokio_stream::{Stream, StreamExt};
 
 use crate::api_error::ApiError;
@@ -102,30 +105,51 @@ pub struct StreamQuery {
     customer_id: Option<String>,
 }
 
+/// The live streams the gateway serves at once; each holds a slot until its client leaves.
+#[derive(Clone)]
+pub struct StreamSlots(Arc<Semaphore>);
+
+impl StreamSlots {
+    /// At most `max` streams at once.
+    pub fn new(max: usize) -> Self {
+        Self(Arc::new(Semaphore::new(max)))
+    }
+}
+
 /// `GET /mypage/stream?customerId=…`: the buyer's entries now, then each change as it happens,
-/// as Server-Sent Events (`event: mypage`, JSON data), with keep-alive comments.
+/// as Server-Sent Events (`event: mypage`, JSON data), with keep-alive comments. Past
+/// `GATEWAY_MAX_STREAMS` live streams, 503 at once.
 pub async fn stream(
     State(upstreams): State<Upstreams>,
+    Extension(slots): Extension<StreamSlots>,
     Query(query): Query<StreamQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let customer_id = query.customer_id.unwrap_or_default().trim().to_owned();
     if customer_id.is_empty() {
         return Err(ApiError::bad_request("customerId must not be empty"));
     }
+    let slot = slots.0.try_acquire_owned().map_err(|_| {
+        metrics::counter!(catalog::HTTP_SHED).increment(1);
+        ApiError::overloaded()
+    })?;
     let entries = upstreams
         .mypage
         .clone()
         .watch_my_page(pb::WatchMyPageRequest { customer_id })
         .await?
         .into_inner();
-    let events = entries.map_while(|entry| match entry {
-        Ok(entry) => {
-            let json = serde_json::to_string(&MyPageJson::from(entry)).unwrap_or_default();
-            Some(Ok(Event::default().event("mypage").data(json)))
-        }
-        Err(status) => {
-            tracing::warn!(message = status.message(), "my-page stream ended");
-            None
+    let events = entries.map_while(move |entry| {
+        // The slot lives as long as the stream: dropped when the client goes away.
+        let _slot = &slot;
+        match entry {
+            Ok(entry) => {
+                let json = serde_json::to_string(&MyPageJson::from(entry)).unwrap_or_default();
+                Some(Ok(Event::default().event("mypage").data(json)))
+            }
+            Err(status) => {
+                tracing::warn!(message = status.message(), "my-page stream ended");
+                None
+            }
         }
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))

@@ -1,0 +1,119 @@
+//! Live my-page watchers end with their clients, and are capped: through the real gateway and
+//! mypage-svc.
+
+use std::time::{Duration, Instant};
+
+use e2e::{Mesh, MeshOptions, Svc};
+
+const SOON: Duration = Duration::from_secs(20);
+use reserve_proto::mypage::v1 as pb;
+use reserve_proto::mypage::v1::my_page_service_client::MyPageServiceClient;
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// Opens a stream for `customer` through the gateway and returns the response once its
+/// headers arrived (the watcher exists then).
+async fn open_stream(mesh: &Mesh, customer: &str) -> reqwest::Response {
+    mesh.http
+        .get(mesh.url(&format!("/mypage/stream?customerId={customer}")))
+        .send()
+        .await
+        .expect("gateway answers")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_dropped_streams_leave_no_watcher_and_no_memory_behind() {
+    let mesh = Mesh::start("watchers_leak", MeshOptions::default()).await;
+    // Warm up first (connection buffers, allocator arenas), then take the baseline.
+    for i in 0..20 {
+        let stream = open_stream(&mesh, &format!("warmup{i}")).await;
+        assert_eq!(stream.status(), 200);
+    }
+    mesh.metric_becomes(Svc::MyPage, "mypage_watchers", 0.0, SOON)
+        .await;
+    let before = rss_kib(mesh.pid(Svc::MyPage));
+
+    for batch in 0..10 {
+        let mut opening = tokio::task::JoinSet::new();
+        for i in 0..100 {
+            let request = mesh
+                .http
+                .get(mesh.url(&format!("/mypage/stream?customerId=buyer{batch}x{i}")));
+            opening.spawn(async move { request.send().await.expect("gateway answers") });
+        }
+        let streams = opening.join_all().await;
+        assert!(streams.iter().all(|stream| stream.status() == 200));
+        // Dropped here: the clients go away.
+    }
+    mesh.metric_becomes(Svc::MyPage, "mypage_watchers", 0.0, SOON)
+        .await;
+    let after = rss_kib(mesh.pid(Svc::MyPage));
+    println!("mypage-svc RSS: {before} KiB before, {after} KiB after 1,000 streams");
+    assert!(
+        after <= before + 5 * 1024,
+        "RSS grew from {before} KiB to {after} KiB"
+    );
+}
+
+#[tokio::test]
+async fn streams_past_the_caps_are_refused_and_an_empty_buyer_is_a_400() {
+    let options = MeshOptions::default()
+        .everywhere("GATEWAY_MAX_STREAMS", "2")
+        .everywhere("MYPAGE_MAX_WATCHERS", "3");
+    let mesh = Mesh::start("watchers_cap", options).await;
+    let first = open_stream(&mesh, "kim").await;
+    let second = open_stream(&mesh, "lee").await;
+    assert_eq!((first.status().as_u16(), second.status().as_u16()), (200, 200));
+    let refused = open_stream(&mesh, "park").await;
+    assert_eq!(refused.status(), 503, "the gateway's stream cap");
+    let (_, error) = e2e::read(refused).await;
+    assert_eq!(error["code"], "try_again_shortly");
+
+    let mut direct = MyPageServiceClient::connect(format!("http://{}", mesh.addr(Svc::MyPage)))
+        .await
+        .expect("connect");
+    let watch = |customer: &str| pb::WatchMyPageRequest {
+        customer_id: customer.into(),
+    };
+    let _third = direct
+        .watch_my_page(watch("park"))
+        .await
+        .expect("third watcher");
+    let fourth = direct
+        .watch_my_page(watch("choi"))
+        .await
+        .expect_err("past mypage-svc's cap");
+    assert_eq!(fourth.code(), tonic::Code::ResourceExhausted, "{fourth:?}");
+    let everyone = direct
+        .watch_my_page(watch("  "))
+        .await
+        .expect_err("an empty buyer watches nobody");
+    assert_eq!(
+        everyone.code(),
+        tonic::Code::InvalidArgument,
+        "{everyone:?}"
+    );
+
+    let (status, _) = mesh.get("/mypage/stream?customerId=").await;
+    assert_eq!(status, 400);
+
+    // A stream that ends frees its slot.
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let again = open_stream(&mesh, "park").await;
+        if again.status() == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the slot never came back");
+        tokio::task::yield_now().await;
+    }
+}
