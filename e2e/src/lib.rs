@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod chaos;
 pub mod otlp_collector;
 
 use mesh_core::testing::{TestNats, fresh_postgres_database};
@@ -320,6 +321,30 @@ impl Mesh {
             String::from_utf8_lossy(&output.stderr)
         );
         stdout
+    }
+
+    /// Kills a service at once (SIGKILL): no drain, no flush, as a crash or an OOM kill.
+    pub fn kill(&mut self, svc: Svc) {
+        if let Some(process) = self.processes.get_mut(&svc) {
+            let _ = process.child.kill();
+            let _ = process.child.wait();
+        }
+    }
+
+    /// Whether a service's process has exited (crashed, or failed to start).
+    pub fn has_exited(&mut self, svc: Svc) -> bool {
+        self.processes
+            .get_mut(&svc)
+            .is_none_or(|process| !matches!(process.child.try_wait(), Ok(None)))
+    }
+
+    /// The PostgreSQL URL of a service's database (`None` on SQLite, and for the gateway).
+    pub fn database_url(&self, svc: Svc) -> Option<String> {
+        self.processes[&svc]
+            .env
+            .iter()
+            .find(|(name, _)| name == "DATABASE_URL")
+            .map(|(_, url)| url.clone())
     }
 
     /// The process id of a running service.

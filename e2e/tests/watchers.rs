@@ -71,7 +71,10 @@ async fn streams_past_the_caps_are_refused_and_an_empty_buyer_is_a_400() {
     let mesh = Mesh::start("watchers_cap", options).await;
     let first = open_stream(&mesh, "kim").await;
     let second = open_stream(&mesh, "lee").await;
-    assert_eq!((first.status().as_u16(), second.status().as_u16()), (200, 200));
+    assert_eq!(
+        (first.status().as_u16(), second.status().as_u16()),
+        (200, 200)
+    );
     let refused = open_stream(&mesh, "park").await;
     assert_eq!(refused.status(), 503, "the gateway's stream cap");
     let (_, error) = e2e::read(refused).await;
