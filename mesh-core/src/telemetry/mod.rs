@@ -57,6 +57,9 @@ pub struct TelemetryConfig {
     pub export_traces: bool,
     /// `METRICS_ADDR`; `None` when set to `off`.
     pub metrics_addr: Option<SocketAddr>,
+    /// Log lines go to stderr instead of stdout: one-off commands print their results on
+    /// stdout, where logs would mix with them.
+    pub logs_to_stderr: bool,
 }
 
 impl TelemetryConfig {
@@ -86,6 +89,7 @@ impl TelemetryConfig {
             log_format,
             export_traces,
             metrics_addr,
+            logs_to_stderr: false,
         })
     }
 }
@@ -137,10 +141,12 @@ where
     outcome
 }
 
-/// [`init`] for a one-off job (no metrics endpoint: nothing would scrape it in time).
+/// [`init`] for a one-off job: no metrics endpoint (nothing would scrape it in time), and logs
+/// on stderr (its stdout is its output).
 pub fn init_job(service: &'static str) -> Result<Telemetry, TelemetryError> {
     let config = TelemetryConfig {
         metrics_addr: None,
+        logs_to_stderr: true,
         ..TelemetryConfig::from_env(0)?
     };
     start(service, config)
@@ -151,10 +157,16 @@ fn start(service: &'static str, config: TelemetryConfig) -> Result<Telemetry, Te
     // RUST_LOG filters the log lines only: traces always get the mesh's info-level spans, so
     // quieter logs never cut a trace (or the context other services receive) short.
     let log_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let log_lines: Box<dyn Layer<Registry> + Send + Sync> = match config.log_format {
-        LogFormat::Text => tracing_subscriber::fmt::layer().with_target(false).boxed(),
-        LogFormat::Json => json_lines::JsonLines::new(std::io::stdout).boxed(),
-    };
+    let log_lines: Box<dyn Layer<Registry> + Send + Sync> =
+        match (config.log_format, config.logs_to_stderr) {
+            (LogFormat::Text, false) => tracing_subscriber::fmt::layer().with_target(false).boxed(),
+            (LogFormat::Text, true) => tracing_subscriber::fmt::layer()
+                .with_target(false)
+                .with_writer(std::io::stderr)
+                .boxed(),
+            (LogFormat::Json, false) => json_lines::JsonLines::new(std::io::stdout).boxed(),
+            (LogFormat::Json, true) => json_lines::JsonLines::new(std::io::stderr).boxed(),
+        };
     let otel = tracing_opentelemetry::layer()
         .with_tracer(traces.tracer())
         .with_threads(false)
