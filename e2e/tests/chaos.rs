@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use e2e::Svc;
 use e2e::chaos::{self, ChaosConfig, Target};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -22,15 +21,7 @@ async fn the_mesh_converges_after_kills_and_a_database_outage() {
     let report = chaos::run(config).await;
     let lines = report.lines().join("\n");
     println!("{lines}");
-    for target in [
-        Target::Process(Svc::Product),
-        Target::Process(Svc::Reservation),
-        Target::Process(Svc::Payment),
-        Target::Process(Svc::MyPage),
-        Target::Process(Svc::Notice),
-        Target::Process(Svc::Gateway),
-        Target::Nats,
-    ] {
+    for target in Target::ALL {
         assert!(
             report.kills.get(&target).copied().unwrap_or(0) >= 1,
             "{} was never killed:\n{lines}",

@@ -22,7 +22,17 @@ pub enum Target {
 }
 
 impl Target {
-    const ALL: [Target; 7] = [
+    /// The services with a database of their own.
+    pub(super) const SERVICES: [Svc; 5] = [
+        Svc::Product,
+        Svc::Reservation,
+        Svc::Payment,
+        Svc::MyPage,
+        Svc::Notice,
+    ];
+
+    /// Every kind of process a run kills.
+    pub const ALL: [Target; 7] = [
         Target::Process(Svc::Product),
         Target::Process(Svc::Reservation),
         Target::Process(Svc::Payment),
@@ -53,6 +63,8 @@ pub struct Schedule {
     /// Targets not yet killed in this round (every kind once before any twice).
     round: Vec<Target>,
     outage_length: Duration,
+    /// The service whose database is cut off, drawn from the seed alone.
+    outage_service: Svc,
     outage: Option<Outage>,
     outage_done: bool,
     kill_every: std::ops::Range<u64>,
@@ -65,6 +77,10 @@ impl Schedule {
             rng: fastrand::Rng::with_seed(config.seed ^ 0x5eed_fa17),
             round: Vec::new(),
             outage_length: config.db_outage,
+            outage_service: {
+                let mut draw = fastrand::Rng::with_seed(config.seed.rotate_left(17));
+                Target::SERVICES[draw.usize(..Target::SERVICES.len())]
+            },
             outage: None,
             outage_done: config.db_outage.is_zero(),
             kill_every: config.kill_every.clone(),
@@ -125,14 +141,7 @@ impl Schedule {
 
     fn cut_database_off(&mut self, mesh: &Mesh, report: &mut Report) {
         self.outage_done = true;
-        let services = [
-            Svc::Product,
-            Svc::Reservation,
-            Svc::Payment,
-            Svc::MyPage,
-            Svc::Notice,
-        ];
-        let svc = services[self.rng.usize(..services.len())];
+        let svc = self.outage_service;
         let Some(database) = mesh
             .database_url(svc)
             .and_then(|url| url.rsplit('/').next().map(str::to_owned))
@@ -155,6 +164,7 @@ impl Schedule {
                     self.outage_length
                 );
                 report.db_outages += 1;
+                report.db_outage_service = Some(svc);
                 self.outage = Some(Outage {
                     database,
                     until: Instant::now() + self.outage_length,

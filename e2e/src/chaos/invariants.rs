@@ -113,16 +113,10 @@ fn snapshot(urls: BTreeMap<Svc, String>) -> Result<Snapshot, String> {
 
 /// Every invariant broken now, in words (empty when all hold).
 pub async fn check(mesh: &Mesh, evidence: &[Evidence]) -> Vec<String> {
-    let urls: BTreeMap<Svc, String> = [
-        Svc::Product,
-        Svc::Reservation,
-        Svc::Payment,
-        Svc::MyPage,
-        Svc::Notice,
-    ]
-    .into_iter()
-    .filter_map(|svc| mesh.database_url(svc).map(|url| (svc, url)))
-    .collect();
+    let urls: BTreeMap<Svc, String> = super::Target::SERVICES
+        .into_iter()
+        .filter_map(|svc| mesh.database_url(svc).map(|url| (svc, url)))
+        .collect();
     let snapshot = match tokio::task::spawn_blocking(move || snapshot(urls)).await {
         Ok(Ok(snapshot)) => snapshot,
         Ok(Err(err)) => return vec![format!("cannot read the databases: {err}")],

@@ -81,6 +81,8 @@ pub struct Report {
     pub kills: BTreeMap<Target, u32>,
     /// Database outages.
     pub db_outages: u32,
+    /// Whose database was cut off.
+    pub db_outage_service: Option<crate::Svc>,
     /// Answers by kind, retries included.
     pub client_2xx: u64,
     /// 503 answers (each retried).
@@ -111,6 +113,12 @@ impl Report {
                     .join(",")
             ),
             format!("db_outages={}", self.db_outages),
+            format!(
+                "db_outage_service={}",
+                self.db_outage_service
+                    .map(|svc| svc.binary())
+                    .unwrap_or("none")
+            ),
             format!("client_2xx={}", self.client_2xx),
             format!("client_503={}", self.client_503),
             format!("client_other={}", self.client_other),
