@@ -128,15 +128,17 @@ pub async fn backlog(db: &Db) -> i64 {
         .expect("backlog")
 }
 
+/// Polls `check` every 50 ms until it holds; fails the test after `limit`.
 pub async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
     let deadline = Instant::now() + limit;
+    let mut poll = tokio::time::interval(Duration::from_millis(50));
     while !check().await {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        poll.tick().await;
     }
 }
 
