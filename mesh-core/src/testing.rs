@@ -132,6 +132,14 @@ impl TestNats {
         let _ = self.child.wait();
     }
 
+    /// Starts it again on the same port with an empty store: streams and consumers gone, as
+    /// after a server replaced without its volume.
+    pub fn restart_empty(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.store_dir);
+        self.restart();
+    }
+
     /// Starts it again on the same port with the same data.
     pub fn restart(&mut self) {
         self.stop();

@@ -326,6 +326,42 @@ async fn relay_and_consumer_resume_after_nats_is_killed_under_load() {
     assert_eq!(backlog(&fx.db).await, 0);
 }
 
+#[tokio::test]
+async fn relay_and_consumer_resume_after_nats_comes_back_without_its_streams() {
+    let mut fx = fixture("nats_empty").await;
+    let signal = OutboxSignal::default();
+    tokio::spawn(
+        OutboxRelay::new(fx.db.clone(), fx.js.clone(), signal.clone()).run(fx.shutdown.clone()),
+    );
+    let policy = ConsumerPolicy {
+        stall_after: Duration::from_secs(2),
+        ..quick_retries()
+    };
+    tokio::spawn(consumer(&fx, "rebuilt", policy).run(fx.shutdown.clone()));
+    enqueue(&fx.db, (1..=5).map(placed).collect()).await;
+    signal.wake();
+    wait_for("the first events out", Duration::from_secs(10), || async {
+        backlog(&fx.db).await == 0
+    })
+    .await;
+    // The server is replaced without its volume: the streams are gone.
+    fx.nats.restart_empty();
+    enqueue(&fx.db, (6..=10).map(placed).collect()).await;
+    signal.wake();
+    wait_for(
+        "the relay to publish again",
+        Duration::from_secs(30),
+        || async { backlog(&fx.db).await == 0 },
+    )
+    .await;
+    assert_eq!(stream_messages(&fx.js, events::EVENTS_STREAM).await, 5);
+    // The consumer's durable went with the store: it is made anew and takes the new events.
+    wait_for("every event's effect", Duration::from_secs(30), || async {
+        effects(&fx.db).await == 10
+    })
+    .await;
+}
+
 #[derive(QueryableByName)]
 struct Synchronous {
     #[diesel(sql_type = diesel::sql_types::Integer)]
