@@ -21,7 +21,6 @@
 //! one producer's events in order in the common case; handlers are still written to be
 //! order-safe, because a retried message lets later ones overtake it.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,7 +28,6 @@ use async_nats::jetstream;
 use async_nats::jetstream::AckKind;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
 use diesel::connection::SimpleConnection;
-use diesel::prelude::*;
 use prost::Message as _;
 use reserve_proto::events::v1::EventEnvelope;
 use tokio_stream::StreamExt;
@@ -38,20 +36,16 @@ use tracing::Instrument;
 use crate::db::{Db, DbConnection, DbError};
 use crate::outbox::OutboxSignal;
 use crate::redelivery::{AfterFailure, RedeliveryPolicy};
-use crate::telemetry::catalog;
-use crate::{Shutdown, clock, event_observability, events};
+use crate::{Shutdown, event_observability, events};
+
+mod inbox;
+mod liveness;
+
+use inbox::{PURGE_EVERY, already_processed, record_processed};
 
 /// The header a replayed dead letter carries: the one consumer it is meant for. Every other
 /// consumer of the subject acks it untouched.
 pub const REPLAY_FOR_HEADER: &str = "Reserve-Replay-For";
-
-diesel::table! {
-    processed_events (consumer, event_id) {
-        consumer -> Text,
-        event_id -> Text,
-        processed_at_ms -> BigInt,
-    }
-}
 
 /// Why a handler did not apply an event.
 #[derive(Debug, thiserror::Error)]
@@ -126,9 +120,6 @@ impl Default for ConsumerPolicy {
         }
     }
 }
-
-/// How often a consumer purges its old inbox rows.
-const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
 /// What became of one delivered message.
 #[derive(Debug, PartialEq, Eq)]
@@ -268,85 +259,6 @@ impl EventConsumer {
         }
     }
 
-    /// Forgets inbox rows older than the stream keeps events (plus a day): no redelivery can
-    /// bring their events back, so they only grow the table.
-    async fn purge_inbox(&self) {
-        let keep = events::EVENTS_RETENTION + Duration::from_secs(24 * 3600);
-        let before =
-            clock::now_ms().saturating_sub(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX));
-        let consumer = self.subscription.durable.clone();
-        let purged = self
-            .db
-            .run(move |conn| {
-                diesel::delete(
-                    processed_events::table
-                        .filter(processed_events::consumer.eq(consumer))
-                        .filter(processed_events::processed_at_ms.lt(before)),
-                )
-                .execute(conn)
-                .map_err(DbError::from)
-            })
-            .await;
-        match purged {
-            Ok(0) => {}
-            Ok(rows) => {
-                tracing::info!(consumer = %self.subscription.durable, rows, "purged old inbox rows")
-            }
-            Err(err) => {
-                tracing::warn!(consumer = %self.subscription.durable, %err, "purging old inbox rows failed")
-            }
-        }
-    }
-
-    /// Reports the consumer's lag from the server, and fails (so [`Self::run`] subscribes
-    /// anew) when the server holds undelivered events but none arrived for `stall_after`, or
-    /// when the server does not answer at all.
-    async fn check_stall(
-        &self,
-        consumer: &jetstream::consumer::Consumer<pull::Config>,
-        last_delivery: Instant,
-    ) -> Result<(), async_nats::Error> {
-        let durable = &self.subscription.durable;
-        let info = events::bounded("reading the consumer's state", consumer.get_info()).await?;
-        metrics::gauge!(catalog::CONSUMER_LAG, "consumer" => durable.clone())
-            .set((info.num_pending + info.num_ack_pending as u64) as f64);
-        let quiet = last_delivery.elapsed();
-        if info.num_pending > 0 && quiet >= self.policy.stall_after {
-            metrics::counter!(catalog::CONSUMER_STALLS, "consumer" => durable.clone()).increment(1);
-            return Err(format!(
-                "stalled: {} events wait on the server but nothing arrived for {}s",
-                info.num_pending,
-                quiet.as_secs()
-            )
-            .into());
-        }
-        Ok(())
-    }
-
-    /// Runs `work` (an apply transaction) while telling JetStream, every half ack wait, that
-    /// `messages` are still being worked on, so a slow apply (a database that answers slowly)
-    /// is not redelivered to a second, concurrent attempt.
-    async fn in_progress<T>(
-        &self,
-        messages: &[&jetstream::Message],
-        work: impl Future<Output = T>,
-    ) -> T {
-        let mut work = std::pin::pin!(work);
-        let every = (self.policy.ack_wait / 2).max(Duration::from_millis(100));
-        loop {
-            tokio::select! {
-                done = &mut work => return done,
-                _ = tokio::time::sleep(every) => {
-                    for message in messages {
-                        // Best effort: a lost progress ack only risks a redelivery, which the
-                        // inbox absorbs.
-                        let _ = events::bounded("progress ack", message.ack_with(AckKind::Progress)).await;
-                    }
-                }
-            }
-        }
-    }
-
     /// Applies a batch of messages in one transaction (one commit instead of one per event,
     /// which is what bounds a consumer under load), then acks them. If any event in it fails,
     /// the transaction is rolled back and each message is processed on its own, so one bad
@@ -456,35 +368,6 @@ impl EventConsumer {
         Ok(())
     }
 
-    /// At shutdown: hands back the messages already pulled but not yet applied, so the next
-    /// process gets them within a second instead of after the ack wait. (The one-second nak
-    /// delay keeps them from coming straight back to this closing subscription.)
-    async fn release_prefetched(messages: &mut pull::Stream) {
-        let mut released = 0;
-        // Bounded: the stream keeps pulling while it lives, so stop at the first pause or
-        // after half a second, whichever comes first; anything left is redelivered after
-        // the ack wait.
-        let until = tokio::time::Instant::now() + Duration::from_millis(500);
-        while let Ok(Some(Ok(message))) = tokio::time::timeout(
-            Duration::from_millis(50)
-                .min(until.saturating_duration_since(tokio::time::Instant::now())),
-            messages.next(),
-        )
-        .await
-        {
-            if message
-                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-                .await
-                .is_ok()
-            {
-                released += 1;
-            }
-        }
-        if released > 0 {
-            tracing::info!(released, "handed back prefetched events at shutdown");
-        }
-    }
-
     /// Applies one message and decides its fate, without acking it (see [`Self::settle`]).
     pub async fn process(&self, message: &jetstream::Message) -> Outcome {
         if replay_target(message).is_some_and(|target| target != self.subscription.durable) {
@@ -592,32 +475,4 @@ fn replay_target(message: &jetstream::Message) -> Option<&str> {
         .as_ref()?
         .get(REPLAY_FOR_HEADER)
         .map(|value| value.as_str())
-}
-
-fn already_processed(
-    conn: &mut DbConnection,
-    consumer: &str,
-    event_id: &str,
-) -> Result<bool, diesel::result::Error> {
-    let found: i64 = processed_events::table
-        .filter(processed_events::consumer.eq(consumer))
-        .filter(processed_events::event_id.eq(event_id))
-        .count()
-        .get_result(conn)?;
-    Ok(found > 0)
-}
-
-fn record_processed(
-    conn: &mut DbConnection,
-    consumer: &str,
-    event_id: &str,
-) -> Result<(), diesel::result::Error> {
-    diesel::insert_into(processed_events::table)
-        .values((
-            processed_events::consumer.eq(consumer),
-            processed_events::event_id.eq(event_id),
-            processed_events::processed_at_ms.eq(clock::now_ms()),
-        ))
-        .execute(conn)?;
-    Ok(())
 }

@@ -1,0 +1,82 @@
+//! The inbox: the events each consumer has applied, written in the same transaction as the
+//! effect, so a redelivered event is recognised and acknowledged without a second effect; and
+//! forgotten once the stream can no longer redeliver it.
+
+use std::time::Duration;
+
+use diesel::prelude::*;
+
+use super::EventConsumer;
+use crate::db::{DbConnection, DbError};
+use crate::{clock, events};
+
+diesel::table! {
+    processed_events (consumer, event_id) {
+        consumer -> Text,
+        event_id -> Text,
+        processed_at_ms -> BigInt,
+    }
+}
+
+/// How often a consumer purges its old inbox rows.
+pub(super) const PURGE_EVERY: Duration = Duration::from_secs(3600);
+
+impl EventConsumer {
+    /// Forgets inbox rows older than the stream keeps events (plus a day): no redelivery can
+    /// bring their events back, so they only grow the table.
+    pub(super) async fn purge_inbox(&self) {
+        let keep = events::EVENTS_RETENTION + Duration::from_secs(24 * 3600);
+        let before =
+            clock::now_ms().saturating_sub(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX));
+        let consumer = self.subscription.durable.clone();
+        let purged = self
+            .db
+            .run(move |conn| {
+                diesel::delete(
+                    processed_events::table
+                        .filter(processed_events::consumer.eq(consumer))
+                        .filter(processed_events::processed_at_ms.lt(before)),
+                )
+                .execute(conn)
+                .map_err(DbError::from)
+            })
+            .await;
+        match purged {
+            Ok(0) => {}
+            Ok(rows) => {
+                tracing::info!(consumer = %self.subscription.durable, rows, "purged old inbox rows")
+            }
+            Err(err) => {
+                tracing::warn!(consumer = %self.subscription.durable, %err, "purging old inbox rows failed")
+            }
+        }
+    }
+}
+
+pub(super) fn already_processed(
+    conn: &mut DbConnection,
+    consumer: &str,
+    event_id: &str,
+) -> Result<bool, diesel::result::Error> {
+    let found: i64 = processed_events::table
+        .filter(processed_events::consumer.eq(consumer))
+        .filter(processed_events::event_id.eq(event_id))
+        .count()
+        .get_result(conn)?;
+    Ok(found > 0)
+}
+
+pub(super) fn record_processed(
+    conn: &mut DbConnection,
+    consumer: &str,
+    event_id: &str,
+) -> Result<(), diesel::result::Error> {
+    diesel::insert_into(processed_events::table)
+        .values((
+            processed_events::consumer.eq(consumer),
+            processed_events::event_id.eq(event_id),
+            processed_events::processed_at_ms.eq(clock::now_ms()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
