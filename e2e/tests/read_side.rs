@@ -186,6 +186,47 @@ struct FlakyReceiver {
     accepted: Arc<Mutex<HashMap<String, u32>>>,
     /// The `traceparent` header of every attempt (W3C: version-trace-span-flags).
     traceparents: Arc<Mutex<Vec<String>>>,
+    /// Attempts whose `Reserve-Signature` did not verify, with the reason.
+    bad_signatures: Arc<Mutex<Vec<String>>>,
+}
+
+/// The secret the test's webhook shares with notice-svc.
+const WEBHOOK_SECRET: &str = "test-webhook-secret-0123456789";
+
+/// Verifies `Reserve-Signature: t=…,v1=…` as a receiver would: HMAC-SHA256 over "t.body" with
+/// the shared secret, and `t` within five minutes of now.
+fn verify_signature(header: Option<&str>, body: &str) -> Result<(), String> {
+    use hmac::{Hmac, KeyInit, Mac};
+    let header = header.ok_or("no Reserve-Signature header")?;
+    let (t, v1) = header
+        .split_once(',')
+        .and_then(|(t, v1)| Some((t.strip_prefix("t=")?, v1.strip_prefix("v1=")?)))
+        .ok_or(format!("malformed signature {header:?}"))?;
+    let sent: u64 = t.parse().map_err(|_| format!("bad timestamp {t:?}"))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|err| err.to_string())?
+        .as_secs();
+    if now.abs_diff(sent) > 300 {
+        return Err(format!(
+            "timestamp {sent} is {}s from now",
+            now.abs_diff(sent)
+        ));
+    }
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(WEBHOOK_SECRET.as_bytes())
+        .map_err(|err| err.to_string())?;
+    mac.update(format!("{t}.{body}").as_bytes());
+    let expected: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    if expected == v1 {
+        Ok(())
+    } else {
+        Err(format!("signature {v1} does not match the body"))
+    }
 }
 
 async fn receive(
@@ -198,6 +239,15 @@ async fn receive(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
+    if let Err(reason) = verify_signature(
+        headers
+            .get("reserve-signature")
+            .and_then(|v| v.to_str().ok()),
+        &body,
+    ) {
+        receiver.bad_signatures.lock().expect("lock").push(reason);
+        return StatusCode::UNAUTHORIZED;
+    }
     receiver.traceparents.lock().expect("lock").push(
         headers
             .get("traceparent")
@@ -235,14 +285,26 @@ async fn a_failing_webhook_still_gets_every_notification_exactly_once() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let hook = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    // The path is the messenger's token: it must never be printed.
+    let token_path = "/hook/t0ken-that-is-a-credential";
+    let hook = format!(
+        "http://{}{token_path}",
+        listener.local_addr().expect("addr")
+    );
     let app = axum::Router::new()
-        .route("/hook", post(receive))
+        .route(token_path, post(receive))
         .with_state(receiver.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let options = MeshOptions {
-        extra_env: vec![(Svc::Notice, "NOTICE_WEBHOOK_URL".into(), hook)],
+        extra_env: vec![
+            (Svc::Notice, "NOTICE_WEBHOOK_URL".into(), hook),
+            (
+                Svc::Notice,
+                "NOTICE_WEBHOOK_SECRET".into(),
+                WEBHOOK_SECRET.into(),
+            ),
+        ],
         ..MeshOptions::default()
     };
     let mesh = Mesh::start("notice_webhook", options).await;
@@ -257,6 +319,8 @@ async fn a_failing_webhook_still_gets_every_notification_exactly_once() {
         .await;
     let accepted = receiver.accepted.lock().expect("lock").clone();
     assert_eq!(accepted.len(), 8, "{accepted:?}");
+    let bad = receiver.bad_signatures.lock().expect("lock").clone();
+    assert!(bad.is_empty(), "every delivery is signed: {bad:?}");
     assert!(accepted.values().all(|count| *count == 1), "{accepted:?}");
     // Each delivery carries the trace of the change it announces.
     let traceparents = receiver.traceparents.lock().expect("lock").clone();
@@ -276,6 +340,10 @@ async fn a_failing_webhook_still_gets_every_notification_exactly_once() {
             .all(|n| n["attempts"] == 3),
         "{notices}"
     );
+
+    // Neither the URL (a credential) nor the secret is printed.
+    let log = std::fs::read_to_string(mesh.log_path(Svc::Notice)).expect("notice-svc log");
+    assert!(!log.contains(token_path) && !log.contains(WEBHOOK_SECRET));
 
     let (_, kims) = mesh.get("/notice?customerId=kim").await;
     let kinds: Vec<_> = kims
@@ -299,4 +367,44 @@ async fn a_failing_webhook_still_gets_every_notification_exactly_once() {
             .is_some_and(|m| m.contains("Reservation 1")),
         "{kims}"
     );
+}
+
+#[tokio::test]
+async fn an_unreachable_webhook_is_reported_without_its_url() {
+    let token_path = "/notify/another-t0ken-credential";
+    let closed = e2e::free_local_addr();
+    let options = MeshOptions {
+        extra_env: vec![
+            (
+                Svc::Notice,
+                "NOTICE_WEBHOOK_URL".into(),
+                format!("http://{closed}{token_path}"),
+            ),
+            (
+                Svc::Notice,
+                "NOTICE_WEBHOOK_SECRET".into(),
+                WEBHOOK_SECRET.into(),
+            ),
+            (Svc::Notice, "NOTICE_MAX_ATTEMPTS".into(), "1".into()),
+        ],
+        ..MeshOptions::default()
+    };
+    let mesh = Mesh::start("notice_webhook_down", options).await;
+    let product = mesh.register_product("Phone").await;
+    mesh.reserve(product, "kim").await;
+    let notices = mesh
+        .eventually("/notices", SOON, |list| {
+            list.as_array()
+                .is_some_and(|l| !l.is_empty() && l.iter().all(|n| n["delivery"] == "FAILED"))
+        })
+        .await;
+    let text = notices.to_string();
+    assert!(text.contains("unreachable"), "{text}");
+    assert!(
+        !text.contains(token_path),
+        "last_error shows the URL: {text}"
+    );
+    let log = std::fs::read_to_string(mesh.log_path(Svc::Notice)).expect("notice-svc log");
+    assert!(!log.contains(token_path), "the log shows the URL");
+    assert!(!log.contains(WEBHOOK_SECRET), "the log shows the secret");
 }

@@ -71,6 +71,27 @@ def check_observability(by_kind, deployments):
         check(bool(dashboard.get("uid")) and bool(dashboard.get("panels")), f"{file}: a dashboard with panels")
 
 
+def check_webhook_credentials(by_kind, deployments):
+    """The notice webhook's URL (a messenger's token) and signing secret are never in a
+    ConfigMap: notice-svc reads both from a Secret, or the log sink is used."""
+    for config in by_kind.get("ConfigMap", []):
+        data = config.get("data") or {}
+        check("NOTICE_WEBHOOK_URL" not in data and "NOTICE_WEBHOOK_SECRET" not in data,
+              f"ConfigMap {config['metadata']['name']} holds no webhook credential")
+    notice = next((d for n, d in deployments.items() if n.endswith("-notice")), None)
+    if notice is None:
+        return
+    env = {e["name"]: e for c in notice["spec"]["template"]["spec"]["containers"] for e in c.get("env", [])}
+    if "NOTICE_WEBHOOK_URL" in env:
+        for name in ("NOTICE_WEBHOOK_URL", "NOTICE_WEBHOOK_SECRET"):
+            ref = env.get(name, {}).get("valueFrom", {}).get("secretKeyRef")
+            check(ref is not None, f"notice: {name} comes from a Secret")
+            secret = next((s for s in by_kind.get("Secret", [])
+                           if ref and s["metadata"]["name"] == ref["name"]), None)
+            check(secret is not None and ref["key"] in (secret.get("stringData") or {}),
+                  f"notice: {name}'s Secret key is rendered")
+
+
 def main():
     docs = [d for d in yaml.safe_load_all(sys.stdin) if d]
     by_kind = {}
@@ -124,6 +145,7 @@ def main():
         check(len(selected) == 1, f"PDB {pdb['metadata']['name']} selects one Deployment's pods, got {selected}")
 
     check_observability(by_kind, deployments)
+    check_webhook_credentials(by_kind, deployments)
 
     if "--product-hpa" in sys.argv:
         product = [h for h in by_kind.get("HorizontalPodAutoscaler", [])

@@ -8,6 +8,7 @@ pub mod dispatcher;
 pub mod domain;
 pub mod events;
 pub mod grpc;
+pub mod signature;
 pub mod sink;
 pub mod store;
 pub mod templates;
@@ -26,6 +27,7 @@ use tokio::sync::Notify;
 use crate::dispatcher::Dispatcher;
 use crate::events::NoticeRecorder;
 use crate::grpc::NoticeApi;
+use crate::signature::WebhookSecret;
 use crate::sink::{Sink, Webhook};
 use crate::templates::Lang;
 
@@ -37,7 +39,8 @@ pub struct Config {
     pub service: ServiceConfig,
     /// Language of the texts (`NOTICE_LANG`: `en`, default, or `ko`).
     pub lang: Lang,
-    /// Where notifications go (`NOTICE_WEBHOOK_URL` set → webhook, else the log).
+    /// Where notifications go (`NOTICE_WEBHOOK_URL` set → webhook signed with
+    /// `NOTICE_WEBHOOK_SECRET`, else the log).
     pub sink: Sink,
     /// Attempts per notification before it is marked FAILED (`NOTICE_MAX_ATTEMPTS`, 8).
     pub max_attempts: i32,
@@ -50,9 +53,24 @@ impl Config {
             None => Sink::Log,
             Some(url) => {
                 let timeout = env_millis("NOTICE_WEBHOOK_TIMEOUT_MS", Duration::from_millis(2000))?;
+                // Both are credentials: errors name the variable, never the value.
+                let secret = optional_env("NOTICE_WEBHOOK_SECRET")
+                    .ok_or_else(|| {
+                        ConfigError::new(
+                            "NOTICE_WEBHOOK_SECRET",
+                            "(unset)",
+                            "required with NOTICE_WEBHOOK_URL: every delivery is signed with it",
+                        )
+                    })
+                    .and_then(|raw| {
+                        WebhookSecret::parse(&raw).map_err(|reason| {
+                            ConfigError::new("NOTICE_WEBHOOK_SECRET", "(hidden)", reason)
+                        })
+                    })?;
                 Sink::Webhook(
-                    Webhook::new(url.clone(), timeout)
-                        .map_err(|reason| ConfigError::new("NOTICE_WEBHOOK_URL", &url, reason))?,
+                    Webhook::new(url, secret, timeout).map_err(|reason| {
+                        ConfigError::new("NOTICE_WEBHOOK_URL", "(hidden)", reason)
+                    })?,
                 )
             }
         };

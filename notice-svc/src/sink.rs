@@ -7,6 +7,8 @@ use std::time::Duration;
 use reserve_proto::notice::v1::Notice;
 use serde::Serialize;
 
+use crate::signature::{self, WebhookSecret};
+
 /// A configured sink.
 #[derive(Clone, Debug)]
 pub enum Sink {
@@ -16,26 +18,37 @@ pub enum Sink {
     Webhook(Webhook),
 }
 
-/// A webhook endpoint.
-#[derive(Clone, Debug)]
+/// A webhook endpoint. Its URL is a credential (for a messenger it is the token), so it is
+/// never printed: not in logs, not in `last_error`.
+#[derive(Clone)]
 pub struct Webhook {
     url: String,
+    secret: WebhookSecret,
     client: reqwest::Client,
 }
 
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Webhook(…)")
+    }
+}
+
 impl Webhook {
-    /// A webhook posting to `url` (http), giving up on an attempt after `timeout`.
-    pub fn new(url: String, timeout: Duration) -> Result<Self, String> {
-        if !url.starts_with("http://") {
-            return Err(format!(
-                "webhook URL must start with http:// (got {url:?}); put TLS in an egress proxy"
-            ));
+    /// A webhook posting to `url` (`http://` or `https://`, rustls), signing each delivery
+    /// with `secret`, giving up on an attempt after `timeout`.
+    pub fn new(url: String, secret: WebhookSecret, timeout: Duration) -> Result<Self, String> {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err("webhook URL must start with http:// or https://".into());
         }
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .build()
             .map_err(|err| err.to_string())?;
-        Ok(Self { url, client })
+        Ok(Self {
+            url,
+            secret,
+            client,
+        })
     }
 }
 
@@ -77,15 +90,23 @@ impl Sink {
                     message: &notice.message,
                     created_at_unix_ms: notice.created_at_unix_ms,
                 };
+                let body = serde_json::to_vec(&body).map_err(|err| err.to_string())?;
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs();
                 let response = webhook
                     .client
                     .post(&webhook.url)
                     .header("Idempotency-Key", &notice.event_id)
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .header(signature::HEADER, webhook.secret.sign(now, &body))
                     .headers(trace_headers())
-                    .json(&body)
+                    .body(body)
                     .send()
                     .await
-                    .map_err(|err| format!("webhook unreachable: {err}"))?;
+                    // Without the URL: it is a credential, and this reason is logged and stored.
+                    .map_err(|err| format!("webhook unreachable: {}", err.without_url()))?;
                 if response.status().is_success() {
                     Ok(())
                 } else {

@@ -30,6 +30,15 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
 
+{{/* The Secret holding the notice webhook's url and signing secret; empty when none is set. */}}
+{{- define "reserve-mesh.webhookSecret" -}}
+{{- if .Values.notice.webhookExistingSecret -}}
+{{- .Values.notice.webhookExistingSecret -}}
+{{- else if .Values.notice.webhookUrl -}}
+{{- printf "%s-notice-webhook" (include "reserve-mesh.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "reserve-mesh.databaseSecret" -}}
 {{- default (printf "%s-databases" (include "reserve-mesh.fullname" .)) .Values.databases.existingSecret -}}
 {{- end -}}
