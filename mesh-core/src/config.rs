@@ -7,7 +7,9 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-/// A configuration variable was set to something that does not parse.
+/// A configuration variable was set to something that does not parse. It names the variable
+/// and shows its value with any credential in it masked ([`redact_credentials`]): config
+/// errors end up in logs.
 #[derive(Debug, thiserror::Error)]
 #[error("environment variable {name}={value:?} is invalid: {reason}")]
 pub struct ConfigError {
@@ -21,10 +23,35 @@ impl ConfigError {
     pub fn new(name: &str, value: &str, reason: impl Into<String>) -> Self {
         Self {
             name: name.to_owned(),
-            value: value.to_owned(),
+            value: redact_credentials(value),
             reason: reason.into(),
         }
     }
+}
+
+/// `value` with the credentials a URL may carry masked: the password of `user:password@`,
+/// and the query string (where tokens and passwords travel), e.g.
+/// `nats://app:s3cret@nats:4222` → `nats://app:***@nats:4222`.
+pub fn redact_credentials(value: &str) -> String {
+    let Some((scheme, rest)) = value.split_once("://") else {
+        return value.to_owned();
+    };
+    let (authority_and_path, query) = match rest.split_once('?') {
+        Some((before, _)) => (before, Some("?***")),
+        None => (rest, None),
+    };
+    let (authority, path) = match authority_and_path.find('/') {
+        Some(at) => authority_and_path.split_at(at),
+        None => (authority_and_path, ""),
+    };
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => format!("***@{host}"),
+        },
+        None => authority.to_owned(),
+    };
+    format!("{scheme}://{authority}{path}{}", query.unwrap_or_default())
 }
 
 /// Reads `name` and parses it, or returns `default` when it is unset or empty.
@@ -35,11 +62,9 @@ where
 {
     match optional_env(name) {
         None => Ok(default),
-        Some(value) => value.parse().map_err(|err: T::Err| ConfigError {
-            name: name.to_owned(),
-            reason: err.to_string(),
-            value,
-        }),
+        Some(value) => value
+            .parse()
+            .map_err(|err: T::Err| ConfigError::new(name, &value, err.to_string())),
     }
 }
 
@@ -58,6 +83,32 @@ pub fn optional_env(name: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn credentials_in_urls_are_masked() {
+        use super::redact_credentials;
+        assert_eq!(
+            redact_credentials("nats://app:s3cret@nats:4222"),
+            "nats://app:***@nats:4222"
+        );
+        assert_eq!(
+            redact_credentials("postgres://reserve:pw@db:5432/product?sslmode=require&password=x"),
+            "postgres://reserve:***@db:5432/product?***"
+        );
+        assert_eq!(
+            redact_credentials("nats://t0ken@nats:4222"),
+            "nats://***@nats:4222"
+        );
+        assert_eq!(redact_credentials("http://product:8081"), "http://product:8081");
+        assert_eq!(redact_credentials("json"), "json");
+    }
+
+    #[test]
+    fn config_errors_do_not_show_passwords() {
+        let err = super::ConfigError::new("NATS_URL", "nats://app:s3cret@nats:4222", "refused");
+        let shown = err.to_string();
+        assert!(shown.contains("NATS_URL") && !shown.contains("s3cret"), "{shown}");
+    }
+
     use super::*;
 
     #[test]

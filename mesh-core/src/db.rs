@@ -66,10 +66,7 @@ impl DbTarget {
     /// The target without credentials, for logs.
     pub fn describe(&self) -> String {
         match self {
-            Self::Postgres(url) => match url.rsplit_once('@') {
-                Some((_, host_and_db)) => format!("postgres://…@{host_and_db}"),
-                None => url.clone(),
-            },
+            Self::Postgres(url) => crate::config::redact_credentials(url),
             Self::SqliteFile(path) => format!("sqlite file {}", path.display()),
         }
     }
@@ -278,6 +275,8 @@ mod tests {
     #[test]
     fn describe_hides_credentials() {
         let target = DbTarget::Postgres("postgres://user:secret@db:5432/product".into());
-        assert_eq!(target.describe(), "postgres://…@db:5432/product");
+        assert_eq!(target.describe(), "postgres://user:***@db:5432/product");
+        let query = DbTarget::Postgres("postgres://db/product?password=secret".into());
+        assert_eq!(query.describe(), "postgres://db/product?***");
     }
 }
