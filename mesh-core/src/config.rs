@@ -98,7 +98,10 @@ mod tests {
             redact_credentials("nats://t0ken@nats:4222"),
             "nats://***@nats:4222"
         );
-        assert_eq!(redact_credentials("http://product:8081"), "http://product:8081");
+        assert_eq!(
+            redact_credentials("http://product:8081"),
+            "http://product:8081"
+        );
         assert_eq!(redact_credentials("json"), "json");
     }
 
@@ -106,7 +109,10 @@ mod tests {
     fn config_errors_do_not_show_passwords() {
         let err = super::ConfigError::new("NATS_URL", "nats://app:s3cret@nats:4222", "refused");
         let shown = err.to_string();
-        assert!(shown.contains("NATS_URL") && !shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains("NATS_URL") && !shown.contains("s3cret"),
+            "{shown}"
+        );
     }
 
     use super::*;

@@ -322,9 +322,21 @@ impl EventConsumer {
                 }
             }
         }
-        for message in batch {
+        let mut remaining = batch.iter();
+        while let Some(message) = remaining.next() {
             let outcome = self.process(message).await;
             self.settle(message, &outcome).await?;
+            if let Outcome::Retry(_, delay) = outcome {
+                // A passing failure (the database is down) would only be waited out again by
+                // each of the rest, one pool timeout after another: they go back with the same
+                // delay instead, untried.
+                let mut handed_back = 0;
+                for rest in remaining.by_ref() {
+                    events::bounded("nak", rest.ack_with(AckKind::Nak(Some(delay)))).await?;
+                    handed_back += 1;
+                }
+                event_observability::settled(&self.subscription.durable, "retry", handed_back);
+            }
         }
         Ok(())
     }
