@@ -89,19 +89,30 @@ async fn an_event_still_failing_past_the_maximum_age_is_dead_lettered_with_the_r
     assert_eq!(effects(&fx.db).await, 0);
 }
 
-#[tokio::test]
-async fn dead_letters_are_listed_and_replayed_to_their_consumer_once() {
-    let fx = fixture("dlq_replay").await;
-    let event_id = publish(&fx, 7).await;
+/// Publishes a reservation event that consumer `durable` rejects (for now), and waits until it
+/// is dead-lettered; returns the event id and the handler (clear `rejecting` to mend it).
+async fn dead_letter_one(
+    fx: &Fixture,
+    reservation_id: i64,
+    durable: &str,
+) -> (String, Arc<FailingHandler>) {
+    let event_id = publish(fx, reservation_id).await;
     let handler = Arc::new(FailingHandler::default());
     handler.rejecting.store(true, Ordering::SeqCst);
     tokio::spawn(
-        consumer_with(&fx, "picky", quick_retries(), handler.clone()).run(fx.shutdown.clone()),
+        consumer_with(fx, durable, quick_retries(), handler.clone()).run(fx.shutdown.clone()),
     );
     wait_for("one dead letter", Duration::from_secs(10), || async {
         dead_letter_count(&fx.js).await == 1
     })
     .await;
+    (event_id, handler)
+}
+
+#[tokio::test]
+async fn dead_letters_are_listed_and_replayed_to_their_consumer_once() {
+    let fx = fixture("dlq_replay").await;
+    let (event_id, handler) = dead_letter_one(&fx, 7, "picky").await;
 
     let listed = dead_letters::list(&fx.js, &Selection::default())
         .await
@@ -395,16 +406,7 @@ async fn sqlite_commits_survive_a_power_loss() {
 #[tokio::test]
 async fn the_dead_letters_command_lists_and_replays() {
     let fx = fixture("dlq_command").await;
-    let event_id = publish(&fx, 5).await;
-    let handler = Arc::new(FailingHandler::default());
-    handler.rejecting.store(true, Ordering::SeqCst);
-    tokio::spawn(
-        consumer_with(&fx, "cli", quick_retries(), handler.clone()).run(fx.shutdown.clone()),
-    );
-    wait_for("one dead letter", Duration::from_secs(10), || async {
-        dead_letter_count(&fx.js).await == 1
-    })
-    .await;
+    let (event_id, handler) = dead_letter_one(&fx, 5, "cli").await;
     let command = |args: &[&str]| {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_dead-letters"))
             .args(args)
