@@ -301,9 +301,9 @@ struct InboxKey {
     key: String,
 }
 
-#[tokio::test]
-async fn relay_and_consumer_resume_after_nats_is_killed_under_load() {
-    let mut fx = fixture("nats_kill").await;
+/// Starts an outbox relay and a consumer `durable` with a quick stall watchdog on `fx`;
+/// returns the signal that wakes the relay.
+fn relay_and_consumer(fx: &Fixture, durable: &str) -> OutboxSignal {
     let signal = OutboxSignal::default();
     tokio::spawn(
         OutboxRelay::new(fx.db.clone(), fx.js.clone(), signal.clone()).run(fx.shutdown.clone()),
@@ -312,7 +312,14 @@ async fn relay_and_consumer_resume_after_nats_is_killed_under_load() {
         stall_after: Duration::from_secs(2),
         ..quick_retries()
     };
-    tokio::spawn(consumer(&fx, "survivor", policy).run(fx.shutdown.clone()));
+    tokio::spawn(consumer(fx, durable, policy).run(fx.shutdown.clone()));
+    signal
+}
+
+#[tokio::test]
+async fn relay_and_consumer_resume_after_nats_is_killed_under_load() {
+    let mut fx = fixture("nats_kill").await;
+    let signal = relay_and_consumer(&fx, "survivor");
 
     let mut next = 1;
     for _round in 0..3 {
@@ -340,15 +347,7 @@ async fn relay_and_consumer_resume_after_nats_is_killed_under_load() {
 #[tokio::test]
 async fn relay_and_consumer_resume_after_nats_comes_back_without_its_streams() {
     let mut fx = fixture("nats_empty").await;
-    let signal = OutboxSignal::default();
-    tokio::spawn(
-        OutboxRelay::new(fx.db.clone(), fx.js.clone(), signal.clone()).run(fx.shutdown.clone()),
-    );
-    let policy = ConsumerPolicy {
-        stall_after: Duration::from_secs(2),
-        ..quick_retries()
-    };
-    tokio::spawn(consumer(&fx, "rebuilt", policy).run(fx.shutdown.clone()));
+    let signal = relay_and_consumer(&fx, "rebuilt");
     enqueue(&fx.db, (1..=5).map(placed).collect()).await;
     signal.wake();
     wait_for("the first events out", Duration::from_secs(10), || async {
