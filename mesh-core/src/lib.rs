@@ -4,6 +4,7 @@
 //! server shell, shutdown); domain types stay in their service, so a service can be read
 //! top to bottom without this crate knowing anything about products or reservations.
 
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod consumer;
