@@ -1,6 +1,11 @@
 //! The end-to-end test harness: starts the real service binaries as processes on free loopback
 //! ports, each with a fresh PostgreSQL database, and stops them when dropped.
 //!
+//! Every mesh verifies tokens against its own dev key pair (`target/e2e-logs/<label>/auth`):
+//! the harness's own requests carry an admin token unless a test says otherwise
+//! ([`Mesh::token`], the `*_as` methods), and [`MeshOptions::dev_auth`] starts it in dev
+//! mode, where requests without a token act as `anonymous`, as under `script/server`.
+//!
 //! Binaries are taken from `MESH_BIN_DIR`, else `$CARGO_TARGET_DIR/debug`, else the workspace's
 //! `target/debug`; `cargo test --workspace` (and `script/test`) builds them first. Each
 //! process logs to `target/e2e-logs/<test label>/<service>.log`.
@@ -14,6 +19,9 @@ use std::time::{Duration, Instant};
 pub mod chaos;
 pub mod otlp_collector;
 
+use mesh_core::auth::Role;
+use mesh_core::auth::config::DEV_ISSUER;
+use mesh_core::auth::dev_keys::DevIssuer;
 use mesh_core::testing::{TestNats, fresh_postgres_database};
 
 /// A service of the mesh that the harness runs.
@@ -80,6 +88,9 @@ pub struct MeshOptions {
     /// Run every service on its embedded SQLite file (as `script/server` does) instead of a
     /// fresh PostgreSQL database.
     pub sqlite: bool,
+    /// `AUTH_MODE=dev` (requests without a token are `anonymous`) instead of `jwt`; the
+    /// harness's own requests then carry no token.
+    pub dev_auth: bool,
 }
 
 impl MeshOptions {
@@ -101,6 +112,7 @@ impl Default for MeshOptions {
             reconcile_interval_ms: 1000,
             extra_env: Vec::new(),
             sqlite: false,
+            dev_auth: false,
         }
     }
 }
@@ -122,7 +134,14 @@ pub struct Mesh {
     metrics_addrs: BTreeMap<Svc, SocketAddr>,
     processes: BTreeMap<Svc, Process>,
     log_dir: PathBuf,
+    issuer: DevIssuer,
+    default_token: Option<String>,
+    product_internal_addr: SocketAddr,
 }
+
+/// The harness's own identity: an admin who is also a buyer and seller, so it may read and
+/// act on everything.
+pub const HARNESS_USER: &str = "e2e-ops";
 
 impl Mesh {
     /// Starts every service and the gateway, then waits until the gateway is ready.
@@ -137,6 +156,26 @@ impl Mesh {
         let url = |svc: Svc| format!("http://{}", addrs[&svc]);
         let nats = TestNats::start();
         provision_jetstream(&nats.url);
+        let issuer = DevIssuer::open_or_create(&log_dir.join("auth")).expect("dev token keys");
+        let default_token = (!options.dev_auth).then(|| {
+            issuer.mint(
+                HARNESS_USER,
+                &[Role::Admin, Role::Buyer, Role::Seller],
+                86_400,
+            )
+        });
+        let auth_env = vec![
+            (
+                "AUTH_MODE".to_owned(),
+                if options.dev_auth { "dev" } else { "jwt" }.to_owned(),
+            ),
+            (
+                "AUTH_JWKS_FILE".to_owned(),
+                issuer.jwks_path().to_string_lossy().into_owned(),
+            ),
+            ("AUTH_ISSUER".to_owned(), DEV_ISSUER.to_owned()),
+        ];
+        let product_internal_addr = free_local_addr();
         let mut mesh = Mesh {
             nats,
             gateway_url: url(Svc::Gateway),
@@ -148,12 +187,22 @@ impl Mesh {
             metrics_addrs: metrics_addrs.clone(),
             processes: BTreeMap::new(),
             log_dir,
+            issuer,
+            default_token,
+            product_internal_addr,
         };
         for svc in Svc::GRPC {
             let mut env = vec![
                 ("GRPC_ADDR".to_owned(), addrs[&svc].to_string()),
                 ("METRICS_ADDR".to_owned(), metrics_addrs[&svc].to_string()),
-                ("PRODUCT_SVC_URL".to_owned(), url(Svc::Product)),
+                (
+                    "PRODUCT_INTERNAL_URL".to_owned(),
+                    format!("http://{product_internal_addr}"),
+                ),
+                (
+                    "INTERNAL_GRPC_ADDR".to_owned(),
+                    product_internal_addr.to_string(),
+                ),
                 ("NATS_URL".to_owned(), mesh.nats.url.clone()),
                 ("CONSUMER_RETRY_DELAY_MS".to_owned(), "200".to_owned()),
             ];
@@ -169,6 +218,7 @@ impl Mesh {
             }
             // Small pools: several meshes share the machine's one PostgreSQL in parallel.
             env.push(("DB_POOL_SIZE".to_owned(), "6".to_owned()));
+            env.extend(auth_env.iter().cloned());
             if svc == Svc::Reservation {
                 env.extend([
                     (
@@ -201,6 +251,9 @@ impl Mesh {
             ("NOTICE_SVC_URL".to_owned(), url(Svc::Notice)),
         ];
         let mut gateway_env = gateway_env;
+        gateway_env.extend(auth_env);
+        // Tests place many reservations quickly; the one that tests the limit sets its own.
+        gateway_env.push(("RESERVE_RATE_PER_SEC".to_owned(), "0".to_owned()));
         gateway_env.extend(extra_env(&options, Svc::Gateway));
         mesh.spawn(Svc::Gateway, gateway_env);
         mesh.wait_ready(Duration::from_secs(30)).await;
@@ -274,6 +327,31 @@ impl Mesh {
     /// The loopback address a service listens on.
     pub fn addr(&self, svc: Svc) -> SocketAddr {
         self.addrs[&svc]
+    }
+
+    /// product-svc's internal listener (the lock and the admin service).
+    pub fn product_internal_addr(&self) -> SocketAddr {
+        self.product_internal_addr
+    }
+
+    /// A token for `subject` with `roles`, trusted by this mesh, valid for a day.
+    pub fn token(&self, subject: &str, roles: &[Role]) -> String {
+        self.issuer.mint(subject, roles, 86_400)
+    }
+
+    /// A token with exactly `claims`, signed by this mesh's key (expired, misaddressed…).
+    pub fn token_with_claims(&self, claims: serde_json::Value) -> String {
+        self.issuer.mint_claims(claims)
+    }
+
+    /// The token the harness's own requests carry (an admin's; none in dev mode).
+    pub fn admin_token(&self) -> Option<&str> {
+        self.default_token.as_deref()
+    }
+
+    /// `builder` with the harness's own token, if it has one.
+    pub fn authorized(&self, builder: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        with_token(builder, self.default_token.as_deref())
     }
 
     /// Stops a service with SIGTERM (graceful), waiting for it to exit.
@@ -365,14 +443,19 @@ impl Mesh {
 
     /// PATCHes `body` (a JSON value) to `path`; returns the status and the JSON answer.
     pub async fn patch(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
-        let response = self
-            .http
-            .patch(self.url(path))
-            .json(&body)
-            .send()
+        self.patch_as(self.default_token.as_deref(), path, body)
             .await
-            .expect("gateway answers");
-        read(response).await
+    }
+
+    /// PATCHes `body` to `path` with `token` (none: no Authorization header).
+    pub async fn patch_as(
+        &self,
+        token: Option<&str>,
+        path: &str,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let request = with_token(self.http.patch(self.url(path)), token).json(&body);
+        read(request.send().await.expect("gateway answers")).await
     }
 
     /// Polls `GET path` until `done` holds for its JSON answer, at most `limit`; returns the
@@ -448,8 +531,10 @@ impl Mesh {
     /// Reserves `product` for `customer` through the gateway (asserting 201); returns the
     /// reservation id.
     pub async fn reserve(&self, product: i64, customer: &str) -> i64 {
+        let token = self.token(customer, &[Role::Buyer]);
         let (status, reservation) = self
-            .post(
+            .post_as(
+                Some(&token),
                 "/reservation",
                 serde_json::json!({"productId": product, "customerId": customer}),
             )
@@ -499,25 +584,30 @@ impl Mesh {
 
     /// POSTs `body` (a JSON value) to `path`; returns the status and the JSON answer.
     pub async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
-        let response = self
-            .http
-            .post(self.url(path))
-            .json(&body)
-            .send()
+        self.post_as(self.default_token.as_deref(), path, body)
             .await
-            .expect("gateway answers");
-        read(response).await
+    }
+
+    /// POSTs `body` to `path` with `token` (none: no Authorization header).
+    pub async fn post_as(
+        &self,
+        token: Option<&str>,
+        path: &str,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let request = with_token(self.http.post(self.url(path)), token).json(&body);
+        read(request.send().await.expect("gateway answers")).await
     }
 
     /// GETs `path`; returns the status and the JSON answer.
     pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
-        let response = self
-            .http
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("gateway answers");
-        read(response).await
+        self.get_as(self.default_token.as_deref(), path).await
+    }
+
+    /// GETs `path` with `token` (none: no Authorization header).
+    pub async fn get_as(&self, token: Option<&str>, path: &str) -> (u16, serde_json::Value) {
+        let request = with_token(self.http.get(self.url(path)), token);
+        read(request.send().await.expect("gateway answers")).await
     }
 }
 
@@ -530,6 +620,17 @@ impl Drop for Mesh {
             let _ = process.child.kill();
             let _ = process.child.wait();
         }
+    }
+}
+
+/// `builder` with `Authorization: Bearer <token>` when there is a token.
+pub fn with_token(
+    builder: reqwest::RequestBuilder,
+    token: Option<&str>,
+) -> reqwest::RequestBuilder {
+    match token {
+        Some(token) => builder.bearer_auth(token),
+        None => builder,
     }
 }
 

@@ -19,6 +19,8 @@ pub struct ApiError {
     pub code: &'static str,
     /// What went wrong, for a person.
     pub message: String,
+    /// For a 429: seconds until the caller may try again (`Retry-After`).
+    pub retry_after_secs: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -34,6 +36,7 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             code: "invalid_argument",
             message: message.into(),
+            retry_after_secs: None,
         }
     }
 
@@ -43,6 +46,7 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             code: "malformed_body",
             message: message.into(),
+            retry_after_secs: None,
         }
     }
 
@@ -52,6 +56,7 @@ impl ApiError {
             status: StatusCode::NOT_FOUND,
             code: "no_such_route",
             message: format!("no route for {path}"),
+            retry_after_secs: None,
         }
     }
 
@@ -61,6 +66,7 @@ impl ApiError {
             status: StatusCode::METHOD_NOT_ALLOWED,
             code: "method_not_allowed",
             message: "this route does not accept that method".into(),
+            retry_after_secs: None,
         }
     }
 
@@ -70,6 +76,47 @@ impl ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
             code: "try_again_shortly",
             message: "the gateway is overloaded; try again shortly".into(),
+            retry_after_secs: None,
+        }
+    }
+
+    /// A 401: no token, or one that does not verify. Carries `WWW-Authenticate: Bearer`.
+    pub fn unauthenticated(err: &mesh_core::auth::AuthError) -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthenticated",
+            message: err.to_string(),
+            retry_after_secs: None,
+        }
+    }
+
+    /// A 403: the caller is known but may not do this.
+    pub fn forbidden(denied: mesh_core::auth::Denied) -> Self {
+        Self {
+            status: StatusCode::FORBIDDEN,
+            code: "forbidden",
+            message: denied.0,
+            retry_after_secs: None,
+        }
+    }
+
+    /// A 429: the caller made too many such requests; try again after `retry_after_secs`.
+    pub fn too_many_requests(retry_after_secs: u64, message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: "rate_limited",
+            message: message.into(),
+            retry_after_secs: Some(retry_after_secs),
+        }
+    }
+
+    /// A 500 for a bug in the gateway itself.
+    pub fn internal() -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal",
+            message: "internal error".into(),
+            retry_after_secs: None,
         }
     }
 
@@ -79,6 +126,7 @@ impl ApiError {
             status: StatusCode::PAYLOAD_TOO_LARGE,
             code: "body_too_large",
             message: format!("request body is larger than {limit_bytes} bytes"),
+            retry_after_secs: None,
         }
     }
 }
@@ -102,6 +150,7 @@ impl From<tonic::Status> for ApiError {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 code: "try_again_shortly",
                 message: "the service is restarting; try again shortly".into(),
+                retry_after_secs: None,
             };
         }
         let (http, code) = match status.code() {
@@ -109,6 +158,8 @@ impl From<tonic::Status> for ApiError {
                 (StatusCode::BAD_REQUEST, "invalid_argument")
             }
             Code::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            Code::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            Code::PermissionDenied => (StatusCode::FORBIDDEN, "forbidden"),
             Code::FailedPrecondition | Code::Aborted => (StatusCode::CONFLICT, "conflict"),
             // Our services answer ALREADY_EXISTS only for an idempotency key reused with
             // another request.
@@ -134,6 +185,7 @@ impl From<tonic::Status> for ApiError {
             status: http,
             code,
             message,
+            retry_after_secs: None,
         }
     }
 }
@@ -150,6 +202,17 @@ impl IntoResponse for ApiError {
                 header::RETRY_AFTER,
                 HeaderValue::from_static(RETRY_AFTER_SECONDS),
             );
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"reserve-mesh\""),
+            );
+        }
+        if let Some(seconds) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if self.status == StatusCode::PAYLOAD_TOO_LARGE {
             // The rest of the oversized body is never read, so the connection cannot carry

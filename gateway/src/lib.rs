@@ -5,19 +5,25 @@
 //! start it on port 0.
 
 pub mod api_error;
+pub mod auth;
 pub mod body;
 pub mod idempotency;
 pub mod observability;
+pub mod rate_limit;
 pub mod routes;
 pub mod status_names;
 pub mod upstream;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use mesh_core::auth::{AuthConfig, AuthMode, Authenticator};
 use mesh_core::config::{env_millis, env_or};
 use mesh_core::{ConfigError, Shutdown, StartupError};
 
+use crate::rate_limit::RateLimiter;
+use crate::routes::Guards;
 use crate::upstream::{UpstreamConfig, Upstreams};
 
 /// Everything the gateway reads from its environment.
@@ -35,6 +41,13 @@ pub struct Config {
     /// The services behind it (`PRODUCT_SVC_URL`, `RESERVATION_SVC_URL`, `PAYMENT_SVC_URL`,
     /// `MYPAGE_SVC_URL`, `NOTICE_SVC_URL`, `UPSTREAM_TIMEOUT_MS`).
     pub upstream: UpstreamConfig,
+    /// How callers are verified (`AUTH_*`).
+    pub auth: AuthConfig,
+    /// Reservations a buyer may place per second, sustained (`RESERVE_RATE_PER_SEC`, default
+    /// 1; 0 turns the limit off).
+    pub reserve_rate_per_sec: f64,
+    /// Reservations a buyer may place at once (`RESERVE_RATE_BURST`, default 10).
+    pub reserve_rate_burst: u32,
 }
 
 impl Config {
@@ -52,6 +65,9 @@ impl Config {
                 notice_url: env_or("NOTICE_SVC_URL", "http://127.0.0.1:8085".to_owned())?,
                 timeout: env_millis("UPSTREAM_TIMEOUT_MS", Duration::from_millis(5000))?,
             },
+            auth: AuthConfig::from_env()?,
+            reserve_rate_per_sec: env_or("RESERVE_RATE_PER_SEC", 1.0)?,
+            reserve_rate_burst: env_or("RESERVE_RATE_BURST", 10)?,
         })
     }
 }
@@ -61,6 +77,7 @@ pub struct App {
     listener: tokio::net::TcpListener,
     local_addr: SocketAddr,
     router: axum::Router,
+    dev_mode: bool,
 }
 
 impl App {
@@ -73,14 +90,22 @@ impl App {
             addr: config.http_addr,
             source,
         })?;
+        let authenticator = Arc::new(Authenticator::new(&config.auth));
+        authenticator.load_keys().await;
+        let guards = Guards {
+            authenticator,
+            reservation_limiter: Arc::new(RateLimiter::new(
+                config.reserve_rate_per_sec,
+                config.reserve_rate_burst,
+            )),
+            max_in_flight: config.max_in_flight.max(1),
+            max_streams: config.max_streams.max(1),
+        };
         Ok(Self {
             listener,
             local_addr,
-            router: routes::router(
-                upstreams,
-                config.max_in_flight.max(1),
-                config.max_streams.max(1),
-            ),
+            router: routes::router(upstreams, guards),
+            dev_mode: config.auth.mode == AuthMode::Dev,
         })
     }
 
@@ -92,6 +117,9 @@ impl App {
     /// Serves until `shutdown` fires, then lets requests in flight finish.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), StartupError> {
         tracing::info!(addr = %self.local_addr, "gateway serving HTTP");
+        if self.dev_mode {
+            tokio::spawn(mesh_core::auth::remind_of_dev_mode(shutdown.clone()));
+        }
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(async move { shutdown.requested().await })
             .await

@@ -157,6 +157,7 @@ mod tests {
     #[test]
     fn an_envelope_round_trips_its_event() {
         let placed = ReservationPlaced {
+            seller_id: "lee".into(),
             reservation_id: 7,
             product_id: 3,
             customer_id: "kim".into(),

@@ -13,11 +13,16 @@ use tonic_health::server::HealthReporter;
 
 use tower::layer::util::{Identity, Stack};
 
+use std::sync::Arc;
+
 use crate::Shutdown;
+use crate::auth::Authenticator;
+use crate::auth::grpc::AuthLayer;
 use crate::rpc_observability::RpcObservabilityLayer;
 
-/// The server's router: every call passes [`RpcObservabilityLayer`] (span + RED metrics).
-pub type MeshRouter = Router<Stack<RpcObservabilityLayer, Identity>>;
+/// The server's router: every call passes [`RpcObservabilityLayer`] (span + RED metrics),
+/// then [`AuthLayer`] (the caller's token verified).
+pub type MeshRouter = Router<Stack<AuthLayer, Stack<RpcObservabilityLayer, Identity>>>;
 
 /// A server already carrying health and reflection; add the service's own API to `router`.
 pub struct GrpcShell {
@@ -34,8 +39,12 @@ pub struct ReflectionError(String);
 
 impl GrpcShell {
     /// A server with health and reflection; reflection advertises `services` (fully
-    /// qualified names such as `reserve.product.v1.ProductService`) plus health.
-    pub fn new(services: &[&str]) -> Result<Self, ReflectionError> {
+    /// qualified names such as `reserve.product.v1.ProductService`) plus health. Callers
+    /// are verified by `authenticator`.
+    pub fn new(
+        services: &[&str],
+        authenticator: Arc<Authenticator>,
+    ) -> Result<Self, ReflectionError> {
         let (health, health_service) = tonic_health::server::health_reporter();
         let mut v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(reserve_proto::FILE_DESCRIPTOR_SET)
@@ -57,6 +66,7 @@ impl GrpcShell {
             .map_err(|err| ReflectionError(err.to_string()))?;
         let router = Server::builder()
             .layer(RpcObservabilityLayer)
+            .layer(AuthLayer::new(authenticator))
             .add_service(health_service)
             .add_service(v1)
             .add_service(v1alpha);

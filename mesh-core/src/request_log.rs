@@ -64,6 +64,13 @@ pub fn parse_key(raw: &str) -> Result<Option<&str>, KeyError> {
     Ok(Some(raw))
 }
 
+/// The key as stored: the client's key within its caller's own namespace, so two users who
+/// happen to pick the same key never see each other's answers. Keys are visible ASCII, so
+/// the space cannot occur in one and the scoping is unambiguous.
+pub fn scoped_key(caller: &str, key: &str) -> String {
+    format!("{caller} {key}")
+}
+
 impl From<KeyError> for tonic::Status {
     fn from(err: KeyError) -> Self {
         tonic::Status::invalid_argument(err.to_string())

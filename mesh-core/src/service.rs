@@ -8,10 +8,12 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tonic::server::NamedService;
 
+use crate::auth::{AuthConfig, AuthMode, Authenticator};
 use crate::config::env_or;
 use crate::db::{Db, DbTarget, Migrations};
 use crate::grpc_server::{GrpcShell, MeshRouter};
@@ -33,6 +35,8 @@ pub struct ServiceConfig {
     pub db_pool_size: u32,
     /// The event backbone (`NATS_URL`, `CONSUMER_*`).
     pub messaging: MessagingConfig,
+    /// How callers are verified (`AUTH_*`).
+    pub auth: AuthConfig,
 }
 
 impl ServiceConfig {
@@ -44,11 +48,13 @@ impl ServiceConfig {
             db: DbTarget::from_env(db_name)?,
             db_pool_size: env_or("DB_POOL_SIZE", 16)?,
             messaging: MessagingConfig::from_env()?,
+            auth: AuthConfig::from_env()?,
         })
     }
 
     /// A service on a free loopback port over `db` and the NATS at `nats_url`, with default
-    /// consumer settings: what tests start.
+    /// consumer settings, in dev auth mode without keys (calls are `anonymous`): what tests
+    /// start.
     pub fn local(db: DbTarget, nats_url: &str) -> Self {
         Self {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -58,6 +64,7 @@ impl ServiceConfig {
                 nats_url: nats_url.to_owned(),
                 consumer: Default::default(),
             },
+            auth: AuthConfig::dev(None),
         }
     }
 }
@@ -72,7 +79,17 @@ pub struct ServiceHost {
     local_addr: SocketAddr,
     messaging: Messaging,
     db: Db,
+    authenticator: Arc<Authenticator>,
+    internal: Option<InternalListener>,
     background: Vec<BackgroundTask>,
+}
+
+/// The second listener, for calls between services and for operators: never routed to by
+/// the gateway, and kept to the mesh by the chart's network policies.
+struct InternalListener {
+    shell: GrpcShell,
+    listener: tokio::net::TcpListener,
+    local_addr: SocketAddr,
 }
 
 impl ServiceHost {
@@ -92,15 +109,22 @@ impl ServiceHost {
             source,
         })?;
         let messaging = Messaging::connect(&config.messaging, name, db.clone()).await?;
+        let authenticator = Arc::new(Authenticator::new(&config.auth));
+        authenticator.load_keys().await;
         let mut host = Self {
             name,
-            shell: GrpcShell::new(apis)?,
+            shell: GrpcShell::new(apis, authenticator.clone())?,
             listener,
             local_addr,
             messaging,
             db: db.clone(),
+            authenticator: authenticator.clone(),
+            internal: None,
             background: Vec::new(),
         };
+        if authenticator.mode() == AuthMode::Dev {
+            host.spawn_on_run(crate::auth::remind_of_dev_mode);
+        }
         let expiring = db.clone();
         host.spawn_on_run(|shutdown| expire_request_keys(expiring, shutdown));
         Ok((host, db))
@@ -123,6 +147,38 @@ impl ServiceHost {
             router: add(router),
         };
         self
+    }
+
+    /// Binds the internal listener on `addr` (reflection advertising `apis`), serving what
+    /// `add` puts on it. Its callers are verified like the public listener's.
+    pub async fn serve_internal_api(
+        mut self,
+        addr: SocketAddr,
+        apis: &[&str],
+        add: impl FnOnce(MeshRouter) -> MeshRouter,
+    ) -> Result<Self, StartupError> {
+        let listener = crate::startup::bind(addr).await?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind { addr, source })?;
+        let GrpcShell { health, router } = GrpcShell::new(apis, self.authenticator.clone())?;
+        health
+            .set_service_status("", tonic_health::ServingStatus::Serving)
+            .await;
+        self.internal = Some(InternalListener {
+            shell: GrpcShell {
+                health,
+                router: add(router),
+            },
+            listener,
+            local_addr,
+        });
+        Ok(self)
+    }
+
+    /// The address of the internal listener, if there is one.
+    pub fn internal_addr(&self) -> Option<SocketAddr> {
+        self.internal.as_ref().map(|internal| internal.local_addr)
     }
 
     /// Runs `task` beside the server from [`ServiceHost::run`] until shutdown.
@@ -149,9 +205,23 @@ impl ServiceHost {
             tasks.spawn(task(shutdown.clone()));
         }
         tasks.spawn(report_pool_usage(self.db, shutdown.clone()));
-        let served = self.shell.serve(self.listener, shutdown).await;
+        let internal = async {
+            match self.internal {
+                Some(internal) => {
+                    tracing::info!(service = self.name, addr = %internal.local_addr, "serving internal gRPC");
+                    internal
+                        .shell
+                        .serve(internal.listener, shutdown.clone())
+                        .await
+                }
+                None => Ok(()),
+            }
+        };
+        let (served, served_internal) =
+            tokio::join!(self.shell.serve(self.listener, shutdown.clone()), internal);
         drain(tasks, DRAIN_LIMIT).await;
         served?;
+        served_internal?;
         Ok(())
     }
 }

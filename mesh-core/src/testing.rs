@@ -155,3 +155,27 @@ impl Drop for TestNats {
         let _ = std::fs::remove_dir_all(&self.store_dir);
     }
 }
+
+/// The token issuer of in-process tests: one dev key pair per test process.
+pub fn test_issuer() -> &'static crate::auth::dev_keys::DevIssuer {
+    static ISSUER: std::sync::OnceLock<crate::auth::dev_keys::DevIssuer> =
+        std::sync::OnceLock::new();
+    ISSUER.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("rm-test-auth-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        crate::auth::dev_keys::DevIssuer::open_or_create(&dir).expect("test token keys")
+    })
+}
+
+/// `jwt` mode over [`test_issuer`]'s keys: what in-process tests of the rules run with.
+pub fn test_auth() -> crate::auth::AuthConfig {
+    let mut config = crate::auth::AuthConfig::dev(Some(test_issuer().jwks_path().to_path_buf()));
+    config.mode = crate::auth::AuthMode::Jwt;
+    config
+}
+
+/// `message` as a request from `subject` with `roles`, signed by [`test_issuer`].
+pub fn as_user<T>(message: T, subject: &str, roles: &[crate::auth::Role]) -> tonic::Request<T> {
+    let token = test_issuer().mint(subject, roles, 3600);
+    crate::auth::grpc::on_behalf_of(message, Some(&format!("Bearer {token}")))
+}

@@ -175,6 +175,7 @@ mod tests {
     #[test]
     fn placement_fills_the_reservation_half_with_the_product_name() {
         let placed = ReservationPlaced {
+            seller_id: "lee".into(),
             reservation_id: 1,
             product_id: 3,
             customer_id: "kim".into(),

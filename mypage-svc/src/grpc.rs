@@ -2,6 +2,8 @@
 
 use std::pin::Pin;
 
+use mesh_core::auth::caller::page_owner;
+use mesh_core::auth::grpc::caller;
 use mesh_core::{Db, DbError};
 use reserve_proto::mypage::v1 as pb;
 use tokio::sync::{broadcast, mpsc};
@@ -46,6 +48,7 @@ impl pb::my_page_service_server::MyPageService for MyPageApi {
         &self,
         request: Request<pb::ListMyPageRequest>,
     ) -> Result<Response<pb::ListMyPageResponse>, Status> {
+        let caller = caller(&request)?;
         let request = request.into_inner();
         let limit = match i64::from(request.page_size) {
             0 => DEFAULT_PAGE,
@@ -62,7 +65,7 @@ impl pb::my_page_service_server::MyPageService for MyPageApi {
                 .parse::<i64>()
                 .map_err(|_| Status::invalid_argument(format!("invalid page_token {token:?}")))?,
         };
-        let customer = request.customer_id.trim().to_owned();
+        let customer = page_owner(&caller, &request.customer_id)?;
         let mut entries = self
             .db
             .run(move |conn| store::list(conn, &customer, after, limit + 1))
@@ -87,6 +90,7 @@ impl pb::my_page_service_server::MyPageService for MyPageApi {
         &self,
         request: Request<pb::GetMyPageEntryRequest>,
     ) -> Result<Response<pb::MyPageEntry>, Status> {
+        let caller = caller(&request)?;
         let id = request.into_inner().reservation_id;
         if id <= 0 {
             return Err(Status::invalid_argument(format!(
@@ -99,6 +103,7 @@ impl pb::my_page_service_server::MyPageService for MyPageApi {
             .await
             .map_err(unavailable)?
             .ok_or_else(|| Status::not_found(format!("my page has no reservation {id}")))?;
+        caller.require_buyer_or_admin(&entry.customer_id, &format!("reservation {id}"))?;
         Ok(Response::new(entry))
     }
 
@@ -111,7 +116,9 @@ impl pb::my_page_service_server::MyPageService for MyPageApi {
         &self,
         request: Request<pb::WatchMyPageRequest>,
     ) -> Result<Response<EntryStream>, Status> {
-        let customer = request.into_inner().customer_id.trim().to_owned();
+        let caller = caller(&request)?;
+        let requested = request.into_inner().customer_id;
+        let customer = page_owner(&caller, &requested)?;
         if customer.is_empty() {
             return Err(Status::invalid_argument(
                 "customer_id must name the buyer whose page to watch",

@@ -116,6 +116,7 @@ mod tests {
     #[test]
     fn every_status_change_event_calls_for_a_notice() {
         let placed = ReservationPlaced {
+            seller_id: "lee".into(),
             reservation_id: 2,
             product_id: 1,
             customer_id: "kim".into(),

@@ -1,6 +1,8 @@
 //! The tonic service: the log of notifications.
 
 use mesh_core::Db;
+use mesh_core::auth::caller::page_owner;
+use mesh_core::auth::grpc::caller;
 use reserve_proto::notice::v1 as pb;
 use tonic::{Request, Response, Status};
 
@@ -28,7 +30,8 @@ impl pb::notice_service_server::NoticeService for NoticeApi {
         &self,
         request: Request<pb::ListNoticesRequest>,
     ) -> Result<Response<pb::ListNoticesResponse>, Status> {
-        let customer = request.into_inner().customer_id.trim().to_owned();
+        let caller = caller(&request)?;
+        let customer = page_owner(&caller, &request.into_inner().customer_id)?;
         let notices = self
             .db
             .run(move |conn| store::list(conn, &customer, LIST_LIMIT))

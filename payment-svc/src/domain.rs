@@ -88,6 +88,8 @@ pub struct Payment {
     pub status: PaymentStatus,
     /// How many changes it has had, starting at 1.
     pub version: i64,
+    /// The product's seller ('' when unknown).
+    pub seller_id: String,
 }
 
 /// Every way a payment operation can be refused.

@@ -95,6 +95,7 @@ fn on_placed(conn: &mut DbConnection, placed: &ReservationPlaced) -> Result<(), 
             reservation_id: reservation,
             product_id: id(placed.product_id, "product id")?,
             customer_id: &placed.customer_id,
+            seller_id: &placed.seller_id,
             status: PaymentStatus::Unpaid,
         },
     )
@@ -125,6 +126,7 @@ fn on_cancelled(
                 reservation_id: reservation,
                 product_id: id(cancelled.product_id, "product id")?,
                 customer_id: &cancelled.customer_id,
+                seller_id: "",
                 status: PaymentStatus::Voided,
             },
         )

@@ -1,6 +1,7 @@
 //! The tonic service: maps protobuf requests to payment calls and errors to statuses.
 
 use mesh_core::Db;
+use mesh_core::auth::grpc::caller;
 use mesh_core::outbox::OutboxSignal;
 use mesh_core::request_log::{self, Answer, RequestKey};
 use mesh_core::rpc_observability::{IdKind, record_id};
@@ -29,14 +30,15 @@ impl PaymentApi {
 #[tonic::async_trait]
 impl pb::payment_service_server::PaymentService for PaymentApi {
     async fn pay(&self, request: Request<pb::PayRequest>) -> Result<Response<pb::Payment>, Status> {
+        let caller = caller(&request)?;
         let request = request.into_inner();
         let id = Id::parse(request.id, "payment id")?;
         let key = request_log::parse_key(&request.request_id)?.map(|key| RequestKey {
-            key: key.to_owned(),
+            key: request_log::scoped_key(caller.subject(), key),
             encode: |payment: &Payment| to_wire(payment.clone()).encode_to_vec(),
         });
         record_id(IdKind::Payment, id.get());
-        let answer = match pay(&self.db, &self.outbox, id, key).await? {
+        let answer = match pay(&self.db, &self.outbox, caller, id, key).await? {
             Answer::Now(paid) => to_wire(paid),
             // The first call's answer, recorded when it paid.
             Answer::Before(recorded) => {
@@ -54,8 +56,14 @@ impl pb::payment_service_server::PaymentService for PaymentApi {
         &self,
         request: Request<pb::GetPaymentRequest>,
     ) -> Result<Response<pb::Payment>, Status> {
+        let caller = caller(&request)?;
         let id = Id::parse(request.into_inner().id, "payment id")?;
         let payment = self.db.run(move |conn| store::find(conn, id)).await?;
+        caller.require_reader(
+            &payment.customer_id,
+            &payment.seller_id,
+            &format!("payment {id}"),
+        )?;
         Ok(Response::new(to_wire(payment)))
     }
 
@@ -63,6 +71,7 @@ impl pb::payment_service_server::PaymentService for PaymentApi {
         &self,
         request: Request<pb::ListPaymentsRequest>,
     ) -> Result<Response<pb::ListPaymentsResponse>, Status> {
+        let caller = caller(&request)?;
         let raw = request.into_inner().reservation_id;
         let reservation = match raw {
             0 => None,
@@ -70,7 +79,7 @@ impl pb::payment_service_server::PaymentService for PaymentApi {
         };
         let payments = self
             .db
-            .run(move |conn| store::list(conn, reservation))
+            .run(move |conn| store::list_visible_to(conn, &caller, reservation))
             .await?;
         Ok(Response::new(pb::ListPaymentsResponse {
             payments: payments.into_iter().map(to_wire).collect(),
@@ -91,6 +100,7 @@ fn to_wire(payment: Payment) -> pb::Payment {
         product_id: payment.product_id.get(),
         status: status.into(),
         customer_id: payment.customer_id,
+        seller_id: payment.seller_id,
     }
 }
 
@@ -115,6 +125,7 @@ impl From<StoreError> for Status {
                 Status::internal("payment record is corrupt")
             }
             StoreError::Key(err) => err.into(),
+            StoreError::Denied(denied) => denied.into(),
         }
     }
 }

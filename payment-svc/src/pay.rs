@@ -3,6 +3,7 @@
 //! are taken while reservation-svc and product-svc are down (invariant I4).
 
 use mesh_core::Db;
+use mesh_core::auth::Caller;
 use mesh_core::outbox::{self, OutboxSignal};
 use mesh_core::request_log::{self, Answer, RequestKey};
 use mesh_core::trace_context;
@@ -18,12 +19,17 @@ const OPERATION: &str = "pay";
 pub async fn pay(
     db: &Db,
     signal: &OutboxSignal,
+    caller: Caller,
     id: Id,
     key: Option<RequestKey<Payment>>,
 ) -> Result<Answer<Payment>, StoreError> {
     let (paid, origin) = db
         .transaction(
             move |conn| -> Result<(Answer<Payment>, Option<String>), StoreError> {
+                // Only its buyer or an admin pays; checked before the key is claimed, so a
+                // refused caller leaves nothing behind.
+                let current = store::find(conn, id)?;
+                caller.require_buyer_or_admin(&current.customer_id, &format!("payment {id}"))?;
                 if let Some(key) = &key {
                     let fingerprint = format!("payment={id}");
                     let target = Some(id.get());

@@ -2,6 +2,7 @@
 //! conditional `UPDATE … WHERE status IN (…)`.
 
 use diesel::prelude::*;
+use mesh_core::auth::Caller;
 use mesh_core::clock::now_ms;
 use mesh_core::{DbConnection, DbError, Migrations};
 
@@ -23,6 +24,7 @@ diesel::table! {
         version -> BigInt,
         updated_at_ms -> BigInt,
         origin_traceparent -> Nullable<Text>,
+        seller_id -> Text,
     }
 }
 
@@ -44,6 +46,9 @@ pub enum StoreError {
     /// The request's idempotency key is taken by another request or one still running.
     #[error(transparent)]
     Key(#[from] mesh_core::request_log::KeyConflict),
+    /// The caller may not do this.
+    #[error(transparent)]
+    Denied(#[from] mesh_core::auth::Denied),
 }
 
 impl From<diesel::result::Error> for StoreError {
@@ -61,6 +66,7 @@ const PAYMENT_COLUMNS: (
     payments::customer_id,
     payments::status,
     payments::version,
+    payments::seller_id,
 ) = (
     payments::id,
     payments::reservation_id,
@@ -68,6 +74,7 @@ const PAYMENT_COLUMNS: (
     payments::customer_id,
     payments::status,
     payments::version,
+    payments::seller_id,
 );
 
 #[derive(Queryable)]
@@ -78,6 +85,7 @@ struct PaymentRow {
     customer_id: String,
     status: String,
     version: i64,
+    seller_id: String,
 }
 
 impl TryFrom<PaymentRow> for Payment {
@@ -99,6 +107,7 @@ impl TryFrom<PaymentRow> for Payment {
             customer_id: row.customer_id,
             status,
             version: row.version,
+            seller_id: row.seller_id,
         })
     }
 }
@@ -112,6 +121,8 @@ pub struct NewPayment<'a> {
     pub product_id: Id,
     /// Its buyer.
     pub customer_id: &'a str,
+    /// Its product's seller ('' when unknown).
+    pub seller_id: &'a str,
     /// The first status (UNPAID, or VOIDED for a reservation known only as cancelled).
     pub status: PaymentStatus,
 }
@@ -125,6 +136,7 @@ pub fn create(conn: &mut DbConnection, new: &NewPayment<'_>) -> Result<Payment, 
             payments::reservation_id.eq(new.reservation_id.get()),
             payments::product_id.eq(new.product_id.get()),
             payments::customer_id.eq(new.customer_id),
+            payments::seller_id.eq(new.seller_id),
             payments::status.eq(new.status.as_str()),
             payments::version.eq(1),
             payments::updated_at_ms.eq(now_ms()),
@@ -169,12 +181,24 @@ pub fn find_by_reservation(
         .transpose()
 }
 
-/// Every payment (of one reservation, when given), oldest first.
-pub fn list(conn: &mut DbConnection, reservation: Option<Id>) -> Result<Vec<Payment>, StoreError> {
+/// The payments `caller` may see (of one reservation, when given), oldest first: every one
+/// for an admin, else those they owe or whose product they sell.
+pub fn list_visible_to(
+    conn: &mut DbConnection,
+    caller: &Caller,
+    reservation: Option<Id>,
+) -> Result<Vec<Payment>, StoreError> {
     let mut query = payments::table
         .order(payments::id)
         .select(PAYMENT_COLUMNS)
         .into_boxed();
+    if !caller.is_admin() {
+        query = query.filter(
+            payments::customer_id
+                .eq(caller.subject().to_owned())
+                .or(payments::seller_id.eq(caller.subject().to_owned())),
+        );
+    }
     if let Some(reservation) = reservation {
         query = query.filter(payments::reservation_id.eq(reservation.get()));
     }

@@ -1,7 +1,10 @@
-//! `reserve.product.v1.ProductAdminService`: switches fault injection at run time.
+//! `reserve.product.v1.ProductAdminService`: switches fault injection at run time. Served on
+//! the internal listener only, and only to admins.
 
 use std::time::Duration;
 
+use mesh_core::auth::Role;
+use mesh_core::auth::grpc::caller;
 use reserve_proto::product::v1 as pb;
 use tonic::{Request, Response, Status};
 
@@ -34,6 +37,7 @@ impl pb::product_admin_service_server::ProductAdminService for ProductAdmin {
         &self,
         request: Request<pb::ReserveFaults>,
     ) -> Result<Response<pb::ReserveFaults>, Status> {
+        caller(&request)?.require(Role::Admin, "switch fault injection")?;
         let wanted = request.into_inner();
         let faults = ReserveFaults::new(
             Duration::from_millis(u64::from(wanted.latency_min_ms)),
@@ -47,8 +51,9 @@ impl pb::product_admin_service_server::ProductAdminService for ProductAdmin {
 
     async fn get_reserve_faults(
         &self,
-        _request: Request<pb::GetReserveFaultsRequest>,
+        request: Request<pb::GetReserveFaultsRequest>,
     ) -> Result<Response<pb::ReserveFaults>, Status> {
+        caller(&request)?.require(Role::Admin, "read fault injection")?;
         Ok(Response::new(to_wire(self.faults.get())))
     }
 }

@@ -98,6 +98,8 @@ pub struct Product {
     pub status: ProductStatus,
     /// The reservation holding it while PENDING or SOLD_OUT.
     pub holder: Option<Id>,
+    /// The seller who registered it (empty for products from before sellers were recorded).
+    pub seller: String,
 }
 
 impl Product {
@@ -182,6 +184,7 @@ mod tests {
             name: "Phone".into(),
             status,
             holder: holder.map(id),
+            seller: "lee".into(),
         }
     }
 

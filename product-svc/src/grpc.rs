@@ -1,41 +1,26 @@
-//! The tonic service: maps protobuf requests to domain calls and domain errors to statuses.
-//! No business rule lives here.
+//! The public catalogue (`ProductService`): maps protobuf requests to domain calls and domain
+//! errors to statuses. Registering needs a seller's token; reading needs none.
 
 use mesh_core::Db;
+use mesh_core::auth::Role;
+use mesh_core::auth::grpc::caller;
 use mesh_core::rpc_observability::{IdKind, record_id};
 use reserve_proto::product::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use crate::domain::{self, Id, Product, ProductError, ProductName, ProductStatus};
-use crate::faults::FaultSwitch;
 use crate::store::{self, StoreError};
 
 /// The `reserve.product.v1.ProductService` implementation.
 #[derive(Clone)]
 pub struct ProductApi {
     db: Db,
-    faults: FaultSwitch,
 }
 
 impl ProductApi {
-    /// A service backed by `db`, injecting the faults `faults` holds into ReserveProduct.
-    pub fn new(db: Db, faults: FaultSwitch) -> Self {
-        Self { db, faults }
-    }
-
-    /// Applies injected faults (off unless switched on): a delay, then maybe an UNAVAILABLE.
-    async fn injected_fault(&self) -> Result<(), Status> {
-        let faults = self.faults.get();
-        if !faults.is_on() {
-            return Ok(());
-        }
-        tokio::time::sleep(faults.delay(fastrand::f64())).await;
-        if faults.fails(fastrand::f64()) {
-            return Err(Status::unavailable(
-                "injected fault: product service unavailable",
-            ));
-        }
-        Ok(())
+    /// A service backed by `db`.
+    pub fn new(db: Db) -> Self {
+        Self { db }
     }
 }
 
@@ -45,15 +30,17 @@ impl pb::product_service_server::ProductService for ProductApi {
         &self,
         request: Request<pb::RegisterProductRequest>,
     ) -> Result<Response<pb::Product>, Status> {
+        let seller = caller(&request)?;
+        seller.require(Role::Seller, "register a product")?;
         let request = request.into_inner();
         let name = ProductName::parse(&request.name)?;
         let status = domain::initial_status(status_from_wire(request.status)?)?;
         let product = self
             .db
-            .run(move |conn| store::register(conn, &name, status))
+            .run(move |conn| store::register(conn, &name, status, seller.subject()))
             .await?;
         record_id(IdKind::Product, product.id.get());
-        tracing::info!(product = %product.id, name = %product.name, "product registered");
+        tracing::info!(product = %product.id, name = %product.name, seller = %product.seller, "product registered");
         Ok(Response::new(to_wire(product)))
     }
 
@@ -75,46 +62,9 @@ impl pb::product_service_server::ProductService for ProductApi {
             products: products.into_iter().map(to_wire).collect(),
         }))
     }
-
-    async fn reserve_product(
-        &self,
-        request: Request<pb::ReserveProductRequest>,
-    ) -> Result<Response<pb::Product>, Status> {
-        // The caller's deadline, from `grpc-timeout`: a lock that would commit after it is not
-        // taken, since the caller has already given up on it.
-        let deadline = mesh_core::grpc_deadline::deadline_of(request.metadata());
-        let request = request.into_inner();
-        let product = Id::parse(request.product_id, "product id")?;
-        let reservation = Id::parse(request.reservation_id, "reservation id")?;
-        record_id(IdKind::Product, product.get());
-        record_id(IdKind::Reservation, reservation.get());
-        self.injected_fault().await?;
-        let locked = self
-            .db
-            .transaction(move |conn| store::reserve(conn, product, reservation, deadline))
-            .await?;
-        tracing::info!(product = %product, reservation = %reservation, "product reserved");
-        Ok(Response::new(to_wire(locked)))
-    }
-
-    async fn release_product(
-        &self,
-        request: Request<pb::ReleaseProductRequest>,
-    ) -> Result<Response<pb::Product>, Status> {
-        let request = request.into_inner();
-        let product = Id::parse(request.product_id, "product id")?;
-        let reservation = Id::parse(request.reservation_id, "reservation id")?;
-        record_id(IdKind::Product, product.get());
-        record_id(IdKind::Reservation, reservation.get());
-        let current = self
-            .db
-            .transaction(move |conn| store::release(conn, product, reservation))
-            .await?;
-        Ok(Response::new(to_wire(current)))
-    }
 }
 
-fn status_from_wire(raw: i32) -> Result<Option<ProductStatus>, Status> {
+pub(crate) fn status_from_wire(raw: i32) -> Result<Option<ProductStatus>, Status> {
     match pb::ProductStatus::try_from(raw) {
         Ok(pb::ProductStatus::Unspecified) => Ok(None),
         Ok(pb::ProductStatus::Available) => Ok(Some(ProductStatus::Available)),
@@ -126,7 +76,7 @@ fn status_from_wire(raw: i32) -> Result<Option<ProductStatus>, Status> {
     }
 }
 
-fn to_wire(product: Product) -> pb::Product {
+pub(crate) fn to_wire(product: Product) -> pb::Product {
     let status = match product.status {
         ProductStatus::Available => pb::ProductStatus::Available,
         ProductStatus::Pending => pb::ProductStatus::Pending,
@@ -137,6 +87,7 @@ fn to_wire(product: Product) -> pb::Product {
         name: product.name,
         status: status.into(),
         reservation_id: product.holder.map(Id::get).unwrap_or_default(),
+        seller_id: product.seller,
     }
 }
 

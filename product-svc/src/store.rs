@@ -22,6 +22,7 @@ diesel::table! {
         status -> Text,
         reservation_id -> Nullable<BigInt>,
         version -> BigInt,
+        seller_id -> Text,
     }
 }
 
@@ -57,11 +58,13 @@ const PRODUCT_COLUMNS: (
     products::name,
     products::status,
     products::reservation_id,
+    products::seller_id,
 ) = (
     products::id,
     products::name,
     products::status,
     products::reservation_id,
+    products::seller_id,
 );
 
 #[derive(Queryable, Selectable)]
@@ -71,6 +74,7 @@ struct ProductRow {
     name: String,
     status: String,
     reservation_id: Option<i64>,
+    seller_id: String,
 }
 
 impl TryFrom<ProductRow> for Product {
@@ -94,20 +98,23 @@ impl TryFrom<ProductRow> for Product {
                 .map(|raw| Id::parse(raw, "reservation id"))
                 .transpose()
                 .map_err(|_| corrupt())?,
+            seller: row.seller_id,
         })
     }
 }
 
-/// Inserts a new product.
+/// Inserts a new product of `seller`.
 pub fn register(
     conn: &mut DbConnection,
     name: &ProductName,
     status: ProductStatus,
+    seller: &str,
 ) -> Result<Product, StoreError> {
     let row: ProductRow = diesel::insert_into(products::table)
         .values((
             products::name.eq(name.as_str()),
             products::status.eq(status.as_str()),
+            products::seller_id.eq(seller),
         ))
         .returning(PRODUCT_COLUMNS)
         .get_result(conn)?;

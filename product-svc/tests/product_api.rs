@@ -7,12 +7,15 @@ use mesh_core::service::ServiceConfig;
 use mesh_core::testing::{TestNats, fresh_postgres_database};
 use product_svc::{App, Config};
 use reserve_proto::product::v1 as pb;
+use reserve_proto::product::v1::product_lock_service_client::ProductLockServiceClient;
 use reserve_proto::product::v1::product_service_client::ProductServiceClient;
 use tonic::Code;
 use tonic::transport::Channel;
 
 struct Running {
     client: ProductServiceClient<Channel>,
+    /// The internal listener's lock service.
+    lock: ProductLockServiceClient<Channel>,
     _stop: StopOnDrop,
     _nats: TestNats,
 }
@@ -29,17 +32,23 @@ async fn start_on(db: DbTarget) -> Running {
     let nats = TestNats::start();
     let config = Config {
         service: ServiceConfig::local(db, &nats.url),
+        internal_addr: "127.0.0.1:0".parse().expect("an address"),
         faults: Default::default(),
     };
     let app = App::build(config).await.expect("product-svc starts");
     let addr = app.local_addr();
+    let internal = app.internal_addr();
     let shutdown = Shutdown::new();
     tokio::spawn(app.run(shutdown.clone()));
     let client = ProductServiceClient::connect(format!("http://{addr}"))
         .await
         .expect("connect");
+    let lock = ProductLockServiceClient::connect(format!("http://{internal}"))
+        .await
+        .expect("connect the internal listener");
     Running {
         client,
+        lock,
         _stop: StopOnDrop(shutdown),
         _nats: nats,
     }
@@ -137,7 +146,7 @@ async fn bad_input_is_refused_and_stores_nothing() {
         .expect_err("unknown");
     assert_eq!(err.code(), Code::NotFound);
     let err = svc
-        .client
+        .lock
         .reserve_product(reserve_request(9, 1))
         .await
         .expect_err("unknown");
@@ -157,7 +166,7 @@ async fn reserve_is_idempotent_and_exclusive() {
     let product = register(&mut svc.client, "Phone").await;
 
     let locked = svc
-        .client
+        .lock
         .reserve_product(reserve_request(product.id, 7))
         .await
         .expect("first lock")
@@ -167,7 +176,7 @@ async fn reserve_is_idempotent_and_exclusive() {
 
     // A retry of the same reservation's call succeeds again.
     let again = svc
-        .client
+        .lock
         .reserve_product(reserve_request(product.id, 7))
         .await
         .expect("retried lock")
@@ -176,7 +185,7 @@ async fn reserve_is_idempotent_and_exclusive() {
 
     // Another reservation is refused, and the holder is unchanged.
     let err = svc
-        .client
+        .lock
         .reserve_product(reserve_request(product.id, 8))
         .await
         .expect_err("taken");
@@ -195,13 +204,13 @@ async fn reserve_is_idempotent_and_exclusive() {
 async fn only_the_holder_releases() {
     let mut svc = start("product_release").await;
     let product = register(&mut svc.client, "Phone").await;
-    svc.client
+    svc.lock
         .reserve_product(reserve_request(product.id, 7))
         .await
         .expect("lock");
 
     let untouched = svc
-        .client
+        .lock
         .release_product(release_request(product.id, 8))
         .await
         .expect("a stranger's release is a no-op")
@@ -209,7 +218,7 @@ async fn only_the_holder_releases() {
     assert_eq!(untouched.status(), pb::ProductStatus::Pending);
 
     let released = svc
-        .client
+        .lock
         .release_product(release_request(product.id, 7))
         .await
         .expect("holder releases")
@@ -218,11 +227,11 @@ async fn only_the_holder_releases() {
     assert_eq!(released.reservation_id, 0);
 
     // Releasing again is harmless, and the product can be taken by someone else.
-    svc.client
+    svc.lock
         .release_product(release_request(product.id, 7))
         .await
         .expect("idempotent release");
-    svc.client
+    svc.lock
         .reserve_product(reserve_request(product.id, 9))
         .await
         .expect("free again");
@@ -233,12 +242,12 @@ async fn a_lock_arriving_after_its_reservation_was_released_takes_nothing() {
     let mut svc = start("product_fenced").await;
     let product = register(&mut svc.client, "Phone").await;
     // The reconciler released reservation 7's abandoned intent before its lock arrived.
-    svc.client
+    svc.lock
         .release_product(release_request(product.id, 7))
         .await
         .expect("release before any lock");
     let late = svc
-        .client
+        .lock
         .reserve_product(reserve_request(product.id, 7))
         .await
         .expect_err("the late lock is fenced");
@@ -255,7 +264,7 @@ async fn a_lock_arriving_after_its_reservation_was_released_takes_nothing() {
         .expect("get")
         .into_inner();
     assert_eq!(current.status(), pb::ProductStatus::Available);
-    svc.client
+    svc.lock
         .reserve_product(reserve_request(product.id, 8))
         .await
         .expect("a live reservation still locks it");
@@ -287,7 +296,7 @@ async fn a_lock_whose_caller_gave_up_is_not_committed() {
     let mut request = tonic::Request::new(reserve_request(product.id, 7));
     request.set_timeout(std::time::Duration::from_millis(300));
     let gave_up = svc
-        .client
+        .lock
         .reserve_product(request)
         .await
         .expect_err("the caller gives up");
@@ -314,7 +323,7 @@ async fn a_lock_whose_caller_gave_up_is_not_committed() {
     holder.batch_execute("COMMIT").expect("let the row go");
     // The next buyer waits behind the late lock; it wins only if the late lock rolled back.
     let next = svc
-        .client
+        .lock
         .reserve_product(reserve_request(product.id, 8))
         .await
         .expect("the late lock was not committed, so the product is free");
@@ -327,10 +336,9 @@ async fn concurrent_locks_have_exactly_one_winner() {
     let product = register(&mut svc.client, "Ticket").await;
     let attempts: Vec<_> = (1..=50)
         .map(|reservation| {
-            let mut client = svc.client.clone();
+            let mut lock = svc.lock.clone();
             tokio::spawn(async move {
-                client
-                    .reserve_product(reserve_request(product.id, reservation))
+                lock.reserve_product(reserve_request(product.id, reservation))
                     .await
             })
         })
@@ -364,12 +372,12 @@ async fn the_embedded_sqlite_default_works_too() {
     ));
     let mut svc = start_on(DbTarget::SqliteFile(dir.join("product.sqlite3"))).await;
     let product = register(&mut svc.client, "Phone").await;
-    svc.client
+    svc.lock
         .reserve_product(reserve_request(product.id, 1))
         .await
         .expect("lock");
     let err = svc
-        .client
+        .lock
         .reserve_product(reserve_request(product.id, 2))
         .await
         .expect_err("taken");

@@ -3,6 +3,7 @@
 //! when the event reaches them; cancelling works while they are down.
 
 use mesh_core::Db;
+use mesh_core::auth::Caller;
 use mesh_core::clock::now_ms;
 use mesh_core::outbox::{self, OutboxSignal};
 use mesh_core::request_log::{self, Answer, RequestKey};
@@ -18,11 +19,16 @@ const OPERATION: &str = "cancel";
 pub async fn cancel(
     db: &Db,
     signal: &OutboxSignal,
+    caller: Caller,
     id: Id,
     key: Option<RequestKey<Reservation>>,
 ) -> Result<Answer<Reservation>, StoreError> {
     let cancelled = db
         .transaction(move |conn| -> Result<Answer<Reservation>, StoreError> {
+            // Only its buyer or an admin cancels; checked before the key is claimed, so a
+            // refused caller leaves nothing behind.
+            let current = store::find(conn, id)?;
+            caller.require_buyer_or_admin(&current.customer_id, &format!("reservation {id}"))?;
             if let Some(key) = &key {
                 let fingerprint = format!("reservation={id}");
                 if let Some(first) = request_log::claim_once::<StoreError>(

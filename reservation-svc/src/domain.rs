@@ -126,6 +126,17 @@ pub struct Reservation {
     pub state: ReservationState,
     /// Its version: how many visible changes it has had.
     pub version: i64,
+    /// The product's seller ('' until the lock is granted, and for old rows).
+    pub seller_id: String,
+}
+
+/// What a granted product lock tells about the product.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockedProduct {
+    /// Its name, for the ReservationPlaced event.
+    pub name: String,
+    /// Its seller, who may read the reservation.
+    pub seller: String,
 }
 
 /// How a call to lock the product ended, as far as placing a reservation cares.

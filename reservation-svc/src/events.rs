@@ -21,6 +21,7 @@ pub fn placed(reservation: &Reservation, product_name: String) -> OutgoingEvent 
             product_id: reservation.product_id.get(),
             customer_id: reservation.customer_id.clone(),
             product_name,
+            seller_id: reservation.seller_id.clone(),
         },
         reservation.version,
     )
@@ -98,6 +99,7 @@ mod tests {
             customer_id: "kim".into(),
             state: ReservationState::Reserved,
             version: 1,
+            seller_id: "lee".into(),
         };
         let event = placed(&reservation, "Phone".into());
         assert_eq!(

@@ -2,6 +2,8 @@
 //! statuses. No business rule lives here.
 
 use mesh_core::Db;
+use mesh_core::auth::grpc::caller;
+use mesh_core::auth::{Caller, caller::reserving_customer};
 use mesh_core::outbox::OutboxSignal;
 use mesh_core::request_log::{self, Answer, RequestKey};
 use mesh_core::rpc_observability::{IdKind, record_id};
@@ -40,10 +42,11 @@ impl pb::reservation_service_server::ReservationService for ReservationApi {
         &self,
         request: Request<pb::CreateReservationRequest>,
     ) -> Result<Response<pb::Reservation>, Status> {
+        let caller = caller(&request)?;
         let request = request.into_inner();
         let product = Id::parse(request.product_id, "product id")?;
-        let customer = CustomerId::parse(&request.customer_id)?;
-        let key = request_key(&request.request_id)?;
+        let customer = CustomerId::parse(&reserving_customer(&caller, &request.customer_id)?)?;
+        let key = request_key(&caller, &request.request_id)?;
         record_id(IdKind::Product, product.get());
         // Placing runs to its end even if the caller goes away (its deadline passed, it
         // disconnected): a half-placed reservation would hold its product until the
@@ -67,8 +70,14 @@ impl pb::reservation_service_server::ReservationService for ReservationApi {
         &self,
         request: Request<pb::GetReservationRequest>,
     ) -> Result<Response<pb::Reservation>, Status> {
+        let caller = caller(&request)?;
         let id = Id::parse(request.into_inner().id, "reservation id")?;
         let reservation = self.db.run(move |conn| store::find(conn, id)).await?;
+        caller.require_reader(
+            &reservation.customer_id,
+            &reservation.seller_id,
+            &format!("reservation {id}"),
+        )?;
         Ok(Response::new(to_wire(reservation)))
     }
 
@@ -76,29 +85,35 @@ impl pb::reservation_service_server::ReservationService for ReservationApi {
         &self,
         request: Request<pb::CancelReservationRequest>,
     ) -> Result<Response<pb::Reservation>, Status> {
+        let caller = caller(&request)?;
         let request = request.into_inner();
         let id = Id::parse(request.id, "reservation id")?;
-        let key = request_key(&request.request_id)?;
+        let key = request_key(&caller, &request.request_id)?;
         record_id(IdKind::Reservation, id.get());
-        let answer = cancellation::cancel(&self.db, &self.outbox, id, key).await?;
+        let answer = cancellation::cancel(&self.db, &self.outbox, caller, id, key).await?;
         Ok(Response::new(wire_answer(answer)?))
     }
 
     async fn list_reservations(
         &self,
-        _request: Request<pb::ListReservationsRequest>,
+        request: Request<pb::ListReservationsRequest>,
     ) -> Result<Response<pb::ListReservationsResponse>, Status> {
-        let reservations = self.db.run(store::list).await?;
+        let caller = caller(&request)?;
+        let reservations = self
+            .db
+            .run(move |conn| store::list_visible_to(conn, &caller))
+            .await?;
         Ok(Response::new(pb::ListReservationsResponse {
             reservations: reservations.into_iter().map(to_wire).collect(),
         }))
     }
 }
 
-/// The request's idempotency key, if it has one, recording answers as the client gets them.
-fn request_key(raw: &str) -> Result<Option<RequestKey<Reservation>>, Status> {
+/// The request's idempotency key, if it has one, in the caller's own namespace, recording
+/// answers as the client gets them.
+fn request_key(caller: &Caller, raw: &str) -> Result<Option<RequestKey<Reservation>>, Status> {
     Ok(request_log::parse_key(raw)?.map(|key| RequestKey {
-        key: key.to_owned(),
+        key: request_log::scoped_key(caller.subject(), key),
         encode: |reservation: &Reservation| to_wire(reservation.clone()).encode_to_vec(),
     }))
 }
@@ -129,6 +144,7 @@ fn to_wire(reservation: Reservation) -> pb::Reservation {
         product_id: reservation.product_id.get(),
         status: status.into(),
         customer_id: reservation.customer_id,
+        seller_id: reservation.seller_id,
     }
 }
 
@@ -160,6 +176,7 @@ impl From<StoreError> for Status {
                 Status::internal("reservation record is corrupt")
             }
             StoreError::Key(err) => err.into(),
+            StoreError::Denied(denied) => denied.into(),
         }
     }
 }

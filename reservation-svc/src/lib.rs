@@ -40,8 +40,9 @@ pub struct Config {
     /// What every service reads (`GRPC_ADDR` default `0.0.0.0:8082`, `DATABASE_URL`/`DATA_DIR`,
     /// `DB_POOL_SIZE`, `NATS_URL`, `CONSUMER_*`).
     pub service: ServiceConfig,
-    /// product-svc's gRPC URL (`PRODUCT_SVC_URL`, default `http://127.0.0.1:8081`).
-    pub product_svc_url: String,
+    /// product-svc's internal gRPC URL, where the lock is served (`PRODUCT_INTERNAL_URL`,
+    /// default `http://127.0.0.1:7081`).
+    pub product_internal_url: String,
     /// The product lock call's policy (`PRODUCT_LOCK_*`).
     pub lock: LockPolicy,
     /// The reconciler's policy (`RECONCILE_*`).
@@ -54,7 +55,10 @@ impl Config {
         let defaults = LockPolicy::default();
         Ok(Self {
             service: ServiceConfig::from_env("reservation", 8082)?,
-            product_svc_url: env_or("PRODUCT_SVC_URL", "http://127.0.0.1:8081".to_owned())?,
+            product_internal_url: env_or(
+                "PRODUCT_INTERNAL_URL",
+                "http://127.0.0.1:7081".to_owned(),
+            )?,
             lock: LockPolicy {
                 deadline: env_millis("PRODUCT_LOCK_DEADLINE_MS", defaults.deadline)?,
                 max_in_flight: env_or("PRODUCT_LOCK_MAX_IN_FLIGHT", defaults.max_in_flight)?,
@@ -96,9 +100,13 @@ impl App {
             &[SERVICE_NAME],
         )
         .await?;
-        let lock =
-            ProductLock::connect(&config.product_svc_url, config.lock.clone()).map_err(|err| {
-                ConfigError::new("PRODUCT_SVC_URL", &config.product_svc_url, err.to_string())
+        let lock = ProductLock::connect(&config.product_internal_url, config.lock.clone())
+            .map_err(|err| {
+                ConfigError::new(
+                    "PRODUCT_INTERNAL_URL",
+                    &config.product_internal_url,
+                    err.to_string(),
+                )
             })?;
         host.messaging().subscribe(
             "reservation-svc-payment-completed",

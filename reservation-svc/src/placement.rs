@@ -83,13 +83,15 @@ impl Placement {
             .await;
         let id = intent.id;
         match fate_of_intent(lock) {
-            IntentFate::Reserve(product_name) => {
+            IntentFate::Reserve(locked) => {
                 let placed = Reservation {
                     state: ReservationState::Reserved,
                     version: 1,
+                    seller_id: locked.seller,
                     ..intent
                 };
-                let event = events::placed(&placed, product_name);
+                let event = events::placed(&placed, locked.name);
+                let seller = placed.seller_id.clone();
                 let answer = key
                     .as_ref()
                     .map(|key| (key.key.clone(), (key.encode)(&placed)));
@@ -98,8 +100,13 @@ impl Placement {
                 let settled = self
                     .db
                     .transaction(move |conn| {
-                        let settled =
-                            store::settle_intent(conn, id, ReservationState::Reserved, now_ms())?;
+                        let settled = store::settle_intent(
+                            conn,
+                            id,
+                            ReservationState::Reserved,
+                            &seller,
+                            now_ms(),
+                        )?;
                         if settled {
                             outbox::enqueue(conn, &event)?;
                             if let Some((key, answer)) = &answer {
@@ -148,7 +155,7 @@ impl Placement {
                 // released the product and deleted the intent, then starts afresh.
                 self.db
                     .run(move |conn| {
-                        store::settle_intent(conn, id, ReservationState::Abandoned, now_ms())
+                        store::settle_intent(conn, id, ReservationState::Abandoned, "", now_ms())
                     })
                     .await?;
                 tracing::warn!(reservation = %id, product = %product, reason = %err, "product lock outcome unknown; intent left to the reconciler");

@@ -31,7 +31,7 @@ use std::time::Duration;
 use mesh_core::telemetry::catalog;
 use mesh_core::trace_context::{SendTraceContext, TracedChannel};
 use reserve_proto::product::v1 as pb;
-use reserve_proto::product::v1::product_service_client::ProductServiceClient;
+use reserve_proto::product::v1::product_lock_service_client::ProductLockServiceClient;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 use tower::retry::budget::{Budget, TpsBudget};
@@ -40,7 +40,7 @@ use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
 use tracing::Instrument;
 
 use crate::breaker::{BreakerPolicy, BreakerStats, CircuitBreakerLayer, CircuitOpen};
-use crate::domain::{Id, LockFailure, ReservationError};
+use crate::domain::{Id, LockFailure, LockedProduct, ReservationError};
 
 /// Settings of the lock call; see the README's configuration table.
 #[derive(Clone, Debug)]
@@ -77,7 +77,7 @@ impl Default for LockPolicy {
 #[derive(Clone)]
 pub struct ProductLock {
     reserve: BoxCloneSyncService<LockRequest, pb::Product, BoxError>,
-    client: ProductServiceClient<TracedChannel>,
+    client: ProductLockServiceClient<TracedChannel>,
     policy: LockPolicy,
     breaker: Arc<BreakerStats>,
 }
@@ -97,7 +97,7 @@ impl ProductLock {
     }
 
     fn over_channel(channel: Channel, policy: LockPolicy) -> Self {
-        let client = ProductServiceClient::with_interceptor(channel, SendTraceContext);
+        let client = ProductLockServiceClient::with_interceptor(channel, SendTraceContext);
         let retry = RetryUnavailable {
             budget: Arc::new(TpsBudget::new(
                 Duration::from_secs(10),
@@ -129,7 +129,7 @@ impl ProductLock {
         }
     }
 
-    /// Locks `product` for `reservation` and returns the product's name, ending by `until` at
+    /// Locks `product` for `reservation` and returns the product's name and seller, ending by `until` at
     /// the latest (the caller's deadline, part of which may already be spent). `Refused` means
     /// nothing was locked; `Uncertain` means the lock may exist and must be released later.
     pub async fn reserve_within(
@@ -137,7 +137,7 @@ impl ProductLock {
         product: Id,
         reservation: Id,
         until: tokio::time::Instant,
-    ) -> Result<String, LockFailure> {
+    ) -> Result<LockedProduct, LockFailure> {
         if until <= tokio::time::Instant::now() {
             return Err(LockFailure::NotAttempted(
                 "the reservation's deadline passed before the product lock".into(),
@@ -163,7 +163,13 @@ impl ProductLock {
             .instrument(span.clone())
             .await
         {
-            Ok(Ok(locked)) => (Ok(locked.name), "locked"),
+            Ok(Ok(locked)) => (
+                Ok(LockedProduct {
+                    name: locked.name,
+                    seller: locked.seller_id,
+                }),
+                "locked",
+            ),
             Ok(Err(err)) => {
                 let label = outcome_label(&err);
                 (Err(self.classify(err)), label)
@@ -307,7 +313,7 @@ struct LockRequest {
 /// One `ReserveProduct` attempt as a tower service.
 #[derive(Clone)]
 struct ReserveAttempt {
-    client: ProductServiceClient<TracedChannel>,
+    client: ProductLockServiceClient<TracedChannel>,
 }
 
 impl Service<LockRequest> for ReserveAttempt {
@@ -426,25 +432,7 @@ mod tests {
     }
 
     #[tonic::async_trait]
-    impl pb::product_service_server::ProductService for SlowThenUp {
-        async fn register_product(
-            &self,
-            _: tonic::Request<pb::RegisterProductRequest>,
-        ) -> Result<tonic::Response<pb::Product>, Status> {
-            Err(Status::unimplemented("not in this test"))
-        }
-        async fn get_product(
-            &self,
-            _: tonic::Request<pb::GetProductRequest>,
-        ) -> Result<tonic::Response<pb::Product>, Status> {
-            Err(Status::unimplemented("not in this test"))
-        }
-        async fn list_products(
-            &self,
-            _: tonic::Request<pb::ListProductsRequest>,
-        ) -> Result<tonic::Response<pb::ListProductsResponse>, Status> {
-            Err(Status::unimplemented("not in this test"))
-        }
+    impl pb::product_lock_service_server::ProductLockService for SlowThenUp {
         async fn release_product(
             &self,
             _: tonic::Request<pb::ReleaseProductRequest>,
@@ -498,9 +486,9 @@ mod tests {
             .port();
         let fake = SlowThenUp::default();
         let server = tonic::transport::Server::builder()
-            .add_service(pb::product_service_server::ProductServiceServer::new(
-                fake.clone(),
-            ))
+            .add_service(
+                pb::product_lock_service_server::ProductLockServiceServer::new(fake.clone()),
+            )
             .serve(([127, 0, 0, 1], port).into());
         tokio::spawn(server);
         let listening = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -523,11 +511,11 @@ mod tests {
             ProductLock::connect(&format!("http://127.0.0.1:{port}"), policy).expect("client");
         let until = tokio::time::Instant::now() + Duration::from_millis(1000);
         let id = |raw| Id::parse(raw, "id").expect("id");
-        let name = lock
+        let locked = lock
             .reserve_within(id(1), id(2), until)
             .await
             .expect("the retry locks");
-        assert_eq!(name, "Phone");
+        assert_eq!(locked.name, "Phone");
         let timeouts = fake.timeouts.lock().expect("lock").clone();
         assert_eq!(timeouts.len(), 2, "{timeouts:?}");
         assert!(millis(&timeouts[0]) > 900, "{timeouts:?}");

@@ -4,6 +4,7 @@
 //! so the request path and the reconciler can race on one intent and exactly one of them wins.
 
 use diesel::prelude::*;
+use mesh_core::auth::Caller;
 use mesh_core::{DbConnection, DbError, Migrations};
 
 use crate::domain::{CustomerId, Id, Reservation, ReservationError, ReservationState};
@@ -22,6 +23,7 @@ diesel::table! {
         status -> Text,
         version -> BigInt,
         updated_at_ms -> BigInt,
+        seller_id -> Text,
     }
 }
 
@@ -43,6 +45,8 @@ pub enum StoreError {
     /// The request's idempotency key is taken by another request or one still running.
     #[error(transparent)]
     Key(#[from] mesh_core::request_log::KeyConflict),
+    #[error(transparent)]
+    Denied(#[from] mesh_core::auth::Denied),
 }
 
 impl From<diesel::result::Error> for StoreError {
@@ -59,12 +63,14 @@ const RESERVATION_COLUMNS: (
     reservations::customer_id,
     reservations::status,
     reservations::version,
+    reservations::seller_id,
 ) = (
     reservations::id,
     reservations::product_id,
     reservations::customer_id,
     reservations::status,
     reservations::version,
+    reservations::seller_id,
 );
 
 #[derive(Queryable)]
@@ -74,6 +80,7 @@ struct ReservationRow {
     customer_id: String,
     status: String,
     version: i64,
+    seller_id: String,
 }
 
 impl TryFrom<ReservationRow> for Reservation {
@@ -94,6 +101,7 @@ impl TryFrom<ReservationRow> for Reservation {
             customer_id: row.customer_id,
             state,
             version: row.version,
+            seller_id: row.seller_id,
         })
     }
 }
@@ -135,10 +143,12 @@ pub fn record_intent(
 
 /// PLACING → `to`, if the intent is still PLACING. Returns whether this call moved it (false
 /// when the reconciler abandoned it first). Becoming visible counts as the first version.
+/// `seller` is the product's seller, once the lock told it.
 pub fn settle_intent(
     conn: &mut DbConnection,
     id: Id,
     to: ReservationState,
+    seller: &str,
     now_ms: i64,
 ) -> Result<bool, StoreError> {
     let version = i64::from(to.is_visible());
@@ -151,6 +161,7 @@ pub fn settle_intent(
         reservations::status.eq(to.as_str()),
         reservations::version.eq(version),
         reservations::updated_at_ms.eq(now_ms),
+        reservations::seller_id.eq(seller),
     ))
     .execute(conn)?;
     Ok(moved == 1)
@@ -255,10 +266,23 @@ pub fn find(conn: &mut DbConnection, id: Id) -> Result<Reservation, StoreError> 
         .try_into()
 }
 
-/// Every visible reservation, oldest first.
-pub fn list(conn: &mut DbConnection) -> Result<Vec<Reservation>, StoreError> {
-    reservations::table
+/// The visible reservations `caller` may see, oldest first: every one for an admin, else those
+/// they bought or whose product they sell.
+pub fn list_visible_to(
+    conn: &mut DbConnection,
+    caller: &Caller,
+) -> Result<Vec<Reservation>, StoreError> {
+    let mut query = reservations::table
         .filter(reservations::status.eq_any(visible_states()))
+        .into_boxed();
+    if !caller.is_admin() {
+        query = query.filter(
+            reservations::customer_id
+                .eq(caller.subject().to_owned())
+                .or(reservations::seller_id.eq(caller.subject().to_owned())),
+        );
+    }
+    query
         .order(reservations::id)
         .select(RESERVATION_COLUMNS)
         .load::<ReservationRow>(conn)?

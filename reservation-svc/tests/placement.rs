@@ -5,12 +5,14 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mesh_core::Shutdown;
+use mesh_core::auth::Role;
 use mesh_core::db::DbTarget;
 use mesh_core::service::ServiceConfig;
-use mesh_core::testing::{TestNats, fresh_postgres_database};
+use mesh_core::testing::{TestNats, as_user, fresh_postgres_database, test_auth};
 use reservation_svc::product_lock::LockPolicy;
 use reservation_svc::reconciler::ReconcilerPolicy;
 use reserve_proto::product::v1 as product_pb;
+use reserve_proto::product::v1::product_lock_service_client::ProductLockServiceClient;
 use reserve_proto::product::v1::product_service_client::ProductServiceClient;
 use reserve_proto::reservation::v1 as pb;
 use reserve_proto::reservation::v1::reservation_service_client::ReservationServiceClient;
@@ -32,45 +34,62 @@ fn free_addr() -> SocketAddr {
 /// A product-svc on `addr`: its client and its stop handle.
 struct ProductSvc {
     client: ProductServiceClient<Channel>,
-    addr: SocketAddr,
+    lock: ProductLockServiceClient<Channel>,
+    internal_addr: SocketAddr,
     _stop: StopOnDrop,
 }
 
 async fn start_product_svc(addr: SocketAddr, label: &str, nats: &TestNats) -> ProductSvc {
     start_product_svc_on(
         addr,
+        free_addr(),
         DbTarget::Postgres(fresh_postgres_database(label)),
         nats,
     )
     .await
 }
 
-async fn start_product_svc_on(addr: SocketAddr, db: DbTarget, nats: &TestNats) -> ProductSvc {
+/// A product-svc serving its public API on `addr` and its lock on `internal_addr`.
+async fn start_product_svc_on(
+    addr: SocketAddr,
+    internal_addr: SocketAddr,
+    db: DbTarget,
+    nats: &TestNats,
+) -> ProductSvc {
     let config = product_svc::Config {
         service: ServiceConfig {
             grpc_addr: addr,
+            auth: test_auth(),
             ..ServiceConfig::local(db, &nats.url)
         },
+        internal_addr,
         faults: Default::default(),
     };
     let app = product_svc::App::build(config)
         .await
         .expect("product-svc starts");
     let addr = app.local_addr();
+    let internal_addr = app.internal_addr();
     let shutdown = Shutdown::new();
     tokio::spawn(app.run(shutdown.clone()));
     let client = ProductServiceClient::connect(format!("http://{addr}"))
         .await
         .expect("connect product-svc");
+    let lock = ProductLockServiceClient::connect(format!("http://{internal_addr}"))
+        .await
+        .expect("connect product-svc's internal listener");
     ProductSvc {
         client,
-        addr,
+        lock,
+        internal_addr,
         _stop: StopOnDrop(shutdown),
     }
 }
 
+/// A reservation-svc locking products through product-svc's internal listener at
+/// `product_internal`.
 async fn start_reservation_svc(
-    product_addr: SocketAddr,
+    product_internal: SocketAddr,
     label: &str,
     lock: LockPolicy,
     reconciler: ReconcilerPolicy,
@@ -79,12 +98,13 @@ async fn start_reservation_svc(
     let config = reservation_svc::Config {
         service: ServiceConfig {
             db_pool_size: 16,
+            auth: test_auth(),
             ..ServiceConfig::local(
                 DbTarget::Postgres(fresh_postgres_database(label)),
                 &nats.url,
             )
         },
-        product_svc_url: format!("http://{product_addr}"),
+        product_internal_url: format!("http://{product_internal}"),
         lock,
         reconciler,
     };
@@ -109,10 +129,14 @@ fn default_reconciler() -> ReconcilerPolicy {
 
 async fn register(products: &mut ProductServiceClient<Channel>, name: &str) -> i64 {
     products
-        .register_product(product_pb::RegisterProductRequest {
-            name: name.into(),
-            status: 0,
-        })
+        .register_product(as_user(
+            product_pb::RegisterProductRequest {
+                name: name.into(),
+                status: 0,
+            },
+            "lee",
+            &[Role::Seller],
+        ))
         .await
         .expect("register")
         .into_inner()
@@ -129,19 +153,28 @@ async fn product(products: &mut ProductServiceClient<Channel>, id: i64) -> produ
 
 async fn visible(reservations: &mut ReservationServiceClient<Channel>) -> Vec<pb::Reservation> {
     reservations
-        .list_reservations(pb::ListReservationsRequest {})
+        .list_reservations(as_admin(pb::ListReservationsRequest {}))
         .await
         .expect("list")
         .into_inner()
         .reservations
 }
 
-fn reserve(product_id: i64, customer: &str) -> pb::CreateReservationRequest {
-    pb::CreateReservationRequest {
-        product_id,
-        customer_id: customer.into(),
-        ..Default::default()
-    }
+/// A reservation request from buyer `customer`, in their own name.
+fn reserve(product_id: i64, customer: &str) -> tonic::Request<pb::CreateReservationRequest> {
+    as_user(
+        pb::CreateReservationRequest {
+            product_id,
+            customer_id: customer.into(),
+            ..Default::default()
+        },
+        customer,
+        &[Role::Buyer],
+    )
+}
+
+fn as_admin<T>(message: T) -> tonic::Request<T> {
+    as_user(message, "ops", &[Role::Admin])
 }
 
 #[tokio::test]
@@ -149,7 +182,7 @@ async fn placing_locks_the_product_for_the_new_reservation() {
     let nats = TestNats::start();
     let mut products = start_product_svc(free_addr(), "placement_ok_product", &nats).await;
     let (mut reservations, _r) = start_reservation_svc(
-        products.addr,
+        products.internal_addr,
         "placement_ok_reservation",
         LockPolicy::default(),
         default_reconciler(),
@@ -172,7 +205,7 @@ async fn placing_locks_the_product_for_the_new_reservation() {
     assert_eq!(locked.status(), product_pb::ProductStatus::Pending);
     assert_eq!(locked.reservation_id, placed.id);
     let fetched = reservations
-        .get_reservation(pb::GetReservationRequest { id: placed.id })
+        .get_reservation(as_admin(pb::GetReservationRequest { id: placed.id }))
         .await
         .expect("get")
         .into_inner();
@@ -184,7 +217,7 @@ async fn refusals_store_nothing() {
     let nats = TestNats::start();
     let mut products = start_product_svc(free_addr(), "placement_refused_product", &nats).await;
     let (mut reservations, _r) = start_reservation_svc(
-        products.addr,
+        products.internal_addr,
         "placement_refused_reservation",
         LockPolicy::default(),
         default_reconciler(),
@@ -211,7 +244,7 @@ async fn refusals_store_nothing() {
         assert_eq!(err.code(), code, "{err:?}");
     }
     let err = reservations
-        .get_reservation(pb::GetReservationRequest { id: 2 })
+        .get_reservation(as_admin(pb::GetReservationRequest { id: 2 }))
         .await
         .expect_err("the refused intent is not a reservation");
     assert_eq!(err.code(), Code::NotFound);
@@ -225,7 +258,7 @@ async fn racing_buyers_get_one_reservation() {
     let nats = TestNats::start();
     let mut products = start_product_svc(free_addr(), "placement_race_product", &nats).await;
     let (reservations, _r) = start_reservation_svc(
-        products.addr,
+        products.internal_addr,
         "placement_race_reservation",
         LockPolicy::default(),
         default_reconciler(),
@@ -307,10 +340,10 @@ async fn product_svc_down_fails_fast_and_a_late_lock_is_released() {
 
     // product-svc comes up, and the lock request of that failed call lands late: the product
     // is now locked by reservation 1, which does not exist.
-    let mut products = start_product_svc_on(product_addr, product_db, &nats).await;
+    let mut products = start_product_svc_on(free_addr(), product_addr, product_db, &nats).await;
     let id = register(&mut products.client, "Phone").await;
     products
-        .client
+        .lock
         .reserve_product(product_pb::ReserveProductRequest {
             product_id: id,
             reservation_id: 1,

@@ -1,5 +1,6 @@
-//! The REST surface: the original API's routes (DESIGN.md section 4) plus health probes.
-//! Handlers only translate JSON ⇄ gRPC; every rule lives in the services.
+//! The REST surface: the original API's routes plus health probes. Handlers translate
+//! JSON ⇄ gRPC and check the route's role ([`crate::auth`]); every other rule lives in the
+//! services, which check the roles again.
 
 mod health;
 mod mypage;
@@ -12,7 +13,10 @@ use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, patch, post};
+use std::sync::Arc;
+
 use http::Uri;
+use mesh_core::auth::Authenticator;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::{BoxError, ServiceBuilder};
 
@@ -21,13 +25,32 @@ use mesh_core::telemetry::catalog;
 use crate::api_error::ApiError;
 use crate::body::BODY_LIMIT_BYTES;
 use crate::observability::observe;
+use crate::rate_limit::RateLimiter;
 use crate::upstream::Upstreams;
+
+/// What the routes share besides the upstream clients.
+pub struct Guards {
+    /// Verifies callers.
+    pub authenticator: Arc<Authenticator>,
+    /// Bounds reservations per buyer.
+    pub reservation_limiter: Arc<RateLimiter>,
+    /// Request/response calls in flight before 503.
+    pub max_in_flight: usize,
+    /// Live streams at once before 503.
+    pub max_streams: usize,
+}
 
 /// Builds the router over `upstreams`. Request/response routes share a bound of
 /// `max_in_flight` requests: past it, a request is answered 503 at once instead of queueing.
 /// Live streams (long-lived by design) have their own bound, `max_streams`; health probes
 /// have none.
-pub fn router(upstreams: Upstreams, max_in_flight: usize, max_streams: usize) -> Router {
+pub fn router(upstreams: Upstreams, guards: Guards) -> Router {
+    let Guards {
+        authenticator,
+        reservation_limiter,
+        max_in_flight,
+        max_streams,
+    } = guards;
     // Exported from the start (at zero), so a dashboard shows 0 sheds, not "no data".
     metrics::counter!(catalog::HTTP_SHED).increment(0);
     let bounded = ServiceBuilder::new()
@@ -69,6 +92,8 @@ pub fn router(upstreams: Upstreams, max_in_flight: usize, max_streams: usize) ->
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(axum::Extension(mypage::StreamSlots::new(max_streams)))
+        .layer(axum::Extension(authenticator))
+        .layer(axum::Extension(reservation_limiter))
         .layer(axum::middleware::from_fn(observe))
         .with_state(upstreams)
 }

@@ -16,6 +16,7 @@ use tokio::sync::Semaphore;
 use tokio_stream::{Stream, StreamExt};
 
 use crate::api_error::ApiError;
+use crate::auth::Credentials;
 use crate::status_names::{payment_status_name, reservation_status_name};
 use crate::upstream::Upstreams;
 
@@ -72,6 +73,7 @@ impl From<pb::MyPageEntry> for MyPageJson {
 /// page's token, when there is one, is in the `Next-Page-Token` header.
 pub async fn list(
     State(upstreams): State<Upstreams>,
+    credentials: Credentials,
     Query(query): Query<MyPageQuery>,
 ) -> Result<([(String, String); 1], Json<Vec<MyPageJson>>), ApiError> {
     let page_size = match query.page_size.as_deref() {
@@ -83,11 +85,11 @@ pub async fn list(
     let page = upstreams
         .mypage
         .clone()
-        .list_my_page(pb::ListMyPageRequest {
+        .list_my_page(credentials.request(pb::ListMyPageRequest {
             customer_id: query.customer_id.unwrap_or_default(),
             page_size,
             page_token: query.page_token.unwrap_or_default(),
-        })
+        }))
         .await?
         .into_inner();
     let header = ("next-page-token".to_owned(), page.next_page_token);
@@ -122,12 +124,11 @@ impl StreamSlots {
 pub async fn stream(
     State(upstreams): State<Upstreams>,
     Extension(slots): Extension<StreamSlots>,
+    credentials: Credentials,
     Query(query): Query<StreamQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    // Empty: the caller's own page (the service decides, as for the list).
     let customer_id = query.customer_id.unwrap_or_default().trim().to_owned();
-    if customer_id.is_empty() {
-        return Err(ApiError::bad_request("customerId must not be empty"));
-    }
     let slot = slots.0.try_acquire_owned().map_err(|_| {
         metrics::counter!(catalog::HTTP_SHED).increment(1);
         ApiError::overloaded()
@@ -135,7 +136,7 @@ pub async fn stream(
     let entries = upstreams
         .mypage
         .clone()
-        .watch_my_page(pb::WatchMyPageRequest { customer_id })
+        .watch_my_page(credentials.request(pb::WatchMyPageRequest { customer_id }))
         .await?
         .into_inner();
     let events = entries.map_while(move |entry| {

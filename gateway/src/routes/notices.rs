@@ -6,6 +6,7 @@ use reserve_proto::notice::v1 as pb;
 use serde::{Deserialize, Serialize};
 
 use crate::api_error::ApiError;
+use crate::auth::Credentials;
 use crate::upstream::Upstreams;
 
 /// Query of `GET /notice`.
@@ -51,14 +52,15 @@ impl From<pb::Notice> for NoticeJson {
 /// `GET /notice?customerId=…` (and `/notices`): notifications, newest first.
 pub async fn list(
     State(upstreams): State<Upstreams>,
+    credentials: Credentials,
     Query(query): Query<NoticeQuery>,
 ) -> Result<Json<Vec<NoticeJson>>, ApiError> {
     let notices = upstreams
         .notice
         .clone()
-        .list_notices(pb::ListNoticesRequest {
+        .list_notices(credentials.request(pb::ListNoticesRequest {
             customer_id: query.customer_id.unwrap_or_default(),
-        })
+        }))
         .await?
         .into_inner()
         .notices;

@@ -6,10 +6,12 @@ use reserve_proto::payment::v1 as pb;
 use serde::{Deserialize, Serialize};
 
 use crate::api_error::ApiError;
+use crate::auth::Credentials;
 use crate::body::{JsonBody, WireId};
 use crate::idempotency::IdempotencyKey;
 use crate::status_names::{parse_payment_status, payment_status_name};
 use crate::upstream::Upstreams;
+use mesh_core::auth::Role;
 
 /// `PATCH /paid` body, as the original API sent it.
 #[derive(Deserialize)]
@@ -50,9 +52,11 @@ impl From<pb::Payment> for PaymentJson {
 /// `productId` that disagrees with the payment is ignored with a warning.
 pub async fn pay(
     State(upstreams): State<Upstreams>,
+    credentials: Credentials,
     IdempotencyKey(request_id): IdempotencyKey,
     JsonBody(body): JsonBody<PayBody>,
 ) -> Result<Json<PaymentJson>, ApiError> {
+    credentials.require_any(&[Role::Buyer, Role::Admin], "pay")?;
     if parse_payment_status(&body.payment_status)? != pb::PaymentStatus::Paid {
         return Err(ApiError::bad_request(format!(
             "a payment can only be updated to PAID (02), not {:?}",
@@ -62,10 +66,10 @@ pub async fn pay(
     let paid = upstreams
         .payment
         .clone()
-        .pay(pb::PayRequest {
+        .pay(credentials.request(pb::PayRequest {
             id: body.id.0,
             request_id,
-        })
+        }))
         .await?
         .into_inner();
     let disagrees = |given: Option<WireId>, actual: i64| given.is_some_and(|id| id.0 != actual);
@@ -85,13 +89,14 @@ pub async fn pay(
 /// One payment.
 pub async fn get(
     State(upstreams): State<Upstreams>,
+    credentials: Credentials,
     Path(id): Path<String>,
 ) -> Result<Json<PaymentJson>, ApiError> {
     let id = WireId::from_path(&id, "payment id")?;
     let payment = upstreams
         .payment
         .clone()
-        .get_payment(pb::GetPaymentRequest { id: id.0 })
+        .get_payment(credentials.request(pb::GetPaymentRequest { id: id.0 }))
         .await?
         .into_inner();
     Ok(Json(payment.into()))
@@ -108,6 +113,7 @@ pub struct PaymentFilter {
 /// Every payment, or a reservation's (a JSON array either way).
 pub async fn list(
     State(upstreams): State<Upstreams>,
+    credentials: Credentials,
     Query(filter): Query<PaymentFilter>,
 ) -> Result<Json<Vec<PaymentJson>>, ApiError> {
     let reservation_id = match filter.reservation_id.as_deref() {
@@ -117,7 +123,7 @@ pub async fn list(
     let payments = upstreams
         .payment
         .clone()
-        .list_payments(pb::ListPaymentsRequest { reservation_id })
+        .list_payments(credentials.request(pb::ListPaymentsRequest { reservation_id }))
         .await?
         .into_inner()
         .payments;

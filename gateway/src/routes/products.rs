@@ -8,9 +8,11 @@ use reserve_proto::product::v1 as pb;
 use serde::{Deserialize, Serialize};
 
 use crate::api_error::ApiError;
+use crate::auth::Credentials;
 use crate::body::{JsonBody, WireId};
 use crate::status_names::{parse_product_status, product_status_name};
 use crate::upstream::Upstreams;
+use mesh_core::auth::Role;
 
 /// `POST /product` body, as the original API sent it.
 #[derive(Deserialize)]
@@ -46,8 +48,10 @@ impl From<pb::Product> for ProductJson {
 /// Registers a product: 201 with the product and its Location.
 pub async fn register(
     State(upstreams): State<Upstreams>,
+    credentials: Credentials,
     JsonBody(body): JsonBody<RegisterProduct>,
 ) -> Result<impl IntoResponse, ApiError> {
+    credentials.require(Role::Seller, "register a product")?;
     let status = body
         .product_status
         .as_deref()
@@ -57,10 +61,10 @@ pub async fn register(
     let product = upstreams
         .product
         .clone()
-        .register_product(pb::RegisterProductRequest {
+        .register_product(credentials.request(pb::RegisterProductRequest {
             name: body.product_name,
             status: status.into(),
-        })
+        }))
         .await?
         .into_inner();
     let location = format!("/product/{}", product.id);

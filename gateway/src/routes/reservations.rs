@@ -1,15 +1,22 @@
 //! `/reservation` routes ⇄ `reserve.reservation.v1.ReservationService`.
 
 use axum::Json;
+use std::sync::Arc;
+
+use axum::Extension;
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use http::{StatusCode, header};
+use mesh_core::auth::Role;
+use mesh_core::auth::caller::reserving_customer;
 use reserve_proto::reservation::v1 as pb;
 use serde::{Deserialize, Serialize};
 
 use crate::api_error::ApiError;
+use crate::auth::Credentials;
 use crate::body::{JsonBody, WireId};
 use crate::idempotency::IdempotencyKey;
+use crate::rate_limit::RateLimiter;
 use crate::status_names::{parse_reservation_status, reservation_status_name};
 use crate::upstream::Upstreams;
 
@@ -48,9 +55,19 @@ impl From<pb::Reservation> for ReservationJson {
 /// Reserves a product: 201, 409 when taken, 503 (Retry-After) when the lock cannot be had now.
 pub async fn create(
     State(upstreams): State<Upstreams>,
+    Extension(limiter): Extension<Arc<RateLimiter>>,
+    credentials: Credentials,
     IdempotencyKey(request_id): IdempotencyKey,
     JsonBody(body): JsonBody<CreateReservation>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let customer_id = reserving_customer(
+        &credentials.caller,
+        body.customer_id.as_deref().unwrap_or(""),
+    )
+    .map_err(ApiError::forbidden)?;
+    limiter.check(&customer_id).map_err(|wait| {
+        ApiError::too_many_requests(wait, "too many reservations from this buyer")
+    })?;
     if let Some(status) = body.reservation_status.as_deref()
         && parse_reservation_status(status)? != pb::ReservationStatus::Reserved
     {
@@ -61,11 +78,11 @@ pub async fn create(
     let reservation = upstreams
         .reservation
         .clone()
-        .create_reservation(pb::CreateReservationRequest {
+        .create_reservation(credentials.request(pb::CreateReservationRequest {
             product_id: body.product_id.0,
-            customer_id: body.customer_id.unwrap_or_default(),
+            customer_id,
             request_id,
-        })
+        }))
         .await?
         .into_inner();
     let location = format!("/reservation/{}", reservation.id);
@@ -90,9 +107,11 @@ pub struct UpdateReservation {
 /// CANCELLED (`02`). The `id` decides; a `productId` that disagrees is ignored with a warning.
 pub async fn update(
     State(upstreams): State<Upstreams>,
+    credentials: Credentials,
     IdempotencyKey(request_id): IdempotencyKey,
     JsonBody(body): JsonBody<UpdateReservation>,
 ) -> Result<Json<ReservationJson>, ApiError> {
+    credentials.require_any(&[Role::Buyer, Role::Admin], "cancel a reservation")?;
     if parse_reservation_status(&body.reservation_status)? != pb::ReservationStatus::Cancelled {
         return Err(ApiError::bad_request(format!(
             "a reservation can only be updated to CANCELLED (02), not {:?}",
@@ -102,10 +121,10 @@ pub async fn update(
     let cancelled = upstreams
         .reservation
         .clone()
-        .cancel_reservation(pb::CancelReservationRequest {
+        .cancel_reservation(credentials.request(pb::CancelReservationRequest {
             id: body.id.0,
             request_id,
-        })
+        }))
         .await?
         .into_inner();
     if let Some(product) = body.product_id.filter(|p| p.0 != cancelled.product_id) {
@@ -122,13 +141,14 @@ pub async fn update(
 /// One reservation.
 pub async fn get(
     State(upstreams): State<Upstreams>,
+    credentials: Credentials,
     Path(id): Path<String>,
 ) -> Result<Json<ReservationJson>, ApiError> {
     let id = WireId::from_path(&id, "reservation id")?;
     let reservation = upstreams
         .reservation
         .clone()
-        .get_reservation(pb::GetReservationRequest { id: id.0 })
+        .get_reservation(credentials.request(pb::GetReservationRequest { id: id.0 }))
         .await?
         .into_inner();
     Ok(Json(reservation.into()))
@@ -137,11 +157,12 @@ pub async fn get(
 /// Every reservation.
 pub async fn list(
     State(upstreams): State<Upstreams>,
+    credentials: Credentials,
 ) -> Result<Json<Vec<ReservationJson>>, ApiError> {
     let reservations = upstreams
         .reservation
         .clone()
-        .list_reservations(pb::ListReservationsRequest {})
+        .list_reservations(credentials.request(pb::ListReservationsRequest {}))
         .await?
         .into_inner()
         .reservations;

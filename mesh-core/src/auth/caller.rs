@@ -154,6 +154,22 @@ pub fn reserving_customer(caller: &Caller, requested: &str) -> Result<String, De
     }
 }
 
+/// Whose page (my page, notices) a listing shows: `requested` when it is the caller's own
+/// or the caller is an admin; the caller's own when none is named; everyone's (`""`) only
+/// for an admin naming none.
+pub fn page_owner(caller: &Caller, requested: &str) -> Result<String, Denied> {
+    let requested = requested.trim();
+    if requested.is_empty() {
+        return Ok(if caller.is_admin() {
+            String::new()
+        } else {
+            caller.subject().to_owned()
+        });
+    }
+    caller.require_buyer_or_admin(requested, &format!("the page of {requested:?}"))?;
+    Ok(requested.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,6 +215,16 @@ mod tests {
         assert!(!seller.may_read("kim", "park"));
         // An unknown seller (rows from before sellers were recorded) matches nobody.
         assert!(!Caller::new("", [Role::Seller]).may_read("kim", ""));
+    }
+
+    #[test]
+    fn a_page_is_shown_to_its_buyer_and_everyones_only_to_an_admin() {
+        assert_eq!(page_owner(&buyer("kim"), "").unwrap(), "kim");
+        assert_eq!(page_owner(&buyer("kim"), " kim ").unwrap(), "kim");
+        assert!(page_owner(&buyer("kim"), "lee").is_err());
+        let admin = Caller::new("ops", [Role::Admin]);
+        assert_eq!(page_owner(&admin, "").unwrap(), "");
+        assert_eq!(page_owner(&admin, "lee").unwrap(), "lee");
     }
 
     #[test]

@@ -48,3 +48,19 @@ impl From<Denied> for tonic::Status {
         tonic::Status::permission_denied(denied.0)
     }
 }
+
+/// Repeats dev mode's warning every minute until `shutdown`: a process left in dev mode says
+/// so in every stretch of its log, not only in its first lines.
+pub async fn remind_of_dev_mode(shutdown: crate::Shutdown) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+    every.tick().await;
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = shutdown.requested() => return,
+        }
+        tracing::warn!(
+            "AUTH_MODE=dev: requests without a token act as `anonymous`; never expose this mesh"
+        );
+    }
+}

@@ -84,6 +84,7 @@ pub fn placed(reservation_id: i64) -> OutgoingEvent {
             product_id: 1,
             customer_id: "kim".into(),
             product_name: "Phone".into(),
+            seller_id: "lee".into(),
         },
         1,
     )

@@ -1,0 +1,67 @@
+//! Dev mode's token helper (`script/token`): prints a bearer token signed by the local dev
+//! key, generating the key pair (and the `jwks.json` the services read) on first use.
+//!
+//! ```text
+//! mesh-token buyer kim            # a buyer token for kim
+//! mesh-token seller,buyer lee     # several roles
+//! mesh-token admin ops --ttl 600  # valid for ten minutes
+//! mesh-token --init               # only create the key pair; prints the JWKS path
+//! ```
+//!
+//! Keys live in `MESH_AUTH_DIR` (default `.run/auth`). Only dev-mode meshes trust them.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use mesh_core::auth::Role;
+use mesh_core::auth::dev_keys::{DEFAULT_TTL_SECS, DevIssuer};
+
+const USAGE: &str = "usage: mesh-token <buyer|seller|admin>[,role…] <subject> [--ttl SECONDS]\n       mesh-token --init";
+
+fn main() -> ExitCode {
+    match run(std::env::args().skip(1).collect()) {
+        Ok(output) => {
+            println!("{output}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("mesh-token: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(args: Vec<String>) -> Result<String, String> {
+    let dir = std::env::var_os("MESH_AUTH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(".run/auth"));
+    let issuer = DevIssuer::open_or_create(&dir)
+        .map_err(|err| format!("cannot open the dev key in {}: {err}", dir.display()))?;
+    let mut positional = Vec::new();
+    let mut ttl = DEFAULT_TTL_SECS;
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--init" => return Ok(issuer.jwks_path().display().to_string()),
+            "--ttl" => {
+                let value = args.next().ok_or("--ttl needs a number of seconds")?;
+                ttl = value
+                    .parse()
+                    .map_err(|_| format!("--ttl {value:?} is not a number of seconds"))?;
+            }
+            "-h" | "--help" => return Err(USAGE.into()),
+            _ => positional.push(arg),
+        }
+    }
+    let [roles, subject] = positional.as_slice() else {
+        return Err(USAGE.into());
+    };
+    let roles = roles
+        .split(',')
+        .map(|name| Role::parse(name.trim()).ok_or(format!("unknown role {name:?}\n{USAGE}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    if subject.trim().is_empty() {
+        return Err(format!("the subject must not be empty\n{USAGE}"));
+    }
+    Ok(issuer.mint(subject.trim(), &roles, ttl))
+}
