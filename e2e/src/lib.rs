@@ -126,8 +126,11 @@ struct Process {
 pub struct Mesh {
     /// The gateway's base URL, e.g. `http://127.0.0.1:41234`.
     pub gateway_url: String,
-    /// An HTTP client for the gateway.
+    /// An HTTP client for the gateway; its requests carry the harness's admin token (none in
+    /// dev mode).
     pub http: reqwest::Client,
+    /// An HTTP client that sends no token unless given one.
+    pub bare_http: reqwest::Client,
     /// The mesh's own NATS server (JetStream), which a test may restart.
     pub nats: TestNats,
     addrs: BTreeMap<Svc, SocketAddr>,
@@ -179,10 +182,8 @@ impl Mesh {
         let mut mesh = Mesh {
             nats,
             gateway_url: url(Svc::Gateway),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .expect("http client"),
+            http: http_client(default_token.as_deref()),
+            bare_http: http_client(None),
             addrs: addrs.clone(),
             metrics_addrs: metrics_addrs.clone(),
             processes: BTreeMap::new(),
@@ -339,6 +340,11 @@ impl Mesh {
         self.issuer.mint(subject, roles, 86_400)
     }
 
+    /// A buyer token for `customer`.
+    pub fn buyer(&self, customer: &str) -> String {
+        self.token(customer, &[Role::Buyer])
+    }
+
     /// A token with exactly `claims`, signed by this mesh's key (expired, misaddressed…).
     pub fn token_with_claims(&self, claims: serde_json::Value) -> String {
         self.issuer.mint_claims(claims)
@@ -347,6 +353,27 @@ impl Mesh {
     /// The token the harness's own requests carry (an admin's; none in dev mode).
     pub fn admin_token(&self) -> Option<&str> {
         self.default_token.as_deref()
+    }
+
+    /// Switches product-svc's injected lock faults through its admin service (on the
+    /// internal listener, as the harness's admin).
+    pub async fn set_reserve_faults(&self, faults: reserve_proto::product::v1::ReserveFaults) {
+        use reserve_proto::product::v1::product_admin_service_client::ProductAdminServiceClient;
+        let mut admin =
+            ProductAdminServiceClient::connect(format!("http://{}", self.product_internal_addr))
+                .await
+                .expect("product-svc's admin API");
+        let authorization = self
+            .default_token
+            .as_deref()
+            .map(|token| format!("Bearer {token}"));
+        admin
+            .set_reserve_faults(mesh_core::auth::grpc::on_behalf_of(
+                faults,
+                authorization.as_deref(),
+            ))
+            .await
+            .expect("faults switched");
     }
 
     /// `builder` with the harness's own token, if it has one.
@@ -454,7 +481,7 @@ impl Mesh {
         path: &str,
         body: serde_json::Value,
     ) -> (u16, serde_json::Value) {
-        let request = with_token(self.http.patch(self.url(path)), token).json(&body);
+        let request = with_token(self.bare_http.patch(self.url(path)), token).json(&body);
         read(request.send().await.expect("gateway answers")).await
     }
 
@@ -595,7 +622,7 @@ impl Mesh {
         path: &str,
         body: serde_json::Value,
     ) -> (u16, serde_json::Value) {
-        let request = with_token(self.http.post(self.url(path)), token).json(&body);
+        let request = with_token(self.bare_http.post(self.url(path)), token).json(&body);
         read(request.send().await.expect("gateway answers")).await
     }
 
@@ -606,7 +633,7 @@ impl Mesh {
 
     /// GETs `path` with `token` (none: no Authorization header).
     pub async fn get_as(&self, token: Option<&str>, path: &str) -> (u16, serde_json::Value) {
-        let request = with_token(self.http.get(self.url(path)), token);
+        let request = with_token(self.bare_http.get(self.url(path)), token);
         read(request.send().await.expect("gateway answers")).await
     }
 }
@@ -621,6 +648,22 @@ impl Drop for Mesh {
             let _ = process.child.wait();
         }
     }
+}
+
+/// A client for the gateway whose requests carry `token` unless they set their own.
+fn http_client(token: Option<&str>) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = token {
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().expect("a header value"),
+        );
+    }
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .default_headers(headers)
+        .build()
+        .expect("http client")
 }
 
 /// `builder` with `Authorization: Bearer <token>` when there is a token.

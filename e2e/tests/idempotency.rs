@@ -1,6 +1,7 @@
 //! A retried request is not a new request (invariant I7): `Idempotency-Key` on the three
 //! routes that change something, through the real gateway and services.
 
+use mesh_core::auth::Role;
 use std::time::Duration;
 
 use e2e::{Mesh, MeshOptions, Svc};
@@ -15,9 +16,11 @@ async fn send(
     key: &str,
     body: Value,
 ) -> (u16, Value) {
+    // Every request here is buyer kim's own.
     let response = mesh
         .http
         .request(method, mesh.url(path))
+        .bearer_auth(mesh.token("kim", &[Role::Buyer]))
         .header("Idempotency-Key", key)
         .json(&body)
         .send()

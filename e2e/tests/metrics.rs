@@ -101,7 +101,8 @@ async fn drive_the_whole_flow(mesh: &Mesh) {
     let product = mesh.register_product("Phone").await;
     let reservation = mesh.reserve(product, "kim").await;
     let (status, _) = mesh
-        .post(
+        .post_as(
+            Some(&mesh.buyer("lee")),
             "/reservation",
             json!({"productId": product, "customerId": "lee"}),
         )

@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use e2e::{Mesh, MeshOptions, Svc};
 use reserve_proto::product::v1::ReserveFaults;
-use reserve_proto::product::v1::product_admin_service_client::ProductAdminServiceClient;
 use serde_json::json;
 
 const DEADLINE_MS: u64 = 300;
@@ -33,18 +32,12 @@ async fn a_slow_product_service_trips_the_breaker_fails_fast_and_recovers() {
     for n in 0..30 {
         mesh.register_product(&format!("item-{n}")).await;
     }
-    let mut admin =
-        ProductAdminServiceClient::connect(format!("http://{}", mesh.addr(Svc::Product)))
-            .await
-            .expect("admin API");
-    admin
-        .set_reserve_faults(ReserveFaults {
-            latency_min_ms: 600,
-            latency_max_ms: 600,
-            error_rate: 0.0,
-        })
-        .await
-        .expect("faults on");
+    mesh.set_reserve_faults(ReserveFaults {
+        latency_min_ms: 600,
+        latency_max_ms: 600,
+        error_rate: 0.0,
+    })
+    .await;
 
     // Slow product-svc: every reservation is a fast 503, and once the breaker is open, an
     // immediate one.
@@ -75,10 +68,7 @@ async fn a_slow_product_service_trips_the_breaker_fails_fast_and_recovers() {
     );
 
     // Healthy again: reservations succeed within seconds.
-    admin
-        .set_reserve_faults(ReserveFaults::default())
-        .await
-        .expect("faults off");
+    mesh.set_reserve_faults(ReserveFaults::default()).await;
     let healed = Instant::now();
     let mut product = 11;
     loop {

@@ -21,7 +21,8 @@ async fn run_flow(mesh: &Mesh) {
     mesh.register_product("Tv").await;
     for (product, customer) in [(1, "kim"), (2, "lee")] {
         let (status, body) = mesh
-            .post(
+            .post_as(
+                Some(&mesh.buyer(customer)),
                 "/reservation",
                 json!({"productId": product, "customerId": customer}),
             )
@@ -122,6 +123,7 @@ async fn an_sse_client_sees_reserved_then_confirmed_live() {
     let response = mesh
         .http
         .get(mesh.url("/mypage/stream?customerId=kim"))
+        .bearer_auth(mesh.buyer("kim"))
         .send()
         .await
         .expect("stream opens");
@@ -135,7 +137,11 @@ async fn an_sse_client_sees_reserved_then_confirmed_live() {
     let mut body = response.bytes_stream();
 
     let (status, _) = mesh
-        .post("/reservation", json!({"productId": 1, "customerId": "kim"}))
+        .post_as(
+            Some(&mesh.buyer("kim")),
+            "/reservation",
+            json!({"productId": 1, "customerId": "kim"}),
+        )
         .await;
     assert_eq!(status, 201);
     mesh.eventually("/payment/1", SOON, |p| p["paymentStatus"] == "UNPAID")

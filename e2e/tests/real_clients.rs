@@ -5,6 +5,7 @@
 use std::process::Command;
 
 use e2e::{Mesh, MeshOptions, Svc, find_tool};
+use mesh_core::auth::Role;
 
 fn run(tool: &str, args: &[&str]) -> String {
     let path = find_tool(tool)
@@ -54,11 +55,35 @@ async fn grpcurl_lists_describes_and_calls_every_service_through_reflection() {
         assert!(health.contains("SERVING"), "{svc:?}: {health}");
     }
 
+    // The lock and the admin service are not on the public listener, but on the internal one.
+    let public = run(
+        "grpcurl",
+        &["-plaintext", &mesh.addr(Svc::Product).to_string(), "list"],
+    );
+    assert!(!public.contains("ProductLockService") && !public.contains("ProductAdminService"));
+    let internal = mesh.product_internal_addr().to_string();
+    let internal = run("grpcurl", &["-plaintext", &internal, "list"]);
+    assert!(
+        internal.contains("reserve.product.v1.ProductLockService"),
+        "{internal}"
+    );
+    assert!(
+        internal.contains("reserve.product.v1.ProductAdminService"),
+        "{internal}"
+    );
+
+    let seller = format!(
+        "authorization: Bearer {}",
+        mesh.token("lee", &[Role::Seller])
+    );
+    let buyer = format!("authorization: Bearer {}", mesh.buyer("kim"));
     let product = mesh.addr(Svc::Product).to_string();
     let registered = run(
         "grpcurl",
         &[
             "-plaintext",
+            "-H",
+            &seller,
             "-d",
             r#"{"name": "Phone"}"#,
             &product,
@@ -66,7 +91,8 @@ async fn grpcurl_lists_describes_and_calls_every_service_through_reflection() {
         ],
     );
     assert!(
-        registered.contains("PRODUCT_STATUS_AVAILABLE"),
+        registered.contains("PRODUCT_STATUS_AVAILABLE")
+            && registered.contains(r#""sellerId": "lee""#),
         "{registered}"
     );
     let reservation = mesh.addr(Svc::Reservation).to_string();
@@ -74,6 +100,8 @@ async fn grpcurl_lists_describes_and_calls_every_service_through_reflection() {
         "grpcurl",
         &[
             "-plaintext",
+            "-H",
+            &buyer,
             "-d",
             r#"{"product_id": 1}"#,
             &reservation,
@@ -81,14 +109,20 @@ async fn grpcurl_lists_describes_and_calls_every_service_through_reflection() {
         ],
     );
     assert!(
-        reserved.contains("RESERVATION_STATUS_RESERVED"),
+        reserved.contains("RESERVATION_STATUS_RESERVED")
+            && reserved.contains(r#""customerId": "kim""#),
         "{reserved}"
     );
 }
 
 #[tokio::test]
 async fn httpie_runs_the_original_commands() {
-    let mesh = Mesh::start("httpie", MeshOptions::default()).await;
+    // Dev mode, as under script/server: the original commands carry no token.
+    let options = MeshOptions {
+        dev_auth: true,
+        ..MeshOptions::default()
+    };
+    let mesh = Mesh::start("httpie", options).await;
     let port = mesh
         .gateway_url
         .rsplit(':')

@@ -23,8 +23,10 @@ async fn one_hundred_buyers_one_winner() {
             let start = Arc::clone(&start);
             tokio::spawn(async move {
                 start.wait().await;
-                let body = json!({"productId": product_id.to_string(), "customerId": format!("buyer-{buyer}")});
-                mesh.post("/reservation", body).await
+                let customer = format!("buyer-{buyer}");
+                let body = json!({"productId": product_id.to_string(), "customerId": customer});
+                mesh.post_as(Some(&mesh.buyer(&customer)), "/reservation", body)
+                    .await
             })
         })
         .collect();

@@ -5,7 +5,13 @@ use serde_json::json;
 
 #[tokio::test]
 async fn the_original_commands_register_and_reserve() {
-    let mesh = Mesh::start("original_commands", MeshOptions::default()).await;
+    // Dev mode, as under script/server: the original commands carry no token and act as
+    // the built-in `anonymous` buyer and seller.
+    let options = MeshOptions {
+        dev_auth: true,
+        ..MeshOptions::default()
+    };
+    let mesh = Mesh::start("original_commands", options).await;
     // httpie's `key=value` sends every value as a JSON string, exactly like this.
     for name in ["Phone", "Tv", "Coffee"] {
         let (status, product) = mesh
@@ -62,7 +68,8 @@ async fn a_reserved_product_cannot_be_reserved_again() {
     let (_, product) = mesh.post("/product", json!({"productName": "Lamp"})).await;
     let id = product["id"].clone();
     let (status, _) = mesh
-        .post(
+        .post_as(
+            Some(&mesh.buyer("kim")),
             "/reservation",
             json!({"productId": id, "customerId": "kim"}),
         )
@@ -75,7 +82,8 @@ async fn a_reserved_product_cannot_be_reserved_again() {
     );
 
     let (status, refusal) = mesh
-        .post(
+        .post_as(
+            Some(&mesh.buyer("lee")),
             "/reservation",
             json!({"productId": id, "customerId": "lee"}),
         )

@@ -22,20 +22,23 @@ fn rss_kib(pid: u32) -> u64 {
 /// Opens a stream for `customer` through the gateway and returns the response once its
 /// headers arrived (the watcher exists then).
 async fn open_stream(mesh: &Mesh, customer: &str) -> reqwest::Response {
-    mesh.http
-        .get(mesh.url(&format!("/mypage/stream?customerId={customer}")))
-        .send()
-        .await
-        .expect("gateway answers")
+    mesh.authorized(
+        mesh.http
+            .get(mesh.url(&format!("/mypage/stream?customerId={customer}"))),
+    )
+    .send()
+    .await
+    .expect("gateway answers")
 }
 
 /// Opens 100 streams at once through the gateway, checks each got 200, and drops them all.
 async fn open_and_drop_a_hundred(mesh: &Mesh, batch: &str) {
     let mut opening = tokio::task::JoinSet::new();
     for i in 0..100 {
-        let request = mesh
-            .http
-            .get(mesh.url(&format!("/mypage/stream?customerId={batch}x{i}")));
+        let request = mesh.authorized(
+            mesh.http
+                .get(mesh.url(&format!("/mypage/stream?customerId={batch}x{i}"))),
+        );
         opening.spawn(async move { request.send().await.expect("gateway answers") });
     }
     let streams = opening.join_all().await;
@@ -90,8 +93,14 @@ async fn streams_past_the_caps_are_refused_and_an_empty_buyer_is_a_400() {
     let mut direct = MyPageServiceClient::connect(format!("http://{}", mesh.addr(Svc::MyPage)))
         .await
         .expect("connect");
-    let watch = |customer: &str| pb::WatchMyPageRequest {
-        customer_id: customer.into(),
+    let admin = format!("Bearer {}", mesh.admin_token().expect("an admin token"));
+    let watch = |customer: &str| {
+        mesh_core::auth::grpc::on_behalf_of(
+            pb::WatchMyPageRequest {
+                customer_id: customer.into(),
+            },
+            Some(&admin),
+        )
     };
     let _third = direct
         .watch_my_page(watch("park"))

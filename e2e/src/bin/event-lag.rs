@@ -88,7 +88,8 @@ async fn reserve_pay_and_watch(mesh: &Mesh, product: usize) -> (Duration, Durati
     let customer = format!("bench-buyer-{product}");
     let sent = Instant::now();
     let (status, reservation) = mesh
-        .post(
+        .post_as(
+            Some(&mesh.buyer(&customer)),
             "/reservation",
             json!({ "productId": product, "customerId": customer }),
         )

@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 use e2e::otlp_collector::OtlpCollector;
 use e2e::{Mesh, MeshOptions, Svc};
 use reserve_proto::product::v1::ReserveFaults;
-use reserve_proto::product::v1::product_admin_service_client::ProductAdminServiceClient;
 use serde_json::json;
 use tokio::sync::Mutex;
 
@@ -155,7 +154,8 @@ async fn converge_once(mesh: &Mesh, product: usize) -> Option<Duration> {
     let customer = format!("sampler-{product}");
     let started = Instant::now();
     let (status, reservation) = mesh
-        .post(
+        .post_as(
+            Some(&mesh.buyer(&customer)),
             "/reservation",
             json!({"productId": product, "customerId": customer}),
         )
@@ -533,25 +533,16 @@ async fn fault() {
     let products = 20_000;
     eprintln!("registering {products} products…");
     register_products(&mesh, products).await;
-    let mut admin =
-        ProductAdminServiceClient::connect(format!("http://{}", mesh.addr(Svc::Product)))
-            .await
-            .expect("admin API");
-    admin
-        .set_reserve_faults(ReserveFaults {
-            latency_min_ms: 400,
-            latency_max_ms: 620,
-            error_rate: 0.0,
-        })
-        .await
-        .expect("faults on");
+    mesh.set_reserve_faults(ReserveFaults {
+        latency_min_ms: 400,
+        latency_max_ms: 620,
+        error_rate: 0.0,
+    })
+    .await;
     eprintln!("product-svc slowed to 400-620 ms; {USERS} buyers for {run_for:?}…");
     let mut tally = buyers(&mesh, products / 2, run_for, 0).await;
 
-    admin
-        .set_reserve_faults(ReserveFaults::default())
-        .await
-        .expect("faults off");
+    mesh.set_reserve_faults(ReserveFaults::default()).await;
     let healed = Instant::now();
     let mut product = products / 2 + 1;
     let recovery = loop {

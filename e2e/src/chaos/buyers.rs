@@ -65,8 +65,7 @@ pub async fn register_products(mesh: &Mesh, count: usize) {
     let mut registering = JoinSet::new();
     for i in 0..count {
         let request = mesh
-            .http
-            .post(mesh.url("/product"))
+            .authorized(mesh.http.post(mesh.url("/product")))
             .json(&json!({"productName": format!("Item {i}")}));
         registering.spawn(async move { request.send().await.map(|r| r.status().as_u16()) });
         if registering.len() >= 16 {
@@ -81,10 +80,12 @@ pub fn start(mesh: &Mesh, config: &ChaosConfig, stop: Arc<AtomicBool>) -> Load {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let mut tasks = JoinSet::new();
     for index in 0..config.buyers {
+        let customer = format!("buyer{index}");
         let buyer = Buyer {
             http: mesh.http.clone(),
             base: mesh.url(""),
-            customer: format!("buyer{index}"),
+            token: mesh.buyer(&customer),
+            customer,
             products: config.products as i64,
             rng: fastrand::Rng::with_seed(config.seed.wrapping_add(index as u64)),
             seen: Arc::clone(&seen),
@@ -98,6 +99,8 @@ pub fn start(mesh: &Mesh, config: &ChaosConfig, stop: Arc<AtomicBool>) -> Load {
 struct Buyer {
     http: reqwest::Client,
     base: String,
+    /// The buyer's own bearer token: it reserves, pays and cancels only its own.
+    token: String,
     customer: String,
     products: i64,
     rng: fastrand::Rng,
@@ -169,6 +172,7 @@ impl Buyer {
             let sent = self
                 .http
                 .request(method.clone(), format!("{}{path}", self.base))
+                .bearer_auth(&self.token)
                 .header("Idempotency-Key", key)
                 .timeout(Duration::from_secs(10))
                 .json(&body)
@@ -206,6 +210,7 @@ impl Buyer {
             let answer = self
                 .http
                 .get(format!("{}/payment?reservationId={reservation}", self.base))
+                .bearer_auth(&self.token)
                 .timeout(Duration::from_secs(5))
                 .send()
                 .await;

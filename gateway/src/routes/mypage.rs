@@ -127,8 +127,18 @@ pub async fn stream(
     credentials: Credentials,
     Query(query): Query<StreamQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    // Empty: the caller's own page (the service decides, as for the list).
-    let customer_id = query.customer_id.unwrap_or_default().trim().to_owned();
+    // Checked before a stream slot is taken: empty is the caller's own page; an admin, who
+    // could watch anyone's, must say whose.
+    let customer_id = mesh_core::auth::caller::page_owner(
+        &credentials.caller,
+        query.customer_id.as_deref().unwrap_or_default(),
+    )
+    .map_err(ApiError::forbidden)?;
+    if customer_id.is_empty() {
+        return Err(ApiError::bad_request(
+            "customerId must name the buyer whose page to watch",
+        ));
+    }
     let slot = slots.0.try_acquire_owned().map_err(|_| {
         metrics::counter!(catalog::HTTP_SHED).increment(1);
         ApiError::overloaded()
