@@ -75,7 +75,7 @@ async fn a_reservation_and_its_payment_are_each_one_trace_across_all_six_process
     let locked = span(
         &reserve,
         "product-svc",
-        "reserve.product.v1.ProductService/ReserveProduct",
+        "reserve.product.v1.ProductLockService/ReserveProduct",
     );
     assert_eq!(locked.parent_span_id.as_ref(), Some(&lock.span_id));
     let publish = span(&reserve, "reservation-svc", "publish ReservationPlaced");
