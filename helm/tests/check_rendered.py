@@ -92,6 +92,83 @@ def check_webhook_credentials(by_kind, deployments):
                   f"notice: {name}'s Secret key is rendered")
 
 
+def selects(selector, deployment):
+    """Whether a label selector picks `deployment`'s pods."""
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+
+
+def peers_of(rule, deployments):
+    """The Deployments a rule's `from`/`to` pod selectors pick; None when it names no pods
+    (anyone, or addresses outside the mesh)."""
+    peers = rule.get("from", rule.get("to"))
+    if not peers:
+        return None
+    picked = set()
+    for peer in peers:
+        if "podSelector" in peer and "namespaceSelector" not in peer:
+            picked |= {n.rsplit("-", 1)[1] for n, d in deployments.items() if selects(peer["podSelector"], d)}
+        else:
+            return None
+    return picked
+
+
+def check_network_policies(by_kind, deployments):
+    """One NetworkPolicy per component, both directions, allowing exactly the mesh's flows:
+    the gateway reaches the services' public ports and nothing internal; only reservation-svc
+    reaches product-svc's internal port; the gateway touches neither NATS nor a database."""
+    policies = by_kind.get("NetworkPolicy", [])
+    check(len(policies) == len(deployments), f"one NetworkPolicy per component, got {len(policies)}")
+    ports = {}
+    for name, deployment in deployments.items():
+        component = name.rsplit("-", 1)[1]
+        ports[component] = {p["name"]: p["containerPort"]
+                            for c in deployment["spec"]["template"]["spec"]["containers"] for p in c.get("ports", [])}
+    for policy in policies:
+        spec = policy["spec"]
+        owners = [n for n, d in deployments.items() if selects(spec["podSelector"], d)]
+        check(len(owners) == 1, f"NetworkPolicy {policy['metadata']['name']} selects one component: {owners}")
+        if len(owners) != 1:
+            continue
+        component = owners[0].rsplit("-", 1)[1]
+        check(sorted(spec.get("policyTypes", [])) == ["Egress", "Ingress"], f"{component}: ingress and egress are restricted")
+        mine = ports[component]
+        for rule in spec.get("ingress", []):
+            rule_ports = {p["port"] for p in rule.get("ports", [])}
+            check(bool(rule_ports), f"{component}: every ingress rule names its ports")
+            check(rule_ports <= set(mine.values()), f"{component}: ingress only to ports it serves ({rule_ports})")
+            callers = peers_of(rule, deployments)
+            if mine.get("grpc-internal") in rule_ports:
+                check(callers == {"reservation"}, f"{component}: only reservation-svc reaches the internal port ({callers})")
+            if component != "gateway" and mine.get("grpc") in rule_ports:
+                check(callers == {"gateway"}, f"{component}: only the gateway reaches the public gRPC port ({callers})")
+        egress_ports = {p["port"] for rule in spec.get("egress", []) for p in rule.get("ports", [])}
+        check(53 in egress_ports, f"{component}: DNS")
+        if component == "gateway":
+            upstream = {ports[c]["grpc"] for c in ports if c != "gateway"}
+            check(upstream <= egress_ports, f"gateway: reaches every public gRPC port")
+            internal = {p.get("grpc-internal") for p in ports.values()} - {None}
+            check(not (internal & egress_ports), "gateway: never reaches an internal port")
+            check(not ({4222, 5432} & egress_ports), "gateway: neither NATS nor a database")
+        else:
+            check({4222, 5432} <= egress_ports, f"{component}: NATS and its database")
+        reaches_internal = any(
+            peers_of(rule, deployments) == {"product"} and ports["product"].get("grpc-internal") in {p["port"] for p in rule.get("ports", [])}
+            for rule in spec.get("egress", []))
+        check(reaches_internal == (component == "reservation"), f"{component}: reaches the lock only if reservation-svc")
+
+
+def check_identity(by_kind):
+    """The services verify tokens: jwt mode names the issuer and a key source, dev mode is
+    never rendered unless asked for (checked by check-chart)."""
+    config = next((c for c in by_kind.get("ConfigMap", []) if c["metadata"]["name"].endswith("-config")), {})
+    data = config.get("data", {})
+    check(data.get("AUTH_MODE") == "jwt", f"AUTH_MODE is jwt ({data.get('AUTH_MODE')!r})")
+    check(bool(data.get("AUTH_ISSUER")), "AUTH_ISSUER is set")
+    check(bool(data.get("AUTH_JWKS_URL") or data.get("AUTH_JWKS_FILE")), "a JWKS source is set")
+    check(data.get("PRODUCT_INTERNAL_URL", "").endswith(":7081"), "reservation-svc locks through the internal port")
+
+
 def main():
     docs = [d for d in yaml.safe_load_all(sys.stdin) if d]
     by_kind = {}
@@ -146,6 +223,8 @@ def main():
 
     check_observability(by_kind, deployments)
     check_webhook_credentials(by_kind, deployments)
+    check_network_policies(by_kind, deployments)
+    check_identity(by_kind)
 
     if "--product-hpa" in sys.argv:
         product = [h for h in by_kind.get("HorizontalPodAutoscaler", [])

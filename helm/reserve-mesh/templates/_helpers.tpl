@@ -47,3 +47,8 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 {{- define "reserve-mesh.url" -}}
 {{- printf "http://%s:%v" (include "reserve-mesh.componentName" (dict "root" .root "component" .component)) (index .root.Values.components .component).port -}}
 {{- end -}}
+
+{{/* In-cluster URL of product-svc's internal listener (the lock). */}}
+{{- define "reserve-mesh.internalUrl" -}}
+{{- printf "http://%s:%v" (include "reserve-mesh.componentName" (dict "root" . "component" "product")) .Values.components.product.internalPort -}}
+{{- end -}}
