@@ -10,6 +10,9 @@ use e2e::{Mesh, MeshOptions, Svc, find_tool};
 use mesh_core::auth::Role;
 use mesh_core::auth::config::{DEFAULT_AUDIENCE, DEV_ISSUER};
 use mesh_core::auth::dev_keys::unix_now;
+use mesh_core::auth::grpc::on_behalf_of;
+use reserve_proto::mypage::v1::WatchMyPageRequest;
+use reserve_proto::mypage::v1::my_page_service_client::MyPageServiceClient;
 use serde_json::{Value, json};
 
 const SOON: Duration = Duration::from_secs(20);
@@ -378,6 +381,36 @@ async fn every_rest_route_answers_each_caller_by_the_rules() {
     );
 }
 
+/// Who may call a gRPC method.
+enum Rule {
+    /// Anyone, even without a token.
+    Open,
+    /// A valid token, and `allowed`'s in particular; `denied`'s is PERMISSION_DENIED.
+    Token {
+        allowed: String,
+        denied: Option<String>,
+    },
+}
+
+/// One gRPC method to call: where, what with, and who may.
+struct Case {
+    addr: String,
+    method: String,
+    data: Value,
+    rule: Rule,
+}
+
+impl Case {
+    fn new(addr: &str, method: &str, data: Value, rule: Rule) -> Self {
+        Self {
+            addr: addr.to_owned(),
+            method: method.to_owned(),
+            data,
+            rule,
+        }
+    }
+}
+
 /// One gRPC call through grpcurl: `Ok(stdout)` or `Err(the status code's name)`.
 fn grpcurl(addr: &str, method: &str, data: &Value, token: Option<&str>) -> Result<String, String> {
     let path = find_tool("grpcurl").expect("grpcurl is installed by script/test");
@@ -427,95 +460,121 @@ async fn every_grpc_method_checks_the_callers_token_itself() {
     mesh.eventually("/mypage?customerId=kim", SOON, |rows| ids(rows).len() == 2)
         .await;
 
-    // (service, method, request, who may, who may not (PERMISSION_DENIED); None: anyone,
-    // even without a token).
     let reservation_svc = addr(Svc::Reservation);
     let payment_svc = addr(Svc::Payment);
     let mypage_svc = addr(Svc::MyPage);
     let notice_svc = addr(Svc::Notice);
-    let cases: Vec<(&str, &str, Value, Option<(&str, &str)>)> = vec![
-        (
+    let open = |addr: &str, method: &str, data: Value| Case::new(addr, method, data, Rule::Open);
+    let guarded = |addr: &str, method: &str, data: Value, allowed: &str, denied: Option<&str>| {
+        Case::new(
+            addr,
+            method,
+            data,
+            Rule::Token {
+                allowed: allowed.to_owned(),
+                denied: denied.map(str::to_owned),
+            },
+        )
+    };
+    let cases = [
+        open(
             &product,
             "reserve.product.v1.ProductService/GetProduct",
             json!({"id": 1}),
-            None,
         ),
-        (
+        open(
             &product,
             "reserve.product.v1.ProductService/ListProducts",
             json!({}),
-            None,
         ),
-        (
+        guarded(
             &product,
             "reserve.product.v1.ProductService/RegisterProduct",
             json!({"name": "Desk"}),
-            Some((&people.lee, &people.kim)),
+            &people.lee,
+            Some(&people.kim),
         ),
-        (
+        guarded(
             &reservation_svc,
             "reserve.reservation.v1.ReservationService/CreateReservation",
             json!({"product_id": 3}),
-            Some((&people.kim, &people.lee)),
+            &people.kim,
+            Some(&people.lee),
         ),
-        (
+        guarded(
             &reservation_svc,
             "reserve.reservation.v1.ReservationService/GetReservation",
             json!({"id": reservation}),
-            Some((&people.kim, &people.park)),
+            &people.kim,
+            Some(&people.park),
         ),
-        (
+        guarded(
             &reservation_svc,
             "reserve.reservation.v1.ReservationService/ListReservations",
             json!({}),
-            Some((&people.kim, "")),
+            &people.kim,
+            None,
         ),
-        (
+        guarded(
             &reservation_svc,
             "reserve.reservation.v1.ReservationService/CancelReservation",
             json!({"id": cancellable}),
-            Some((&people.kim, &people.park)),
+            &people.kim,
+            Some(&people.park),
         ),
-        (
+        guarded(
             &payment_svc,
             "reserve.payment.v1.PaymentService/GetPayment",
             json!({"id": payment}),
-            Some((&people.lee, &people.park)),
+            &people.lee,
+            Some(&people.park),
         ),
-        (
+        guarded(
             &payment_svc,
             "reserve.payment.v1.PaymentService/ListPayments",
             json!({}),
-            Some((&people.kim, "")),
+            &people.kim,
+            None,
         ),
-        (
+        guarded(
             &payment_svc,
             "reserve.payment.v1.PaymentService/Pay",
             json!({"id": payment}),
-            Some((&people.kim, &people.park)),
+            &people.kim,
+            Some(&people.park),
         ),
-        (
+        guarded(
             &mypage_svc,
             "reserve.mypage.v1.MyPageService/ListMyPage",
             json!({"customer_id": "kim"}),
-            Some((&people.kim, &people.park)),
+            &people.kim,
+            Some(&people.park),
         ),
-        (
+        guarded(
             &mypage_svc,
             "reserve.mypage.v1.MyPageService/GetMyPageEntry",
             json!({"reservation_id": reservation}),
-            Some((&people.kim, &people.park)),
+            &people.kim,
+            Some(&people.park),
         ),
-        (
+        guarded(
             &notice_svc,
             "reserve.notice.v1.NoticeService/ListNotices",
             json!({"customer_id": "kim"}),
-            Some((&people.kim, &people.park)),
+            &people.kim,
+            Some(&people.park),
         ),
     ];
-    for (addr, method, data, rule) in cases {
-        let Some((allowed, denied)) = rule else {
-            grpcurl(addr, method, &data, None)
+    for Case {
+        addr,
+        method,
+        data,
+        rule,
+    } in &cases
+    {
+        let (addr, method) = (addr.as_str(), method.as_str());
+        let Rule::Token { allowed, denied } = rule else {
+            grpcurl(addr, method, data, None)
                 .unwrap_or_else(|code| panic!("{method} without a token: {code}"));
             continue;
         };
@@ -525,21 +584,55 @@ async fn every_grpc_method_checks_the_callers_token_itself() {
             ("a wrong-audience token", Some(people.elsewhere.as_str())),
         ] {
             assert_eq!(
-                grpcurl(addr, method, &data, token).err().as_deref(),
+                grpcurl(addr, method, data, token).err().as_deref(),
                 Some("Unauthenticated"),
                 "{method} with {label}"
             );
         }
-        if !denied.is_empty() {
+        if let Some(denied) = denied {
             assert_eq!(
-                grpcurl(addr, method, &data, Some(denied)).err().as_deref(),
+                grpcurl(addr, method, data, Some(denied)).err().as_deref(),
                 Some("PermissionDenied"),
                 "{method} as another user"
             );
         }
-        grpcurl(addr, method, &data, Some(allowed))
+        grpcurl(addr, method, data, Some(allowed))
             .unwrap_or_else(|code| panic!("{method} as its user: {code}"));
     }
+
+    // WatchMyPage (a stream, so through tonic): the same rules at the service itself.
+    let mut mypage = MyPageServiceClient::connect(format!("http://{mypage_svc}"))
+        .await
+        .expect("connect mypage-svc");
+    let watch = |token: Option<&str>| {
+        let bearer = token.map(|token| format!("Bearer {token}"));
+        on_behalf_of(
+            WatchMyPageRequest {
+                customer_id: "kim".into(),
+            },
+            bearer.as_deref(),
+        )
+    };
+    for (label, token, code) in [
+        ("no token", None, tonic::Code::Unauthenticated),
+        (
+            "an expired token",
+            Some(people.expired.as_str()),
+            tonic::Code::Unauthenticated,
+        ),
+        (
+            "park's token",
+            Some(people.park.as_str()),
+            tonic::Code::PermissionDenied,
+        ),
+    ] {
+        let refused = mypage.watch_my_page(watch(token)).await.expect_err(label);
+        assert_eq!(refused.code(), code, "WatchMyPage with {label}");
+    }
+    mypage
+        .watch_my_page(watch(Some(&people.kim)))
+        .await
+        .expect("kim watches her own page");
 
     // The lock and the admin service: not on the public listener at all; on the internal
     // one, admin calls need the admin role.
