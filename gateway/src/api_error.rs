@@ -50,6 +50,26 @@ impl ApiError {
         }
     }
 
+    /// A 415 for a body that is not declared `application/json`.
+    pub fn unsupported_media_type() -> Self {
+        Self {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            code: "unsupported_media_type",
+            message: "send the body as JSON with Content-Type: application/json".into(),
+            retry_after_secs: None,
+        }
+    }
+
+    /// A 400 for a query string that does not fit the route's parameters.
+    pub fn invalid_query(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_query",
+            message: message.into(),
+            retry_after_secs: None,
+        }
+    }
+
     /// A 404 for a path that no route serves.
     pub fn no_route(path: &str) -> Self {
         Self {

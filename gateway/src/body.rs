@@ -1,11 +1,17 @@
-//! Request input: JSON bodies and path ids, parsed into clear 4xx errors.
+//! Request input: JSON bodies, query strings and path ids, parsed into clear 4xx errors with
+//! the same JSON error body as every other rejection (never axum's plain-text ones).
+//!
+//! Bodies must be `Content-Type: application/json` (415 otherwise: a browser form or a
+//! `text/plain` cross-site POST never reaches a handler) and name only known fields (a
+//! `customerID` typo is a 400 naming it, not a silently ignored field).
 //!
 //! The original clients send ids as JSON strings (`productId=3` in httpie, `"2"` in the load
 //! test), so ids accept a number or a numeric string.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use http::StatusCode;
+use http::request::Parts;
 use serde::Deserialize;
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 
@@ -25,6 +31,9 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        if !is_json(request.headers()) {
+            return Err(ApiError::unsupported_media_type());
+        }
         let bytes = Bytes::from_request(request, state)
             .await
             .map_err(|rejection| {
@@ -42,6 +51,33 @@ where
         serde_json::from_slice(&bytes)
             .map(JsonBody)
             .map_err(|err| ApiError::malformed_body(format!("invalid JSON body: {err}")))
+    }
+}
+
+/// Whether the request says its body is JSON (`application/json`, any parameters).
+fn is_json(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// A query string parsed into `T`; a query that does not fit is a 400 with the JSON body.
+pub struct QueryParams<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for QueryParams<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or_default();
+        serde_urlencoded::from_str(query)
+            .map(QueryParams)
+            .map_err(|err| ApiError::invalid_query(format!("invalid query string: {err}")))
     }
 }
 

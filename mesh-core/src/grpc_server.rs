@@ -18,11 +18,14 @@ use std::sync::Arc;
 use crate::Shutdown;
 use crate::auth::Authenticator;
 use crate::auth::grpc::AuthLayer;
+use crate::invalid_protobuf::InvalidProtobufLayer;
 use crate::rpc_observability::RpcObservabilityLayer;
 
 /// The server's router: every call passes [`RpcObservabilityLayer`] (span + RED metrics),
-/// then [`AuthLayer`] (the caller's token verified).
-pub type MeshRouter = Router<Stack<AuthLayer, Stack<RpcObservabilityLayer, Identity>>>;
+/// then [`AuthLayer`] (the caller's token verified), then [`InvalidProtobufLayer`]
+/// (undecodable requests answered INVALID_ARGUMENT).
+pub type MeshRouter =
+    Router<Stack<InvalidProtobufLayer, Stack<AuthLayer, Stack<RpcObservabilityLayer, Identity>>>>;
 
 /// A server already carrying health and reflection; add the service's own API to `router`.
 pub struct GrpcShell {
@@ -67,6 +70,7 @@ impl GrpcShell {
         let router = Server::builder()
             .layer(RpcObservabilityLayer)
             .layer(AuthLayer::new(authenticator))
+            .layer(InvalidProtobufLayer)
             .add_service(health_service)
             .add_service(v1)
             .add_service(v1alpha);

@@ -15,6 +15,7 @@ pub mod events;
 pub mod grpc_deadline;
 pub mod grpc_server;
 pub mod ids;
+pub mod invalid_protobuf;
 pub mod messaging;
 pub mod outbox;
 pub mod redelivery;
@@ -26,6 +27,7 @@ pub mod startup;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod text;
 pub mod trace_context;
 
 pub use config::ConfigError;

@@ -39,7 +39,9 @@ pub struct NoticeFacts {
 /// Renders the notification text for `facts` in `lang`.
 pub fn render(lang: Lang, facts: &NoticeFacts) -> String {
     let r = facts.reservation_id;
-    let product = facts.product_name.as_deref().unwrap_or_default();
+    // Interpolated text is escaped: a name must not reorder or hide the rest of the message.
+    let product =
+        mesh_core::text::escape_deceptive(facts.product_name.as_deref().unwrap_or_default());
     let p = facts.payment_id.unwrap_or_default();
     match (lang, facts.event_type) {
         (Lang::En, "ReservationPlaced") => {

@@ -73,10 +73,8 @@ impl ProductName {
                 Self::MAX_CHARS
             )));
         }
-        if name.chars().any(char::is_control) {
-            return Err(ProductError::InvalidName(
-                "must not contain control characters".into(),
-            ));
+        if let Some(reason) = mesh_core::text::explain_deceptive(name) {
+            return Err(ProductError::InvalidName(reason));
         }
         Ok(Self(name.to_owned()))
     }

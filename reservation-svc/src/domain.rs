@@ -98,10 +98,15 @@ impl CustomerId {
         if id.is_empty() {
             return Ok(Self(Self::ANONYMOUS.to_owned()));
         }
-        if id.chars().count() > Self::MAX_CHARS || id.chars().any(char::is_control) {
+        if id.chars().count() > Self::MAX_CHARS {
             return Err(ReservationError::InvalidCustomer(format!(
-                "customer id must be 1 to {} printable characters",
+                "customer id must be 1 to {} characters",
                 Self::MAX_CHARS
+            )));
+        }
+        if let Some(reason) = mesh_core::text::explain_deceptive(id) {
+            return Err(ReservationError::InvalidCustomer(format!(
+                "customer id {reason}"
             )));
         }
         Ok(Self(id.to_owned()))

@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::{Extension, Json};
 use mesh_core::telemetry::catalog;
@@ -17,6 +17,7 @@ use tokio_stream::{Stream, StreamExt};
 
 use crate::api_error::ApiError;
 use crate::auth::Credentials;
+use crate::body::QueryParams;
 use crate::status_names::{payment_status_name, reservation_status_name};
 use crate::upstream::Upstreams;
 
@@ -74,7 +75,7 @@ impl From<pb::MyPageEntry> for MyPageJson {
 pub async fn list(
     State(upstreams): State<Upstreams>,
     credentials: Credentials,
-    Query(query): Query<MyPageQuery>,
+    QueryParams(query): QueryParams<MyPageQuery>,
 ) -> Result<([(String, String); 1], Json<Vec<MyPageJson>>), ApiError> {
     let page_size = match query.page_size.as_deref() {
         None | Some("") => 0,
@@ -125,7 +126,7 @@ pub async fn stream(
     State(upstreams): State<Upstreams>,
     Extension(slots): Extension<StreamSlots>,
     credentials: Credentials,
-    Query(query): Query<StreamQuery>,
+    QueryParams(query): QueryParams<StreamQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     // Checked before a stream slot is taken: empty is the caller's own page; an admin, who
     // could watch anyone's, must say whose.

@@ -1,12 +1,13 @@
 //! `/notice` routes ⇄ `reserve.notice.v1.NoticeService`: the log of notifications.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use reserve_proto::notice::v1 as pb;
 use serde::{Deserialize, Serialize};
 
 use crate::api_error::ApiError;
 use crate::auth::Credentials;
+use crate::body::QueryParams;
 use crate::upstream::Upstreams;
 
 /// Query of `GET /notice`.
@@ -53,7 +54,7 @@ impl From<pb::Notice> for NoticeJson {
 pub async fn list(
     State(upstreams): State<Upstreams>,
     credentials: Credentials,
-    Query(query): Query<NoticeQuery>,
+    QueryParams(query): QueryParams<NoticeQuery>,
 ) -> Result<Json<Vec<NoticeJson>>, ApiError> {
     let notices = upstreams
         .notice

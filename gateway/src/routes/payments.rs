@@ -1,12 +1,13 @@
 //! `/paid` and `/payment` routes ⇄ `reserve.payment.v1.PaymentService`.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use reserve_proto::payment::v1 as pb;
 use serde::{Deserialize, Serialize};
 
 use crate::api_error::ApiError;
 use crate::auth::Credentials;
+use crate::body::QueryParams;
 use crate::body::{JsonBody, WireId};
 use crate::idempotency::IdempotencyKey;
 use crate::status_names::{parse_payment_status, payment_status_name};
@@ -15,7 +16,7 @@ use mesh_core::auth::Role;
 
 /// `PATCH /paid` body, as the original API sent it.
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PayBody {
     id: WireId,
     #[serde(default)]
@@ -114,7 +115,7 @@ pub struct PaymentFilter {
 pub async fn list(
     State(upstreams): State<Upstreams>,
     credentials: Credentials,
-    Query(filter): Query<PaymentFilter>,
+    QueryParams(filter): QueryParams<PaymentFilter>,
 ) -> Result<Json<Vec<PaymentJson>>, ApiError> {
     let reservation_id = match filter.reservation_id.as_deref() {
         None => 0,

@@ -16,7 +16,7 @@ use mesh_core::auth::Role;
 
 /// `POST /product` body, as the original API sent it.
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RegisterProduct {
     product_name: String,
     #[serde(default)]

@@ -22,7 +22,7 @@ use crate::upstream::Upstreams;
 
 /// `POST /reservation` body, as the original API sent it.
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateReservation {
     product_id: WireId,
     #[serde(default)]
@@ -95,7 +95,7 @@ pub async fn create(
 
 /// `PATCH /reservationupdate` body, as the original API sent it to cancel.
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateReservation {
     id: WireId,
     #[serde(default)]
