@@ -92,7 +92,7 @@ async fn restart_under_load(label: &str, target: Svc) {
     // Every accepted reservation gets its payment. (A call cut off by the restart may have
     // been applied yet answered 503; its reservation exists and is paid for too, so the check
     // is that the accepted ones are all there, not an exact count.)
-    mesh.eventually("/payments", Duration::from_secs(20), |list| {
+    mesh.eventually("/payments?pageSize=500", Duration::from_secs(20), |list| {
         let paid_for: Vec<i64> = list
             .as_array()
             .into_iter()

@@ -5,6 +5,7 @@
 //! ([`crate::rpc_observability`]).
 
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 use tonic::transport::server::Router;
@@ -91,8 +92,15 @@ impl GrpcShell {
                 .set_service_status("", ServingStatus::NotServing)
                 .await;
         };
-        router
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), drain)
-            .await
+        // TCP_NODELAY on every accepted connection (tonic sets it only on listeners it binds
+        // itself): a response's trailers must not wait for the client's delayed ACK.
+        let incoming = TcpListenerStream::new(listener).map(|accepted| {
+            accepted.inspect(|stream| {
+                if let Err(err) = stream.set_nodelay(true) {
+                    tracing::debug!(%err, "cannot set TCP_NODELAY");
+                }
+            })
+        });
+        router.serve_with_incoming_shutdown(incoming, drain).await
     }
 }

@@ -18,6 +18,7 @@ pub mod ids;
 pub mod invalid_protobuf;
 pub mod messaging;
 pub mod outbox;
+pub mod paging;
 pub mod redelivery;
 pub mod request_log;
 pub mod rpc_observability;

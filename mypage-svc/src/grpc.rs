@@ -4,6 +4,7 @@ use std::pin::Pin;
 
 use mesh_core::auth::caller::page_owner;
 use mesh_core::auth::grpc::caller;
+use mesh_core::paging::PageRequest;
 use mesh_core::{Db, DbError};
 use reserve_proto::mypage::v1 as pb;
 use tokio::sync::{broadcast, mpsc};
@@ -15,9 +16,6 @@ use crate::events::EntryChanged;
 use crate::store;
 use crate::watchers::Watchers;
 
-/// Largest page; also the default.
-const MAX_PAGE: i64 = 500;
-const DEFAULT_PAGE: i64 = 100;
 /// Entries buffered per watcher before it counts as slow.
 const WATCH_BUFFER: usize = 64;
 
@@ -50,36 +48,16 @@ impl pb::my_page_service_server::MyPageService for MyPageApi {
     ) -> Result<Response<pb::ListMyPageResponse>, Status> {
         let caller = caller(&request)?;
         let request = request.into_inner();
-        let limit = match i64::from(request.page_size) {
-            0 => DEFAULT_PAGE,
-            size @ 1..=MAX_PAGE => size,
-            other => {
-                return Err(Status::invalid_argument(format!(
-                    "page_size must be 1 to {MAX_PAGE}, got {other}"
-                )));
-            }
-        };
-        let after = match request.page_token.as_str() {
-            "" => 0,
-            token => token
-                .parse::<i64>()
-                .map_err(|_| Status::invalid_argument(format!("invalid page_token {token:?}")))?,
-        };
         let customer = page_owner(&caller, &request.customer_id)?;
-        let mut entries = self
+        let scope = format!("mypage:{customer}");
+        let page = PageRequest::parse(request.page_size, &request.page_token, &scope)?;
+        let owner = customer.clone();
+        let rows = self
             .db
-            .run(move |conn| store::list(conn, &customer, after, limit + 1))
+            .run(move |conn| store::list(conn, &owner, page.after.unwrap_or(0), page.probe_limit()))
             .await
             .map_err(unavailable)?;
-        let next_page_token = if entries.len() as i64 > limit {
-            entries.truncate(limit as usize);
-            entries
-                .last()
-                .map(|entry| entry.reservation_id.to_string())
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let (entries, next_page_token) = page.finish(rows, &scope, |entry| entry.reservation_id);
         Ok(Response::new(pb::ListMyPageResponse {
             entries,
             next_page_token,

@@ -3,13 +3,11 @@
 use mesh_core::Db;
 use mesh_core::auth::caller::page_owner;
 use mesh_core::auth::grpc::caller;
+use mesh_core::paging::PageRequest;
 use reserve_proto::notice::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use crate::store;
-
-/// Most notifications listed at once (newest first).
-const LIST_LIMIT: i64 = 500;
 
 /// The `reserve.notice.v1.NoticeService` implementation.
 #[derive(Clone)]
@@ -31,12 +29,20 @@ impl pb::notice_service_server::NoticeService for NoticeApi {
         request: Request<pb::ListNoticesRequest>,
     ) -> Result<Response<pb::ListNoticesResponse>, Status> {
         let caller = caller(&request)?;
-        let customer = page_owner(&caller, &request.into_inner().customer_id)?;
-        let notices = self
+        let request = request.into_inner();
+        let customer = page_owner(&caller, &request.customer_id)?;
+        // Newest first: a page continues below the last id it showed.
+        let scope = format!("notices:{customer}");
+        let page = PageRequest::parse(request.page_size, &request.page_token, &scope)?;
+        let rows = self
             .db
-            .run(move |conn| store::list(conn, &customer, LIST_LIMIT))
+            .run(move |conn| store::list(conn, &customer, page.after, page.probe_limit()))
             .await
             .map_err(|err| err.into_status("notice"))?;
-        Ok(Response::new(pb::ListNoticesResponse { notices }))
+        let (notices, next_page_token) = page.finish(rows, &scope, |notice| notice.id);
+        Ok(Response::new(pb::ListNoticesResponse {
+            notices,
+            next_page_token,
+        }))
     }
 }

@@ -170,9 +170,16 @@ pub fn record_attempt(
     Ok(())
 }
 
-/// Notifications (of one buyer, unless `customer` is empty), newest first, at most `limit`.
-pub fn list(conn: &mut DbConnection, customer: &str, limit: i64) -> Result<Vec<Notice>, DbError> {
+/// Notifications (of one buyer, unless `customer` is empty) older than id `before`, newest
+/// first, at most `limit`.
+pub fn list(
+    conn: &mut DbConnection,
+    customer: &str,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<Notice>, DbError> {
     let mut query = notices::table
+        .filter(notices::id.lt(before.unwrap_or(i64::MAX)))
         .order(notices::id.desc())
         .limit(limit)
         .select(COLUMNS)

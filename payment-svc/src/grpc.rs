@@ -3,6 +3,7 @@
 use mesh_core::Db;
 use mesh_core::auth::grpc::caller;
 use mesh_core::outbox::OutboxSignal;
+use mesh_core::paging::PageRequest;
 use mesh_core::request_log::{self, Answer, RequestKey};
 use mesh_core::rpc_observability::{IdKind, record_id};
 use prost::Message as _;
@@ -72,17 +73,28 @@ impl pb::payment_service_server::PaymentService for PaymentApi {
         request: Request<pb::ListPaymentsRequest>,
     ) -> Result<Response<pb::ListPaymentsResponse>, Status> {
         let caller = caller(&request)?;
-        let raw = request.into_inner().reservation_id;
-        let reservation = match raw {
+        let request = request.into_inner();
+        let reservation = match request.reservation_id {
             0 => None,
             raw => Some(Id::parse(raw, "reservation id")?),
         };
-        let payments = self
+        let whose = if caller.is_admin() {
+            "*".to_owned()
+        } else {
+            format!("@{}", caller.subject())
+        };
+        let scope = format!("payments:{whose}:{}", request.reservation_id);
+        let page = PageRequest::parse(request.page_size, &request.page_token, &scope)?;
+        let rows = self
             .db
-            .run(move |conn| store::list_visible_to(conn, &caller, reservation))
+            .run(move |conn| {
+                store::list_visible_to(conn, &caller, reservation, page.after, page.probe_limit())
+            })
             .await?;
+        let (payments, next_page_token) = page.finish(rows, &scope, |p| p.id.get());
         Ok(Response::new(pb::ListPaymentsResponse {
             payments: payments.into_iter().map(to_wire).collect(),
+            next_page_token,
         }))
     }
 }

@@ -187,9 +187,13 @@ pub fn list_visible_to(
     conn: &mut DbConnection,
     caller: &Caller,
     reservation: Option<Id>,
+    after: Option<i64>,
+    limit: i64,
 ) -> Result<Vec<Payment>, StoreError> {
     let mut query = payments::table
+        .filter(payments::id.gt(after.unwrap_or(0)))
         .order(payments::id)
+        .limit(limit)
         .select(PAYMENT_COLUMNS)
         .into_boxed();
     if !caller.is_admin() {

@@ -4,6 +4,7 @@
 use mesh_core::Db;
 use mesh_core::auth::Role;
 use mesh_core::auth::grpc::caller;
+use mesh_core::paging::PageRequest;
 use mesh_core::rpc_observability::{IdKind, record_id};
 use reserve_proto::product::v1 as pb;
 use tonic::{Request, Response, Status};
@@ -55,11 +56,19 @@ impl pb::product_service_server::ProductService for ProductApi {
 
     async fn list_products(
         &self,
-        _request: Request<pb::ListProductsRequest>,
+        request: Request<pb::ListProductsRequest>,
     ) -> Result<Response<pb::ListProductsResponse>, Status> {
-        let products = self.db.run(store::list).await?;
+        const SCOPE: &str = "products";
+        let request = request.into_inner();
+        let page = PageRequest::parse(request.page_size, &request.page_token, SCOPE)?;
+        let rows = self
+            .db
+            .run(move |conn| store::list_page(conn, page.after, page.probe_limit()))
+            .await?;
+        let (products, next_page_token) = page.finish(rows, SCOPE, |product| product.id.get());
         Ok(Response::new(pb::ListProductsResponse {
             products: products.into_iter().map(to_wire).collect(),
+            next_page_token,
         }))
     }
 }

@@ -132,10 +132,17 @@ pub fn find(conn: &mut DbConnection, id: Id) -> Result<Product, StoreError> {
         .try_into()
 }
 
-/// Every product, oldest first.
-pub fn list(conn: &mut DbConnection) -> Result<Vec<Product>, StoreError> {
+/// At most `limit` products after id `after`, oldest first: one page, read by the primary
+/// key so a page costs the same however large the table.
+pub fn list_page(
+    conn: &mut DbConnection,
+    after: Option<i64>,
+    limit: i64,
+) -> Result<Vec<Product>, StoreError> {
     products::table
+        .filter(products::id.gt(after.unwrap_or(0)))
         .order(products::id)
+        .limit(limit)
         .select(ProductRow::as_select())
         .load(conn)?
         .into_iter()

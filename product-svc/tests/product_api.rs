@@ -100,7 +100,7 @@ async fn registered_products_can_be_read_back() {
     assert_eq!(fetched, phone);
     let all = svc
         .client
-        .list_products(pb::ListProductsRequest {})
+        .list_products(pb::ListProductsRequest::default())
         .await
         .expect("list")
         .into_inner()
@@ -153,7 +153,7 @@ async fn bad_input_is_refused_and_stores_nothing() {
     assert_eq!(err.code(), Code::NotFound);
     let listed = svc
         .client
-        .list_products(pb::ListProductsRequest {})
+        .list_products(pb::ListProductsRequest::default())
         .await
         .expect("list")
         .into_inner();

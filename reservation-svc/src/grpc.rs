@@ -5,6 +5,7 @@ use mesh_core::Db;
 use mesh_core::auth::grpc::caller;
 use mesh_core::auth::{Caller, caller::reserving_customer};
 use mesh_core::outbox::OutboxSignal;
+use mesh_core::paging::PageRequest;
 use mesh_core::request_log::{self, Answer, RequestKey};
 use mesh_core::rpc_observability::{IdKind, record_id};
 use prost::Message as _;
@@ -99,13 +100,27 @@ impl pb::reservation_service_server::ReservationService for ReservationApi {
         request: Request<pb::ListReservationsRequest>,
     ) -> Result<Response<pb::ListReservationsResponse>, Status> {
         let caller = caller(&request)?;
-        let reservations = self
+        let request = request.into_inner();
+        let scope = format!("reservations:{}", visibility(&caller));
+        let page = PageRequest::parse(request.page_size, &request.page_token, &scope)?;
+        let rows = self
             .db
-            .run(move |conn| store::list_visible_to(conn, &caller))
+            .run(move |conn| store::list_visible_to(conn, &caller, page.after, page.probe_limit()))
             .await?;
+        let (reservations, next_page_token) = page.finish(rows, &scope, |r| r.id.get());
         Ok(Response::new(pb::ListReservationsResponse {
             reservations: reservations.into_iter().map(to_wire).collect(),
+            next_page_token,
         }))
+    }
+}
+
+/// Whose rows a listing shows, for its page tokens: everyone's for an admin.
+fn visibility(caller: &Caller) -> String {
+    if caller.is_admin() {
+        "*".to_owned()
+    } else {
+        format!("@{}", caller.subject())
     }
 }
 

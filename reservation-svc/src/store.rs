@@ -271,9 +271,13 @@ pub fn find(conn: &mut DbConnection, id: Id) -> Result<Reservation, StoreError> 
 pub fn list_visible_to(
     conn: &mut DbConnection,
     caller: &Caller,
+    after: Option<i64>,
+    limit: i64,
 ) -> Result<Vec<Reservation>, StoreError> {
     let mut query = reservations::table
         .filter(reservations::status.eq_any(visible_states()))
+        .filter(reservations::id.gt(after.unwrap_or(0)))
+        .limit(limit)
         .into_boxed();
     if !caller.is_admin() {
         query = query.filter(

@@ -153,7 +153,7 @@ async fn product(products: &mut ProductServiceClient<Channel>, id: i64) -> produ
 
 async fn visible(reservations: &mut ReservationServiceClient<Channel>) -> Vec<pb::Reservation> {
     reservations
-        .list_reservations(as_admin(pb::ListReservationsRequest {}))
+        .list_reservations(as_admin(pb::ListReservationsRequest::default()))
         .await
         .expect("list")
         .into_inner()

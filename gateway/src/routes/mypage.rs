@@ -4,9 +4,9 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::{Extension, Json};
 use mesh_core::telemetry::catalog;
 use reserve_proto::mypage::v1 as pb;
 use reserve_proto::payment::v1::PaymentStatus;
@@ -18,6 +18,7 @@ use tokio_stream::{Stream, StreamExt};
 use crate::api_error::ApiError;
 use crate::auth::Credentials;
 use crate::body::QueryParams;
+use crate::paging::{Page, PageQuery};
 use crate::status_names::{payment_status_name, reservation_status_name};
 use crate::upstream::Upstreams;
 
@@ -27,10 +28,8 @@ use crate::upstream::Upstreams;
 pub struct MyPageQuery {
     #[serde(default)]
     customer_id: Option<String>,
-    #[serde(default)]
-    page_size: Option<String>,
-    #[serde(default)]
-    page_token: Option<String>,
+    #[serde(flatten)]
+    page: PageQuery,
 }
 
 /// One my-page row, in the original API's field names.
@@ -76,28 +75,21 @@ pub async fn list(
     State(upstreams): State<Upstreams>,
     credentials: Credentials,
     QueryParams(query): QueryParams<MyPageQuery>,
-) -> Result<([(String, String); 1], Json<Vec<MyPageJson>>), ApiError> {
-    let page_size = match query.page_size.as_deref() {
-        None | Some("") => 0,
-        Some(raw) => raw.parse::<i32>().map_err(|_| {
-            ApiError::bad_request(format!("pageSize must be a whole number, got {raw:?}"))
-        })?,
-    };
+) -> Result<Page<MyPageJson>, ApiError> {
     let page = upstreams
         .mypage
         .clone()
         .list_my_page(credentials.request(pb::ListMyPageRequest {
+            page_size: query.page.size()?,
+            page_token: query.page.token(),
             customer_id: query.customer_id.unwrap_or_default(),
-            page_size,
-            page_token: query.page_token.unwrap_or_default(),
         }))
         .await?
         .into_inner();
-    let header = ("next-page-token".to_owned(), page.next_page_token);
-    Ok((
-        [header],
-        Json(page.entries.into_iter().map(MyPageJson::from).collect()),
-    ))
+    Ok(Page {
+        rows: page.entries.into_iter().map(MyPageJson::from).collect(),
+        next_page_token: page.next_page_token,
+    })
 }
 
 /// Query of `GET /mypage/stream`.

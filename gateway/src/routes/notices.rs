@@ -1,6 +1,5 @@
 //! `/notice` routes ⇄ `reserve.notice.v1.NoticeService`: the log of notifications.
 
-use axum::Json;
 use axum::extract::State;
 use reserve_proto::notice::v1 as pb;
 use serde::{Deserialize, Serialize};
@@ -8,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::api_error::ApiError;
 use crate::auth::Credentials;
 use crate::body::QueryParams;
+use crate::paging::{Page, PageQuery};
 use crate::upstream::Upstreams;
 
 /// Query of `GET /notice`.
@@ -16,6 +16,8 @@ use crate::upstream::Upstreams;
 pub struct NoticeQuery {
     #[serde(default)]
     customer_id: Option<String>,
+    #[serde(flatten)]
+    page: PageQuery,
 }
 
 /// One notification.
@@ -55,15 +57,19 @@ pub async fn list(
     State(upstreams): State<Upstreams>,
     credentials: Credentials,
     QueryParams(query): QueryParams<NoticeQuery>,
-) -> Result<Json<Vec<NoticeJson>>, ApiError> {
+) -> Result<Page<NoticeJson>, ApiError> {
     let notices = upstreams
         .notice
         .clone()
         .list_notices(credentials.request(pb::ListNoticesRequest {
+            page_size: query.page.size()?,
+            page_token: query.page.token(),
             customer_id: query.customer_id.unwrap_or_default(),
         }))
         .await?
-        .into_inner()
-        .notices;
-    Ok(Json(notices.into_iter().map(NoticeJson::from).collect()))
+        .into_inner();
+    Ok(Page {
+        rows: notices.notices.into_iter().map(NoticeJson::from).collect(),
+        next_page_token: notices.next_page_token,
+    })
 }

@@ -10,6 +10,7 @@ use crate::auth::Credentials;
 use crate::body::QueryParams;
 use crate::body::{JsonBody, WireId};
 use crate::idempotency::IdempotencyKey;
+use crate::paging::{Page, PageQuery};
 use crate::status_names::{parse_payment_status, payment_status_name};
 use crate::upstream::Upstreams;
 use mesh_core::auth::Role;
@@ -109,24 +110,32 @@ pub async fn get(
 pub struct PaymentFilter {
     #[serde(default)]
     reservation_id: Option<String>,
+    #[serde(flatten)]
+    page: PageQuery,
 }
 
-/// Every payment, or a reservation's (a JSON array either way).
+/// The payments the caller may see, or a reservation's: a page (a JSON array either way).
 pub async fn list(
     State(upstreams): State<Upstreams>,
     credentials: Credentials,
     QueryParams(filter): QueryParams<PaymentFilter>,
-) -> Result<Json<Vec<PaymentJson>>, ApiError> {
+) -> Result<Page<PaymentJson>, ApiError> {
     let reservation_id = match filter.reservation_id.as_deref() {
         None => 0,
         Some(raw) => WireId::from_path(raw, "reservationId")?.0,
     };
-    let payments = upstreams
+    let page = upstreams
         .payment
         .clone()
-        .list_payments(credentials.request(pb::ListPaymentsRequest { reservation_id }))
+        .list_payments(credentials.request(pb::ListPaymentsRequest {
+            reservation_id,
+            page_size: filter.page.size()?,
+            page_token: filter.page.token(),
+        }))
         .await?
-        .into_inner()
-        .payments;
-    Ok(Json(payments.into_iter().map(PaymentJson::from).collect()))
+        .into_inner();
+    Ok(Page {
+        rows: page.payments.into_iter().map(PaymentJson::from).collect(),
+        next_page_token: page.next_page_token,
+    })
 }

@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::api_error::ApiError;
 use crate::auth::Credentials;
+use crate::body::QueryParams;
 use crate::body::{JsonBody, WireId};
+use crate::paging::{Page, PageQuery};
 use crate::status_names::{parse_product_status, product_status_name};
 use crate::upstream::Upstreams;
 use mesh_core::auth::Role;
@@ -90,14 +92,22 @@ pub async fn get(
     Ok(Json(product.into()))
 }
 
-/// Every product.
-pub async fn list(State(upstreams): State<Upstreams>) -> Result<Json<Vec<ProductJson>>, ApiError> {
-    let products = upstreams
+/// A page of products, in id order.
+pub async fn list(
+    State(upstreams): State<Upstreams>,
+    QueryParams(page): QueryParams<PageQuery>,
+) -> Result<Page<ProductJson>, ApiError> {
+    let listed = upstreams
         .product
         .clone()
-        .list_products(pb::ListProductsRequest {})
+        .list_products(pb::ListProductsRequest {
+            page_size: page.size()?,
+            page_token: page.token(),
+        })
         .await?
-        .into_inner()
-        .products;
-    Ok(Json(products.into_iter().map(ProductJson::from).collect()))
+        .into_inner();
+    Ok(Page {
+        rows: listed.products.into_iter().map(ProductJson::from).collect(),
+        next_page_token: listed.next_page_token,
+    })
 }

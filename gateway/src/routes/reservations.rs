@@ -14,8 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::api_error::ApiError;
 use crate::auth::Credentials;
-use crate::body::{JsonBody, WireId};
+use crate::body::{JsonBody, QueryParams, WireId};
 use crate::idempotency::IdempotencyKey;
+use crate::paging::{Page, PageQuery};
 use crate::rate_limit::RateLimiter;
 use crate::status_names::{parse_reservation_status, reservation_status_name};
 use crate::upstream::Upstreams;
@@ -154,22 +155,27 @@ pub async fn get(
     Ok(Json(reservation.into()))
 }
 
-/// Every reservation.
+/// A page of the reservations the caller may see, in id order.
 pub async fn list(
     State(upstreams): State<Upstreams>,
     credentials: Credentials,
-) -> Result<Json<Vec<ReservationJson>>, ApiError> {
-    let reservations = upstreams
+    QueryParams(page): QueryParams<PageQuery>,
+) -> Result<Page<ReservationJson>, ApiError> {
+    let listed = upstreams
         .reservation
         .clone()
-        .list_reservations(credentials.request(pb::ListReservationsRequest {}))
+        .list_reservations(credentials.request(pb::ListReservationsRequest {
+            page_size: page.size()?,
+            page_token: page.token(),
+        }))
         .await?
-        .into_inner()
-        .reservations;
-    Ok(Json(
-        reservations
+        .into_inner();
+    Ok(Page {
+        rows: listed
+            .reservations
             .into_iter()
             .map(ReservationJson::from)
             .collect(),
-    ))
+        next_page_token: listed.next_page_token,
+    })
 }
