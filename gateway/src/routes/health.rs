@@ -9,11 +9,18 @@ use serde_json::{Map, Value, json};
 use crate::upstream::Upstreams;
 
 /// Liveness: the gateway answers.
+#[utoipa::path(get, path = "/healthz", operation_id = "live", tag = "health",
+    responses((status = 200, description = "Alive", body = Object, example = json!({"status": "UP"}))))]
 pub async fn live() -> Json<Value> {
     Json(json!({ "status": "UP" }))
 }
 
 /// Readiness: 200 when every upstream is SERVING, else 503 naming the ones that are not.
+#[utoipa::path(get, path = "/readyz", operation_id = "ready", tag = "health",
+    responses(
+        (status = 200, description = "Every service SERVING", body = Object),
+        (status = 503, description = "Some service is not", body = Object)
+    ))]
 pub async fn ready(State(upstreams): State<Upstreams>) -> (StatusCode, Json<Value>) {
     let results = upstreams.health().await;
     let all_up = results.iter().all(|(_, serving)| *serving);
@@ -33,4 +40,14 @@ pub async fn ready(State(upstreams): State<Upstreams>) -> (StatusCode, Json<Valu
         code,
         Json(json!({ "status": status, "components": components })),
     )
+}
+
+/// `GET /actuator/health` (the original probes' path): the same as `/readyz`.
+#[utoipa::path(get, path = "/actuator/health", operation_id = "actuator_health", tag = "health",
+    responses(
+        (status = 200, description = "Every service SERVING", body = Object),
+        (status = 503, description = "Some service is not", body = Object)
+    ))]
+pub async fn actuator(state: State<Upstreams>) -> (StatusCode, Json<Value>) {
+    ready(state).await
 }

@@ -12,8 +12,10 @@ mod reservations;
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, patch, post};
 use std::sync::Arc;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use http::Uri;
 use mesh_core::auth::Authenticator;
@@ -25,6 +27,7 @@ use mesh_core::telemetry::catalog;
 use crate::api_error::ApiError;
 use crate::body::BODY_LIMIT_BYTES;
 use crate::observability::observe;
+use crate::openapi::ApiDoc;
 use crate::rate_limit::RateLimiter;
 use crate::upstream::Upstreams;
 
@@ -45,6 +48,11 @@ pub struct Guards {
 /// Live streams (long-lived by design) have their own bound, `max_streams`; health probes
 /// have none.
 pub fn router(upstreams: Upstreams, guards: Guards) -> Router {
+    build(upstreams, guards).0
+}
+
+/// The router and the OpenAPI document describing it, made together.
+pub fn build(upstreams: Upstreams, guards: Guards) -> (Router, utoipa::openapi::OpenApi) {
     let Guards {
         authenticator,
         reservation_limiter,
@@ -62,40 +70,67 @@ pub fn router(upstreams: Upstreams, guards: Guards) -> Router {
         // Global: route_layer wraps every route separately, and a plain concurrency limit
         // would give each route its own budget.
         .layer(GlobalConcurrencyLimitLayer::new(max_in_flight));
-    let unbounded = Router::new()
-        .route("/mypage/stream", get(mypage::stream))
-        .route("/healthz", get(health::live))
-        .route("/readyz", get(health::ready))
-        .route("/actuator/health", get(health::ready));
-    Router::new()
-        .route("/product", post(products::register).get(products::list))
-        .route("/products", get(products::list))
-        .route("/product/{id}", get(products::get))
-        .route(
-            "/reservation",
-            post(reservations::create).get(reservations::list),
-        )
-        .route("/reservations", get(reservations::list))
-        .route("/reservation/{id}", get(reservations::get))
-        .route("/reservationupdate", patch(reservations::update))
-        .route("/paid", patch(payments::pay))
-        .route("/payment", get(payments::list))
-        .route("/payments", get(payments::list))
-        .route("/payment/{id}", get(payments::get))
-        .route("/mypage", get(mypage::list))
-        .route("/myPages", get(mypage::list))
-        .route("/notice", get(notices::list))
-        .route("/notices", get(notices::list))
+    // Every route is registered through `routes!`, from its handler's OpenAPI annotation: the
+    // document served at /openapi.json describes exactly the routes that exist.
+    let (api_routes, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(products::register, products::list_at_product))
+        .routes(routes!(products::list))
+        .routes(routes!(products::get))
+        .routes(routes!(
+            reservations::create,
+            reservations::list_at_reservation
+        ))
+        .routes(routes!(reservations::list))
+        .routes(routes!(reservations::get))
+        .routes(routes!(reservations::update))
+        .routes(routes!(payments::pay))
+        .routes(routes!(payments::list_at_payment))
+        .routes(routes!(payments::list))
+        .routes(routes!(payments::get))
+        .routes(routes!(mypage::list))
+        .routes(routes!(mypage::list_at_my_pages))
+        .routes(routes!(notices::list))
+        .routes(routes!(notices::list_at_notices))
         .route_layer(bounded)
-        .merge(unbounded)
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(mypage::stream))
+                .routes(routes!(health::live))
+                .routes(routes!(health::ready))
+                .routes(routes!(health::actuator))
+                .routes(routes!(openapi_document)),
+        )
+        .split_for_parts();
+    let mut openapi = openapi;
+    crate::openapi::add_links(&mut openapi);
+    let document = Arc::new(crate::openapi::to_json(&openapi));
+    let router = api_routes
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(axum::Extension(mypage::StreamSlots::new(max_streams)))
         .layer(axum::Extension(authenticator))
         .layer(axum::Extension(reservation_limiter))
+        .layer(axum::Extension(OpenApiJson(document)))
         .layer(axum::middleware::from_fn(observe))
-        .with_state(upstreams)
+        .with_state(upstreams);
+    (router, openapi)
+}
+
+/// The OpenAPI document, rendered once.
+#[derive(Clone)]
+struct OpenApiJson(Arc<String>);
+
+/// This API's contract.
+#[utoipa::path(get, path = "/openapi.json", operation_id = "openapi", tag = "health",
+    responses((status = 200, description = "This document (OpenAPI 3.1)", content_type = "application/json", body = Object)))]
+async fn openapi_document(
+    axum::Extension(OpenApiJson(document)): axum::Extension<OpenApiJson>,
+) -> impl axum::response::IntoResponse {
+    (
+        [(http::header::CONTENT_TYPE, "application/json")],
+        document.as_str().to_owned(),
+    )
 }
 
 async fn no_route(uri: Uri) -> ApiError {

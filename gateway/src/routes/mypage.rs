@@ -14,6 +14,7 @@ use reserve_proto::reservation::v1::ReservationStatus;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tokio_stream::{Stream, StreamExt};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::api_error::ApiError;
 use crate::auth::Credentials;
@@ -23,17 +24,17 @@ use crate::status_names::{payment_status_name, reservation_status_name};
 use crate::upstream::Upstreams;
 
 /// Query of `GET /mypage`.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct MyPageQuery {
+    /// Whose page: the caller's own when absent (an admin: every buyer's).
     #[serde(default)]
     customer_id: Option<String>,
-    #[serde(flatten)]
-    page: PageQuery,
 }
 
 /// One my-page row, in the original API's field names.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MyPageJson {
     id: i64,
@@ -41,9 +42,12 @@ pub struct MyPageJson {
     product_id: i64,
     product_name: String,
     customer_id: String,
+    #[schema(value_type = Option<String>, example = "CONFIRMED")]
     reservation_status: Option<&'static str>,
     payment_id: Option<i64>,
+    #[schema(value_type = Option<String>, example = "PAID")]
     payment_status: Option<&'static str>,
+    /// Unix milliseconds of the last change.
     updated_at: i64,
 }
 
@@ -71,17 +75,21 @@ impl From<pb::MyPageEntry> for MyPageJson {
 
 /// `GET /mypage?customerId=…` (and `/myPages`): a page of entries, a JSON array; the next
 /// page's token, when there is one, is in the `Next-Page-Token` header.
+#[utoipa::path(get, path = "/mypage", operation_id = "list_my_page", tag = "my page", params(MyPageQuery, PageQuery),
+    security(("bearer" = [])),
+    responses((status = 200, description = "The buyer's reservations with their payments", body = Vec<MyPageJson>, headers(("Next-Page-Token" = String, description = "The next page's `pageToken`; absent on the last page"))), (status = 400, description = "Invalid input: the body, a parameter or a header", body = crate::openapi::ErrorBody), (status = 401, description = "No bearer token, or one that does not verify", body = crate::openapi::ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"reserve-mesh\"`"))), (status = 403, description = "The caller may not do this", body = crate::openapi::ErrorBody), (status = 503, description = "Overloaded or a service is unavailable: try again shortly", body = crate::openapi::ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait")))))]
 pub async fn list(
     State(upstreams): State<Upstreams>,
     credentials: Credentials,
     QueryParams(query): QueryParams<MyPageQuery>,
+    QueryParams(page): QueryParams<PageQuery>,
 ) -> Result<Page<MyPageJson>, ApiError> {
     let page = upstreams
         .mypage
         .clone()
         .list_my_page(credentials.request(pb::ListMyPageRequest {
-            page_size: query.page.size()?,
-            page_token: query.page.token(),
+            page_size: page.size()?,
+            page_token: page.token(),
             customer_id: query.customer_id.unwrap_or_default(),
         }))
         .await?
@@ -93,11 +101,38 @@ pub async fn list(
 }
 
 /// Query of `GET /mypage/stream`.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct StreamQuery {
+    /// Whose page: the caller's own when absent.
     #[serde(default)]
     customer_id: Option<String>,
+}
+
+/// `GET /myPages` (the original's Spring Data REST path): the same page as `GET /mypage`.
+#[utoipa::path(get, path = "/myPages", operation_id = "list_my_pages", tag = "my page", params(MyPageQuery, PageQuery),
+    security(("bearer" = [])),
+    responses((status = 200, description = "The buyer's reservations with their payments", body = Vec<MyPageJson>, headers(("Next-Page-Token" = String, description = "The next page's `pageToken`; absent on the last page"))), (status = 400, description = "Invalid input: the body, a parameter or a header", body = crate::openapi::ErrorBody), (status = 401, description = "No bearer token, or one that does not verify", body = crate::openapi::ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"reserve-mesh\"`"))), (status = 403, description = "The caller may not do this", body = crate::openapi::ErrorBody), (status = 503, description = "Overloaded or a service is unavailable: try again shortly", body = crate::openapi::ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait")))))]
+pub async fn list_at_my_pages(
+    state: State<Upstreams>,
+    credentials: Credentials,
+    query: QueryParams<MyPageQuery>,
+    page: QueryParams<PageQuery>,
+) -> Result<Page<MyPageJson>, ApiError> {
+    list(state, credentials, query, page).await
+}
+
+/// One Server-Sent Event of `GET /mypage/stream`, as the OpenAPI document describes it.
+#[derive(ToSchema)]
+#[allow(dead_code)] // documents what `stream` sends
+pub struct MyPageEvent {
+    /// Always `mypage`.
+    #[schema(example = "mypage")]
+    event: String,
+    /// A my-page row (the JSON of `MyPageJson`).
+    #[schema(content_media_type = "application/json")]
+    data: String,
 }
 
 /// The live streams the gateway serves at once; each holds a slot until its client leaves.
@@ -114,24 +149,27 @@ impl StreamSlots {
 /// `GET /mypage/stream?customerId=…`: the buyer's entries now, then each change as it happens,
 /// as Server-Sent Events (`event: mypage`, JSON data), with keep-alive comments. Past
 /// `GATEWAY_MAX_STREAMS` live streams, 503 at once.
+#[utoipa::path(get, path = "/mypage/stream", operation_id = "watch_my_page", tag = "my page", params(StreamQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Server-Sent Events: `event: mypage`, a my-page row as JSON data, then one per change", content_type = "text/event-stream", body = MyPageEvent),
+        (status = 400, description = "Invalid input: the body, a parameter or a header", body = crate::openapi::ErrorBody), (status = 401, description = "No bearer token, or one that does not verify", body = crate::openapi::ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"reserve-mesh\"`"))), (status = 403, description = "The caller may not do this", body = crate::openapi::ErrorBody), (status = 503, description = "Overloaded or a service is unavailable: try again shortly", body = crate::openapi::ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait")))
+    ))]
 pub async fn stream(
     State(upstreams): State<Upstreams>,
     Extension(slots): Extension<StreamSlots>,
     credentials: Credentials,
     QueryParams(query): QueryParams<StreamQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    // Checked before a stream slot is taken: empty is the caller's own page; an admin, who
-    // could watch anyone's, must say whose.
-    let customer_id = mesh_core::auth::caller::page_owner(
-        &credentials.caller,
-        query.customer_id.as_deref().unwrap_or_default(),
-    )
-    .map_err(ApiError::forbidden)?;
-    if customer_id.is_empty() {
-        return Err(ApiError::bad_request(
-            "customerId must name the buyer whose page to watch",
-        ));
-    }
+    // Checked before a stream slot is taken: none named is the caller's own page (an admin's
+    // too: a stream of everyone's would be unbounded).
+    let requested = query.customer_id.as_deref().unwrap_or_default().trim();
+    let customer_id = if requested.is_empty() {
+        credentials.caller.subject().to_owned()
+    } else {
+        mesh_core::auth::caller::page_owner(&credentials.caller, requested)
+            .map_err(ApiError::forbidden)?
+    };
     let slot = slots.0.try_acquire_owned().map_err(|_| {
         metrics::counter!(catalog::HTTP_SHED).increment(1);
         ApiError::overloaded()

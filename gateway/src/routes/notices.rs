@@ -3,6 +3,7 @@
 use axum::extract::State;
 use reserve_proto::notice::v1 as pb;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::api_error::ApiError;
 use crate::auth::Credentials;
@@ -11,17 +12,17 @@ use crate::paging::{Page, PageQuery};
 use crate::upstream::Upstreams;
 
 /// Query of `GET /notice`.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct NoticeQuery {
+    /// Whose notices: the caller's own when absent (an admin: everyone's).
     #[serde(default)]
     customer_id: Option<String>,
-    #[serde(flatten)]
-    page: PageQuery,
 }
 
 /// One notification.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NoticeJson {
     id: i64,
@@ -53,17 +54,21 @@ impl From<pb::Notice> for NoticeJson {
 }
 
 /// `GET /notice?customerId=…` (and `/notices`): notifications, newest first.
+#[utoipa::path(get, path = "/notice", operation_id = "list_notices", tag = "notices", params(NoticeQuery, PageQuery),
+    security(("bearer" = [])),
+    responses((status = 200, description = "Notifications, newest first", body = Vec<NoticeJson>, headers(("Next-Page-Token" = String, description = "The next page's `pageToken`; absent on the last page"))), (status = 400, description = "Invalid input: the body, a parameter or a header", body = crate::openapi::ErrorBody), (status = 401, description = "No bearer token, or one that does not verify", body = crate::openapi::ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"reserve-mesh\"`"))), (status = 403, description = "The caller may not do this", body = crate::openapi::ErrorBody), (status = 503, description = "Overloaded or a service is unavailable: try again shortly", body = crate::openapi::ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait")))))]
 pub async fn list(
     State(upstreams): State<Upstreams>,
     credentials: Credentials,
     QueryParams(query): QueryParams<NoticeQuery>,
+    QueryParams(page): QueryParams<PageQuery>,
 ) -> Result<Page<NoticeJson>, ApiError> {
     let notices = upstreams
         .notice
         .clone()
         .list_notices(credentials.request(pb::ListNoticesRequest {
-            page_size: query.page.size()?,
-            page_token: query.page.token(),
+            page_size: page.size()?,
+            page_token: page.token(),
             customer_id: query.customer_id.unwrap_or_default(),
         }))
         .await?
@@ -72,4 +77,17 @@ pub async fn list(
         rows: notices.notices.into_iter().map(NoticeJson::from).collect(),
         next_page_token: notices.next_page_token,
     })
+}
+
+/// `GET /notices`: the same page as `GET /notice`.
+#[utoipa::path(get, path = "/notices", operation_id = "list_notices_at_notices", tag = "notices", params(NoticeQuery, PageQuery),
+    security(("bearer" = [])),
+    responses((status = 200, description = "Notifications, newest first", body = Vec<NoticeJson>, headers(("Next-Page-Token" = String, description = "The next page's `pageToken`; absent on the last page"))), (status = 400, description = "Invalid input: the body, a parameter or a header", body = crate::openapi::ErrorBody), (status = 401, description = "No bearer token, or one that does not verify", body = crate::openapi::ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"reserve-mesh\"`"))), (status = 403, description = "The caller may not do this", body = crate::openapi::ErrorBody), (status = 503, description = "Overloaded or a service is unavailable: try again shortly", body = crate::openapi::ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait")))))]
+pub async fn list_at_notices(
+    state: State<Upstreams>,
+    credentials: Credentials,
+    query: QueryParams<NoticeQuery>,
+    page: QueryParams<PageQuery>,
+) -> Result<Page<NoticeJson>, ApiError> {
+    list(state, credentials, query, page).await
 }

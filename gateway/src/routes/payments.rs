@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use reserve_proto::payment::v1 as pb;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::api_error::ApiError;
 use crate::auth::Credentials;
@@ -16,25 +17,39 @@ use crate::upstream::Upstreams;
 use mesh_core::auth::Role;
 
 /// `PATCH /paid` body, as the original API sent it.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PayBody {
+    /// The payment.
+    #[schema(value_type = i64, minimum = 1, example = 1)]
     id: WireId,
+    /// Ignored (the original sent it); a value that disagrees is logged.
     #[serde(default)]
+    #[schema(value_type = Option<i64>, minimum = 1, example = 1)]
     reservation_id: Option<WireId>,
+    /// Ignored (the original sent it); a value that disagrees is logged.
     #[serde(default)]
+    #[schema(value_type = Option<i64>, minimum = 1, example = 3)]
     product_id: Option<WireId>,
+    /// Must be PAID (`02`).
+    #[schema(example = "02", pattern = "^(02|[Pp][Aa][Ii][Dd])$")]
     payment_status: String,
 }
 
 /// A payment as the API shows it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentJson {
+    #[schema(example = 1)]
     id: i64,
+    #[schema(example = 1)]
     reservation_id: i64,
+    #[schema(example = 3)]
     product_id: i64,
+    /// `UNPAID`, `PAID`, `VOIDED` (cancelled before payment) or `REFUNDED`.
+    #[schema(value_type = String, example = "PAID")]
     payment_status: &'static str,
+    #[schema(example = "anonymous")]
     customer_id: String,
 }
 
@@ -52,6 +67,15 @@ impl From<pb::Payment> for PaymentJson {
 
 /// Pays a payment: `paymentStatus` must be PAID (`02`). The `id` decides; a `reservationId` or
 /// `productId` that disagrees with the payment is ignored with a warning.
+#[utoipa::path(patch, path = "/paid", operation_id = "pay", tag = "payments",
+    description = "Pays a payment (`http PATCH :8080/paid id=1 reservationId=1 productId=3 paymentStatus=02`); the product is then SOLD_OUT.",
+    request_body(content = PayBody, example = json!({"id": 1, "reservationId": 1, "productId": 3, "paymentStatus": "02"})),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "Makes a retry safe: the same key with the same request gets the first answer (kept 24 h); 1 to 255 visible ASCII characters")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Paid", body = PaymentJson),
+        (status = 400, description = "Invalid input: the body, a parameter or a header", body = crate::openapi::ErrorBody), (status = 401, description = "No bearer token, or one that does not verify", body = crate::openapi::ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"reserve-mesh\"`"))), (status = 403, description = "The caller may not do this", body = crate::openapi::ErrorBody), (status = 413, description = "Body over 16 KiB", body = crate::openapi::ErrorBody), (status = 415, description = "Body not declared `application/json`", body = crate::openapi::ErrorBody), (status = 404, description = "No such resource", body = crate::openapi::ErrorBody), (status = 409, description = "Not possible in the current state", body = crate::openapi::ErrorBody), (status = 422, description = "Idempotency-Key reused with another request", body = crate::openapi::ErrorBody), (status = 503, description = "Overloaded or a service is unavailable: try again shortly", body = crate::openapi::ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait")))
+    ))]
 pub async fn pay(
     State(upstreams): State<Upstreams>,
     credentials: Credentials,
@@ -89,6 +113,10 @@ pub async fn pay(
 }
 
 /// One payment.
+#[utoipa::path(get, path = "/payment/{id}", operation_id = "get_payment", tag = "payments",
+    params(("id" = i64, Path, description = "The payment's id", minimum = 1)),
+    security(("bearer" = [])),
+    responses((status = 200, description = "The payment", body = PaymentJson), (status = 400, description = "Invalid input: the body, a parameter or a header", body = crate::openapi::ErrorBody), (status = 401, description = "No bearer token, or one that does not verify", body = crate::openapi::ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"reserve-mesh\"`"))), (status = 403, description = "The caller may not do this", body = crate::openapi::ErrorBody), (status = 503, description = "Overloaded or a service is unavailable: try again shortly", body = crate::openapi::ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait"))), (status = 404, description = "No such resource", body = crate::openapi::ErrorBody)))]
 pub async fn get(
     State(upstreams): State<Upstreams>,
     credentials: Credentials,
@@ -105,20 +133,25 @@ pub async fn get(
 }
 
 /// `?reservationId=N` of the payment list.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct PaymentFilter {
+    /// Only this reservation's payment.
     #[serde(default)]
+    #[param(value_type = Option<i64>, minimum = 1)]
     reservation_id: Option<String>,
-    #[serde(flatten)]
-    page: PageQuery,
 }
 
 /// The payments the caller may see, or a reservation's: a page (a JSON array either way).
+#[utoipa::path(get, path = "/payments", operation_id = "list_payments", tag = "payments", params(PaymentFilter, PageQuery),
+    security(("bearer" = [])),
+    responses((status = 200, description = "What the caller owes or sells (an admin: all)", body = Vec<PaymentJson>, headers(("Next-Page-Token" = String, description = "The next page's `pageToken`; absent on the last page"))), (status = 400, description = "Invalid input: the body, a parameter or a header", body = crate::openapi::ErrorBody), (status = 401, description = "No bearer token, or one that does not verify", body = crate::openapi::ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"reserve-mesh\"`"))), (status = 403, description = "The caller may not do this", body = crate::openapi::ErrorBody), (status = 503, description = "Overloaded or a service is unavailable: try again shortly", body = crate::openapi::ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait")))))]
 pub async fn list(
     State(upstreams): State<Upstreams>,
     credentials: Credentials,
     QueryParams(filter): QueryParams<PaymentFilter>,
+    QueryParams(page): QueryParams<PageQuery>,
 ) -> Result<Page<PaymentJson>, ApiError> {
     let reservation_id = match filter.reservation_id.as_deref() {
         None => 0,
@@ -129,8 +162,8 @@ pub async fn list(
         .clone()
         .list_payments(credentials.request(pb::ListPaymentsRequest {
             reservation_id,
-            page_size: filter.page.size()?,
-            page_token: filter.page.token(),
+            page_size: page.size()?,
+            page_token: page.token(),
         }))
         .await?
         .into_inner();
@@ -138,4 +171,17 @@ pub async fn list(
         rows: page.payments.into_iter().map(PaymentJson::from).collect(),
         next_page_token: page.next_page_token,
     })
+}
+
+/// `GET /payment`: the same page as `GET /payments` (`http :8080/payment reservationId==1`).
+#[utoipa::path(get, path = "/payment", operation_id = "list_payments_at_payment", tag = "payments", params(PaymentFilter, PageQuery),
+    security(("bearer" = [])),
+    responses((status = 200, description = "What the caller owes or sells (an admin: all)", body = Vec<PaymentJson>, headers(("Next-Page-Token" = String, description = "The next page's `pageToken`; absent on the last page"))), (status = 400, description = "Invalid input: the body, a parameter or a header", body = crate::openapi::ErrorBody), (status = 401, description = "No bearer token, or one that does not verify", body = crate::openapi::ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"reserve-mesh\"`"))), (status = 403, description = "The caller may not do this", body = crate::openapi::ErrorBody), (status = 503, description = "Overloaded or a service is unavailable: try again shortly", body = crate::openapi::ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait")))))]
+pub async fn list_at_payment(
+    state: State<Upstreams>,
+    credentials: Credentials,
+    filter: QueryParams<PaymentFilter>,
+    page: QueryParams<PageQuery>,
+) -> Result<Page<PaymentJson>, ApiError> {
+    list(state, credentials, filter, page).await
 }

@@ -6,6 +6,7 @@ use axum::response::IntoResponse;
 use http::{StatusCode, header};
 use reserve_proto::product::v1 as pb;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::api_error::ApiError;
 use crate::auth::Credentials;
@@ -17,21 +18,33 @@ use crate::upstream::Upstreams;
 use mesh_core::auth::Role;
 
 /// `POST /product` body, as the original API sent it.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RegisterProduct {
+    /// 1 to 200 characters, no control, bidirectional or invisible characters.
+    #[schema(example = "Phone", min_length = 1, max_length = 200)]
     product_name: String,
+    /// Optional: a new product is always AVAILABLE (`01`).
     #[serde(default)]
+    #[schema(
+        example = "01",
+        pattern = "^(01|[Aa][Vv][Aa][Ii][Ll][Aa][Bb][Ll][Ee])$"
+    )]
     product_status: Option<String>,
 }
 
 /// A product as the original API showed it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProductJson {
+    #[schema(example = 1)]
     id: i64,
+    #[schema(example = "Phone")]
     product_name: String,
+    /// `AVAILABLE`, `PENDING` (reserved) or `SOLD_OUT`.
+    #[schema(value_type = String, example = "AVAILABLE")]
     product_status: &'static str,
+    /// The reservation holding it, while PENDING or SOLD_OUT.
     #[serde(skip_serializing_if = "Option::is_none")]
     reservation_id: Option<i64>,
 }
@@ -48,6 +61,14 @@ impl From<pb::Product> for ProductJson {
 }
 
 /// Registers a product: 201 with the product and its Location.
+#[utoipa::path(post, path = "/product", operation_id = "register_product", tag = "products",
+    description = "Registers a product of the calling seller (`http POST :8080/product productName=Phone productStatus=01`).",
+    request_body(content = RegisterProduct, example = json!({"productName": "Phone", "productStatus": "01"})),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Registered", body = ProductJson, headers(("Location" = String, description = "`/product/{id}`"))),
+        (status = 400, description = "Invalid input: the body, a parameter or a header", body = crate::openapi::ErrorBody), (status = 401, description = "No bearer token, or one that does not verify", body = crate::openapi::ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"reserve-mesh\"`"))), (status = 403, description = "The caller may not do this", body = crate::openapi::ErrorBody), (status = 413, description = "Body over 16 KiB", body = crate::openapi::ErrorBody), (status = 415, description = "Body not declared `application/json`", body = crate::openapi::ErrorBody), (status = 503, description = "Overloaded or a service is unavailable: try again shortly", body = crate::openapi::ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait")))
+    ))]
 pub async fn register(
     State(upstreams): State<Upstreams>,
     credentials: Credentials,
@@ -78,6 +99,9 @@ pub async fn register(
 }
 
 /// One product.
+#[utoipa::path(get, path = "/product/{id}", operation_id = "get_product", tag = "products",
+    params(("id" = i64, Path, description = "The product's id", minimum = 1)),
+    responses((status = 200, description = "The product", body = ProductJson), (status = 400, description = "Invalid input: the body, a parameter or a header", body = crate::openapi::ErrorBody), (status = 404, description = "No such resource", body = crate::openapi::ErrorBody), (status = 503, description = "Overloaded or a service is unavailable: try again shortly", body = crate::openapi::ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait")))))]
 pub async fn get(
     State(upstreams): State<Upstreams>,
     Path(id): Path<String>,
@@ -92,7 +116,12 @@ pub async fn get(
     Ok(Json(product.into()))
 }
 
-/// A page of products, in id order.
+/// A page of products, in id order (`GET /product` and `GET /products`).
+#[utoipa::path(get, path = "/products", operation_id = "list_products", tag = "products", params(PageQuery),
+    responses(
+        (status = 200, description = "A page of products", body = Vec<ProductJson>, headers(("Next-Page-Token" = String, description = "The next page's `pageToken`; absent on the last page"))),
+        (status = 400, description = "Invalid input: the body, a parameter or a header", body = crate::openapi::ErrorBody), (status = 503, description = "Overloaded or a service is unavailable: try again shortly", body = crate::openapi::ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait")))
+    ))]
 pub async fn list(
     State(upstreams): State<Upstreams>,
     QueryParams(page): QueryParams<PageQuery>,
@@ -110,4 +139,17 @@ pub async fn list(
         rows: listed.products.into_iter().map(ProductJson::from).collect(),
         next_page_token: listed.next_page_token,
     })
+}
+
+/// `GET /product`: the same page as `GET /products` (the original API served both).
+#[utoipa::path(get, path = "/product", operation_id = "list_products_at_product", tag = "products", params(PageQuery),
+    responses(
+        (status = 200, description = "A page of products", body = Vec<ProductJson>, headers(("Next-Page-Token" = String, description = "The next page's `pageToken`; absent on the last page"))),
+        (status = 400, description = "Invalid input: the body, a parameter or a header", body = crate::openapi::ErrorBody), (status = 503, description = "Overloaded or a service is unavailable: try again shortly", body = crate::openapi::ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait")))
+    ))]
+pub async fn list_at_product(
+    state: State<Upstreams>,
+    page: QueryParams<PageQuery>,
+) -> Result<Page<ProductJson>, ApiError> {
+    list(state, page).await
 }

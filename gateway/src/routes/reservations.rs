@@ -11,6 +11,7 @@ use mesh_core::auth::Role;
 use mesh_core::auth::caller::reserving_customer;
 use reserve_proto::reservation::v1 as pb;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::api_error::ApiError;
 use crate::auth::Credentials;
@@ -22,23 +23,33 @@ use crate::status_names::{parse_reservation_status, reservation_status_name};
 use crate::upstream::Upstreams;
 
 /// `POST /reservation` body, as the original API sent it.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateReservation {
+    /// The product to reserve (a number or a numeric string).
+    #[schema(value_type = i64, minimum = 1, example = 3)]
     product_id: WireId,
+    /// Optional: a new reservation is RESERVED (`01`).
     #[serde(default)]
+    #[schema(example = "01", pattern = "^(01|[Rr][Ee][Ss][Ee][Rr][Vv][Ee][Dd])$")]
     reservation_status: Option<String>,
+    /// Optional: the caller's own id (another is 403).
     #[serde(default)]
     customer_id: Option<String>,
 }
 
 /// A reservation as the original API showed it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReservationJson {
+    #[schema(example = 1)]
     id: i64,
+    #[schema(example = 3)]
     product_id: i64,
+    /// `RESERVED`, `CANCELLED` or `CONFIRMED` (paid).
+    #[schema(value_type = String, example = "RESERVED")]
     reservation_status: &'static str,
+    #[schema(example = "anonymous")]
     customer_id: String,
 }
 
@@ -54,6 +65,15 @@ impl From<pb::Reservation> for ReservationJson {
 }
 
 /// Reserves a product: 201, 409 when taken, 503 (Retry-After) when the lock cannot be had now.
+#[utoipa::path(post, path = "/reservation", operation_id = "create_reservation", tag = "reservations",
+    description = "Reserves a product for the calling buyer, locking it (`http POST :8080/reservation productId=3 reservationStatus=01`).",
+    request_body(content = CreateReservation, example = json!({"productId": 3, "reservationStatus": "01"})),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "Makes a retry safe: the same key with the same request gets the first answer (kept 24 h); 1 to 255 visible ASCII characters")),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Reserved; the product is PENDING", body = ReservationJson, headers(("Location" = String, description = "`/reservation/{id}`"))),
+        (status = 400, description = "Invalid input: the body, a parameter or a header", body = crate::openapi::ErrorBody), (status = 401, description = "No bearer token, or one that does not verify", body = crate::openapi::ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"reserve-mesh\"`"))), (status = 403, description = "The caller may not do this", body = crate::openapi::ErrorBody), (status = 413, description = "Body over 16 KiB", body = crate::openapi::ErrorBody), (status = 415, description = "Body not declared `application/json`", body = crate::openapi::ErrorBody), (status = 404, description = "No such resource", body = crate::openapi::ErrorBody), (status = 409, description = "Not possible in the current state", body = crate::openapi::ErrorBody), (status = 422, description = "Idempotency-Key reused with another request", body = crate::openapi::ErrorBody), (status = 429, description = "Too many reservations from this buyer", body = crate::openapi::ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait"))), (status = 503, description = "Overloaded or a service is unavailable: try again shortly", body = crate::openapi::ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait")))
+    ))]
 pub async fn create(
     State(upstreams): State<Upstreams>,
     Extension(limiter): Extension<Arc<RateLimiter>>,
@@ -95,17 +115,35 @@ pub async fn create(
 }
 
 /// `PATCH /reservationupdate` body, as the original API sent it to cancel.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateReservation {
+    /// The reservation.
+    #[schema(value_type = i64, minimum = 1, example = 2)]
     id: WireId,
+    /// Ignored (the original sent it); a value that disagrees is logged.
     #[serde(default)]
+    #[schema(value_type = Option<i64>, minimum = 1, example = 1)]
     product_id: Option<WireId>,
+    /// Must be CANCELLED (`02`).
+    #[schema(
+        example = "02",
+        pattern = "^(02|[Cc][Aa][Nn][Cc][Ee][Ll][Ll]?[Ee][Dd])$"
+    )]
     reservation_status: String,
 }
 
 /// Cancels a reservation (the only update the API offers): `reservationStatus` must be
 /// CANCELLED (`02`). The `id` decides; a `productId` that disagrees is ignored with a warning.
+#[utoipa::path(patch, path = "/reservationupdate", operation_id = "cancel_reservation", tag = "reservations",
+    description = "Cancels a reservation, freeing its product (`http PATCH :8080/reservationupdate id=2 productId=1 reservationStatus=02`).",
+    request_body(content = UpdateReservation, example = json!({"id": 2, "productId": 1, "reservationStatus": "02"})),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "Makes a retry safe: the same key with the same request gets the first answer (kept 24 h); 1 to 255 visible ASCII characters")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Cancelled", body = ReservationJson),
+        (status = 400, description = "Invalid input: the body, a parameter or a header", body = crate::openapi::ErrorBody), (status = 401, description = "No bearer token, or one that does not verify", body = crate::openapi::ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"reserve-mesh\"`"))), (status = 403, description = "The caller may not do this", body = crate::openapi::ErrorBody), (status = 413, description = "Body over 16 KiB", body = crate::openapi::ErrorBody), (status = 415, description = "Body not declared `application/json`", body = crate::openapi::ErrorBody), (status = 404, description = "No such resource", body = crate::openapi::ErrorBody), (status = 409, description = "Not possible in the current state", body = crate::openapi::ErrorBody), (status = 422, description = "Idempotency-Key reused with another request", body = crate::openapi::ErrorBody), (status = 503, description = "Overloaded or a service is unavailable: try again shortly", body = crate::openapi::ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait")))
+    ))]
 pub async fn update(
     State(upstreams): State<Upstreams>,
     credentials: Credentials,
@@ -140,6 +178,10 @@ pub async fn update(
 }
 
 /// One reservation.
+#[utoipa::path(get, path = "/reservation/{id}", operation_id = "get_reservation", tag = "reservations",
+    params(("id" = i64, Path, description = "The reservation's id", minimum = 1)),
+    security(("bearer" = [])),
+    responses((status = 200, description = "The reservation", body = ReservationJson), (status = 400, description = "Invalid input: the body, a parameter or a header", body = crate::openapi::ErrorBody), (status = 401, description = "No bearer token, or one that does not verify", body = crate::openapi::ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"reserve-mesh\"`"))), (status = 403, description = "The caller may not do this", body = crate::openapi::ErrorBody), (status = 503, description = "Overloaded or a service is unavailable: try again shortly", body = crate::openapi::ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait"))), (status = 404, description = "No such resource", body = crate::openapi::ErrorBody)))]
 pub async fn get(
     State(upstreams): State<Upstreams>,
     credentials: Credentials,
@@ -156,6 +198,9 @@ pub async fn get(
 }
 
 /// A page of the reservations the caller may see, in id order.
+#[utoipa::path(get, path = "/reservations", operation_id = "list_reservations", tag = "reservations", params(PageQuery),
+    security(("bearer" = [])),
+    responses((status = 200, description = "What the caller bought or sells (an admin: all)", body = Vec<ReservationJson>, headers(("Next-Page-Token" = String, description = "The next page's `pageToken`; absent on the last page"))), (status = 400, description = "Invalid input: the body, a parameter or a header", body = crate::openapi::ErrorBody), (status = 401, description = "No bearer token, or one that does not verify", body = crate::openapi::ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"reserve-mesh\"`"))), (status = 403, description = "The caller may not do this", body = crate::openapi::ErrorBody), (status = 503, description = "Overloaded or a service is unavailable: try again shortly", body = crate::openapi::ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait")))))]
 pub async fn list(
     State(upstreams): State<Upstreams>,
     credentials: Credentials,
@@ -178,4 +223,16 @@ pub async fn list(
             .collect(),
         next_page_token: listed.next_page_token,
     })
+}
+
+/// `GET /reservation`: the same page as `GET /reservations`.
+#[utoipa::path(get, path = "/reservation", operation_id = "list_reservations_at_reservation", tag = "reservations", params(PageQuery),
+    security(("bearer" = [])),
+    responses((status = 200, description = "What the caller bought or sells (an admin: all)", body = Vec<ReservationJson>, headers(("Next-Page-Token" = String, description = "The next page's `pageToken`; absent on the last page"))), (status = 400, description = "Invalid input: the body, a parameter or a header", body = crate::openapi::ErrorBody), (status = 401, description = "No bearer token, or one that does not verify", body = crate::openapi::ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"reserve-mesh\"`"))), (status = 403, description = "The caller may not do this", body = crate::openapi::ErrorBody), (status = 503, description = "Overloaded or a service is unavailable: try again shortly", body = crate::openapi::ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait")))))]
+pub async fn list_at_reservation(
+    state: State<Upstreams>,
+    credentials: Credentials,
+    page: QueryParams<PageQuery>,
+) -> Result<Page<ReservationJson>, ApiError> {
+    list(state, credentials, page).await
 }

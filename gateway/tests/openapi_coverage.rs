@@ -1,0 +1,89 @@
+//! The OpenAPI document and the router cannot drift apart: every documented operation is
+//! served (not answered 404 / 405 by the router), and every route is registered from a
+//! documented handler (no plain `.route(` in the router's source).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use gateway::rate_limit::RateLimiter;
+use gateway::routes::{Guards, build};
+use gateway::upstream::{UpstreamConfig, Upstreams};
+use mesh_core::auth::{AuthConfig, Authenticator};
+use tower::ServiceExt;
+
+fn unreachable_upstreams() -> Upstreams {
+    let url = "http://127.0.0.1:9".to_owned();
+    Upstreams::connect(&UpstreamConfig {
+        product_url: url.clone(),
+        reservation_url: url.clone(),
+        payment_url: url.clone(),
+        mypage_url: url.clone(),
+        notice_url: url,
+        timeout: Duration::from_millis(200),
+    })
+    .expect("upstream clients")
+}
+
+fn guards() -> Guards {
+    Guards {
+        authenticator: Arc::new(Authenticator::new(&AuthConfig::dev(None))),
+        reservation_limiter: Arc::new(RateLimiter::new(0.0, 1)),
+        max_in_flight: 16,
+        max_streams: 4,
+    }
+}
+
+#[tokio::test]
+async fn every_documented_operation_is_served() {
+    let (router, openapi) = build(unreachable_upstreams(), guards());
+    let mut operations = 0;
+    for (path, item) in &openapi.paths.paths {
+        let concrete = path.replace("{id}", "1");
+        let methods = [
+            ("GET", item.get.is_some()),
+            ("POST", item.post.is_some()),
+            ("PATCH", item.patch.is_some()),
+            ("PUT", item.put.is_some()),
+            ("DELETE", item.delete.is_some()),
+        ];
+        for (method, documented) in methods {
+            if !documented {
+                continue;
+            }
+            operations += 1;
+            let request = http::Request::builder()
+                .method(method)
+                .uri(&concrete)
+                .header("content-type", "application/json")
+                .body(Body::from("{}"))
+                .expect("a request");
+            let response = router.clone().oneshot(request).await.expect("an answer");
+            let status = response.status().as_u16();
+            let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+                .await
+                .unwrap_or_default();
+            let text = String::from_utf8_lossy(&body);
+            assert!(
+                !text.contains("no_such_route") && !text.contains("method_not_allowed"),
+                "{method} {path} is documented but not routed: {status} {text}"
+            );
+        }
+    }
+    assert!(operations >= 22, "only {operations} operations documented");
+}
+
+#[test]
+fn every_route_is_registered_from_a_documented_handler() {
+    let source = include_str!("../src/routes/mod.rs");
+    for line in source.lines() {
+        let code = line.split("//").next().unwrap_or_default();
+        assert!(
+            !code.contains(".route(")
+                && !code.contains(".route_service(")
+                && !code.contains(".nest("),
+            "a route registered around the OpenAPI document: {line}"
+        );
+    }
+    assert!(source.contains("routes!("), "routes come from routes!");
+}
