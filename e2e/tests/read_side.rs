@@ -181,8 +181,22 @@ async fn an_sse_client_sees_reserved_then_confirmed_live() {
         .expect("saw CONFIRMED");
     assert!(reserved < confirmed, "{seen:?}");
 
-    let (status, error) = mesh.get("/mypage/stream").await;
-    assert_eq!(status, 400, "{error}");
+    // Naming nobody watches the caller's own page: kim's stream starts with her row.
+    let own = mesh
+        .bare_http
+        .get(mesh.url("/mypage/stream"))
+        .bearer_auth(mesh.buyer("kim"))
+        .send()
+        .await
+        .expect("stream opens");
+    assert_eq!(own.status().as_u16(), 200);
+    let mut own = own.bytes_stream();
+    let first = tokio::time::timeout(SOON, own.next())
+        .await
+        .expect("a first event")
+        .expect("stream open")
+        .expect("chunk");
+    assert!(String::from_utf8_lossy(&first).contains(r#""customerId":"kim""#));
 }
 
 /// A webhook receiver that fails the first two attempts of every notification, then accepts.
