@@ -39,8 +39,11 @@ pub fn fresh_postgres_database(label: &str) -> String {
         .unwrap_or_else(|err| panic!("tests need PostgreSQL at {admin}: {err}"));
     conn.batch_execute(&format!("CREATE DATABASE \"{name}\""))
         .unwrap_or_else(|err| panic!("cannot create test database {name}: {err}"));
+    // sslmode=disable: the loopback server needs no TLS, and libpq's TLS attempt (OpenSSL)
+    // in an r2d2 worker still connecting when a test binary exits crashes in OpenSSL's exit
+    // cleanup (seen as a SIGSEGV in `r2d2-worker` after every test had passed).
     match admin.rsplit_once('/') {
-        Some((server, _)) => format!("{server}/{name}"),
+        Some((server, _)) => format!("{server}/{name}?sslmode=disable"),
         None => panic!("TEST_DATABASE_ADMIN_URL has no database path: {admin}"),
     }
 }
