@@ -142,10 +142,10 @@ impl Schedule {
     fn cut_database_off(&mut self, mesh: &Mesh, report: &mut Report) {
         self.outage_done = true;
         let svc = self.outage_service;
-        let Some(database) = mesh
-            .database_url(svc)
-            .and_then(|url| url.rsplit('/').next().map(str::to_owned))
-        else {
+        let Some(database) = mesh.database_url(svc).and_then(|url| {
+            let path = url.rsplit('/').next()?;
+            Some(path.split('?').next().unwrap_or(path).to_owned())
+        }) else {
             return;
         };
         // ALLOW_CONNECTIONS holds for superusers too (a CONNECTION LIMIT does not), and
