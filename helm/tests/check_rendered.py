@@ -158,6 +158,20 @@ def check_network_policies(by_kind, deployments):
         check(reaches_internal == (component == "reservation"), f"{component}: reaches the lock only if reservation-svc")
 
 
+def check_rollouts(deployments):
+    """Pods roll when anything they read changes, and the gateway is ready only with its
+    upstreams."""
+    for name, deployment in deployments.items():
+        annotations = deployment["spec"]["template"]["metadata"].get("annotations", {})
+        check(len(annotations.get("checksum/config", "")) == 64, f"{name}: a checksum of its ConfigMap")
+        check(len(annotations.get("checksum/secrets", "")) == 64, f"{name}: a checksum of its Secrets")
+    gateway = next((d for n, d in deployments.items() if n.endswith("-gateway")), None)
+    if gateway:
+        container = gateway["spec"]["template"]["spec"]["containers"][0]
+        check(container["readinessProbe"]["httpGet"]["path"] == "/readyz", "gateway: readiness is /readyz")
+        check(container["livenessProbe"]["httpGet"]["path"] == "/healthz", "gateway: liveness is /healthz")
+
+
 def check_identity(by_kind):
     """The services verify tokens: jwt mode names the issuer and a key source, dev mode is
     never rendered unless asked for (checked by check-chart)."""
@@ -225,6 +239,7 @@ def main():
     check_webhook_credentials(by_kind, deployments)
     check_network_policies(by_kind, deployments)
     check_identity(by_kind)
+    check_rollouts(deployments)
 
     if "--product-hpa" in sys.argv:
         product = [h for h in by_kind.get("HorizontalPodAutoscaler", [])
