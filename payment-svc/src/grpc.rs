@@ -78,12 +78,11 @@ impl pb::payment_service_server::PaymentService for PaymentApi {
             0 => None,
             raw => Some(Id::parse(raw, "reservation id")?),
         };
-        let whose = if caller.is_admin() {
-            "*".to_owned()
-        } else {
-            format!("@{}", caller.subject())
-        };
-        let scope = format!("payments:{whose}:{}", request.reservation_id);
+        let scope = format!(
+            "payments:{}:{}",
+            caller.visibility(),
+            request.reservation_id
+        );
         let page = PageRequest::parse(request.page_size, &request.page_token, &scope)?;
         let rows = self
             .db

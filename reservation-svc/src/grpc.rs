@@ -101,7 +101,7 @@ impl pb::reservation_service_server::ReservationService for ReservationApi {
     ) -> Result<Response<pb::ListReservationsResponse>, Status> {
         let caller = caller(&request)?;
         let request = request.into_inner();
-        let scope = format!("reservations:{}", visibility(&caller));
+        let scope = format!("reservations:{}", caller.visibility());
         let page = PageRequest::parse(request.page_size, &request.page_token, &scope)?;
         let rows = self
             .db
@@ -112,15 +112,6 @@ impl pb::reservation_service_server::ReservationService for ReservationApi {
             reservations: reservations.into_iter().map(to_wire).collect(),
             next_page_token,
         }))
-    }
-}
-
-/// Whose rows a listing shows, for its page tokens: everyone's for an admin.
-fn visibility(caller: &Caller) -> String {
-    if caller.is_admin() {
-        "*".to_owned()
-    } else {
-        format!("@{}", caller.subject())
     }
 }
 

@@ -129,6 +129,16 @@ impl Caller {
         }
     }
 
+    /// Whose rows a filtered listing shows this caller, as a key for its page tokens:
+    /// everyone's (`*`) for an admin, else their own (`@sub`).
+    pub fn visibility(&self) -> String {
+        if self.is_admin() {
+            "*".to_owned()
+        } else {
+            format!("@{}", self.subject)
+        }
+    }
+
     /// The roles, by name, for logs and tokens.
     pub fn role_names(&self) -> Vec<&'static str> {
         Role::ALL
@@ -225,6 +235,13 @@ mod tests {
         let admin = Caller::new("ops", [Role::Admin]);
         assert_eq!(page_owner(&admin, "").unwrap(), "");
         assert_eq!(page_owner(&admin, "lee").unwrap(), "lee");
+    }
+
+    #[test]
+    fn visibility_tells_admins_from_everyone_else() {
+        assert_eq!(Caller::new("ops", [Role::Admin]).visibility(), "*");
+        assert_eq!(buyer("kim").visibility(), "@kim");
+        assert_ne!(buyer("*").visibility(), "*");
     }
 
     #[test]
