@@ -191,9 +191,7 @@ impl Db {
         let mut applied = 0;
         for set in [MESSAGING_MIGRATIONS, migrations] {
             applied += match &mut conn as &mut DbConnection {
-                DbConnection::Postgres(pg) => pg
-                    .run_pending_migrations(set.postgres)
-                    .map(|versions| versions.len()),
+                DbConnection::Postgres(pg) => migrate_exclusively(pg, set.postgres),
                 DbConnection::Sqlite(sqlite) => sqlite
                     .run_pending_migrations(set.sqlite)
                     .map(|versions| versions.len()),
@@ -279,4 +277,31 @@ mod tests {
         let query = DbTarget::Postgres("postgres://db/product?password=secret".into());
         assert_eq!(query.describe(), "postgres://db/product?***");
     }
+}
+
+/// The advisory-lock key every replica of every service takes around its migrations
+/// ("RMMIGRAT" as a big-endian integer): the same key in each database, so two replicas
+/// starting together against one database migrate one after the other instead of racing to
+/// create the same tables.
+const MIGRATION_LOCK_KEY: i64 = 0x524d_4d49_4752_4154;
+
+/// Runs `migrations` holding a session-level advisory lock, so that a second replica waits
+/// for the first one's migrations and then finds nothing left to apply.
+fn migrate_exclusively(
+    conn: &mut diesel::PgConnection,
+    migrations: EmbeddedMigrations,
+) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
+    use diesel::RunQueryDsl;
+    diesel::sql_query("SELECT pg_advisory_lock($1)")
+        .bind::<diesel::sql_types::BigInt, _>(MIGRATION_LOCK_KEY)
+        .execute(conn)?;
+    let applied = conn
+        .run_pending_migrations(migrations)
+        .map(|versions| versions.len());
+    let unlocked = diesel::sql_query("SELECT pg_advisory_unlock($1)")
+        .bind::<diesel::sql_types::BigInt, _>(MIGRATION_LOCK_KEY)
+        .execute(conn);
+    let applied = applied?;
+    unlocked?;
+    Ok(applied)
 }

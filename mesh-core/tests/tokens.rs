@@ -226,3 +226,49 @@ async fn keys_that_cannot_be_loaded_answer_unavailable_not_unauthenticated() {
         Err(AuthError::KeysUnavailable(_))
     ));
 }
+
+/// The Helm chart's bundled issuer: the key the chart generated, the JWKS an init container
+/// writes with `mesh-token --jwks-out`, and tokens minted by `mesh-token` naming the
+/// release's issuer, which a `jwt`-mode verifier (not dev mode) accepts.
+#[tokio::test]
+async fn mesh_token_issues_as_the_configured_issuer_and_writes_its_key_set() {
+    let dir = scratch_dir("bundled");
+    let keys = dir.join("issuer");
+    DevIssuer::open_or_create(&keys).unwrap();
+    let jwks = dir.join("jwks.json");
+    let issuer_name = "https://reserve-mesh.example/issuer";
+    let mesh_token = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_mesh-token"))
+            .args(args)
+            .env("MESH_AUTH_DIR", &keys)
+            .env("AUTH_ISSUER", issuer_name)
+            .env("AUTH_AUDIENCE", "shop")
+            .output()
+            .expect("mesh-token runs");
+        assert!(output.status.success(), "mesh-token {args:?}: {output:?}");
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    };
+
+    mesh_token(&["--jwks-out", jwks.to_str().unwrap()]);
+    let token = mesh_token(&["seller,buyer", "lee"]);
+
+    let mut config = jwt_config(&jwks, Duration::from_secs(30));
+    config.issuer = issuer_name.into();
+    config.audience = "shop".into();
+    let auth = Authenticator::new(&config);
+    auth.load_keys().await;
+    let caller = auth
+        .verify(&token)
+        .await
+        .expect("the bundled issuer's token");
+    assert_eq!(caller.subject(), "lee");
+    assert!(caller.has(Role::Seller) && caller.has(Role::Buyer));
+
+    let dev_config = jwt_config(&jwks, Duration::from_secs(30));
+    let dev_auth = Authenticator::new(&dev_config);
+    dev_auth.load_keys().await;
+    assert!(
+        matches!(dev_auth.verify(&token).await, Err(AuthError::Invalid(_))),
+        "a verifier expecting the dev issuer refuses the release's tokens"
+    );
+}

@@ -31,7 +31,10 @@ const PKCS8_ED25519_PREFIX: [u8; 16] = [
 pub struct DevIssuer {
     kid: String,
     key: EncodingKey,
+    public_keys: Value,
     jwks_path: PathBuf,
+    issuer: String,
+    audience: String,
 }
 
 impl DevIssuer {
@@ -59,8 +62,24 @@ impl DevIssuer {
         Ok(Self {
             kid: kid_of(&seed),
             key: EncodingKey::from_ed_der(&der),
+            public_keys: jwks(&seed),
             jwks_path: dir.join(JWKS_FILE),
+            issuer: DEV_ISSUER.to_owned(),
+            audience: DEFAULT_AUDIENCE.to_owned(),
         })
+    }
+
+    /// The same key issuing as `issuer` for `audience`: the Helm chart's bundled issuer
+    /// (a key the chart generates, trusted in `jwt` mode) names itself after the release.
+    pub fn issuing_as(mut self, issuer: String, audience: String) -> Self {
+        self.issuer = issuer;
+        self.audience = audience;
+        self
+    }
+
+    /// The public key set (JWKS) that verifies this issuer's tokens.
+    pub fn public_keys(&self) -> &Value {
+        &self.public_keys
     }
 
     /// Where the public key set is.
@@ -68,13 +87,13 @@ impl DevIssuer {
         &self.jwks_path
     }
 
-    /// A token for `subject` with `roles`, issued by [`DEV_ISSUER`] for [`DEFAULT_AUDIENCE`],
-    /// valid for `ttl_secs`.
+    /// A token for `subject` with `roles`, issued by this issuer ([`DEV_ISSUER`] unless
+    /// [`Self::issuing_as`] said otherwise) for its audience, valid for `ttl_secs`.
     pub fn mint(&self, subject: &str, roles: &[Role], ttl_secs: u64) -> String {
         let now = unix_now();
         self.mint_claims(json!({
-            "iss": DEV_ISSUER,
-            "aud": DEFAULT_AUDIENCE,
+            "iss": self.issuer,
+            "aud": self.audience,
             "sub": subject,
             "roles": roles.iter().map(|role| role.name()).collect::<Vec<_>>(),
             "iat": now,

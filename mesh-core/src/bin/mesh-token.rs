@@ -6,17 +6,22 @@
 //! mesh-token seller,buyer lee     # several roles
 //! mesh-token admin ops --ttl 600  # valid for ten minutes
 //! mesh-token --init               # only create the key pair; prints the JWKS path
+//! mesh-token --jwks-out PATH      # write the public key set (JWKS) to PATH
 //! ```
 //!
-//! Keys live in `MESH_AUTH_DIR` (default `.run/auth`). Only dev-mode meshes trust them.
+//! Keys live in `MESH_AUTH_DIR` (default `.run/auth`). Tokens name `AUTH_ISSUER` and
+//! `AUTH_AUDIENCE` when those are set (the Helm chart's bundled issuer, trusted in `jwt`
+//! mode, where an init container writes the JWKS with `--jwks-out`), else the dev issuer,
+//! which only dev-mode meshes trust.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use mesh_core::auth::Role;
+use mesh_core::auth::config::DEFAULT_AUDIENCE;
 use mesh_core::auth::dev_keys::{DEFAULT_TTL_SECS, DevIssuer};
 
-const USAGE: &str = "usage: mesh-token <buyer|seller|admin>[,role…] <subject> [--ttl SECONDS]\n       mesh-token --init";
+const USAGE: &str = "usage: mesh-token <buyer|seller|admin>[,role…] <subject> [--ttl SECONDS]\n       mesh-token --init\n       mesh-token --jwks-out PATH";
 
 fn main() -> ExitCode {
     match run(std::env::args().skip(1).collect()) {
@@ -35,14 +40,24 @@ fn run(args: Vec<String>) -> Result<String, String> {
     let dir = std::env::var_os("MESH_AUTH_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(".run/auth"));
-    let issuer = DevIssuer::open_or_create(&dir)
+    let mut issuer = DevIssuer::open_or_create(&dir)
         .map_err(|err| format!("cannot open the dev key in {}: {err}", dir.display()))?;
+    if let Some(name) = non_empty_env("AUTH_ISSUER") {
+        let audience = non_empty_env("AUTH_AUDIENCE").unwrap_or_else(|| DEFAULT_AUDIENCE.into());
+        issuer = issuer.issuing_as(name, audience);
+    }
     let mut positional = Vec::new();
     let mut ttl = DEFAULT_TTL_SECS;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--init" => return Ok(issuer.jwks_path().display().to_string()),
+            "--jwks-out" => {
+                let path = args.next().ok_or("--jwks-out needs a file path")?;
+                std::fs::write(&path, issuer.public_keys().to_string())
+                    .map_err(|err| format!("cannot write {path}: {err}"))?;
+                return Ok(path);
+            }
             "--ttl" => {
                 let value = args.next().ok_or("--ttl needs a number of seconds")?;
                 ttl = value
@@ -64,4 +79,10 @@ fn run(args: Vec<String>) -> Result<String, String> {
         return Err(format!("the subject must not be empty\n{USAGE}"));
     }
     Ok(issuer.mint(subject.trim(), &roles, ttl))
+}
+
+fn non_empty_env(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .filter(|value| !value.trim().is_empty())
 }
