@@ -1,18 +1,27 @@
 #!/usr/bin/env python3
 """Asserts on the chart as rendered (YAML on stdin): what Kubernetes will actually run.
 
-Every Deployment has startup, readiness and liveness probes, requests and limits, a non-root,
-read-only security context and a zero-downtime rolling update; every HPA targets a Deployment
-of the chart; every PDB selects that Deployment's pods; nothing runs as root.
-Usage: helm template rm helm/reserve-mesh [-f values.yaml] | check_rendered.py [--product-hpa]
+Every Deployment has startup, readiness and liveness probes on ports it declares, requests
+and limits, a non-root, read-only security context and a zero-downtime rolling update; every
+HPA targets a Deployment of the chart and scales with a behavior; PDBs only where a component
+runs more than one replica; every Secret and ConfigMap a pod reads is rendered (or named
+as the operator's own with --external); the bundled PostgreSQL creates the five databases
+and roles; NetworkPolicies allow exactly the mesh's flows; the ServiceMonitor selects the
+metrics ports; the PrometheusRule carries files/alerts.yaml; `helm test` has its hook Pod.
+Usage: helm template rm helm/reserve-mesh [-f values.yaml] |
+       check_rendered.py [--product-hpa] [--bundled] [--external NAME]...
 """
+import base64
 import json
 import pathlib
 import sys
 
 import yaml
 
-DASHBOARDS = pathlib.Path(__file__).resolve().parent.parent / "reserve-mesh" / "dashboards"
+CHART = pathlib.Path(__file__).resolve().parent.parent / "reserve-mesh"
+DASHBOARDS = CHART / "dashboards"
+COMPONENTS = {"product", "reservation", "payment", "mypage", "notice", "gateway"}
+DATABASES = COMPONENTS - {"gateway"}
 
 checks = {"passed": 0, "failed": 0}
 
@@ -118,7 +127,9 @@ def check_network_policies(by_kind, deployments):
     the gateway reaches the services' public ports and nothing internal; only reservation-svc
     reaches product-svc's internal port; the gateway touches neither NATS nor a database."""
     policies = by_kind.get("NetworkPolicy", [])
-    check(len(policies) == len(deployments), f"one NetworkPolicy per component, got {len(policies)}")
+    stores = len(by_kind.get("StatefulSet", []))
+    check(len(policies) == len(deployments) + stores, f"one NetworkPolicy per component and store, got {len(policies)}")
+    policies = [p for p in policies if any(selects(p["spec"]["podSelector"], d) for d in deployments.values())]
     ports = {}
     for name, deployment in deployments.items():
         component = name.rsplit("-", 1)[1]
@@ -172,15 +183,191 @@ def check_rollouts(deployments):
         check(container["livenessProbe"]["httpGet"]["path"] == "/healthz", "gateway: liveness is /healthz")
 
 
-def check_identity(by_kind):
-    """The services verify tokens: jwt mode names the issuer and a key source, dev mode is
-    never rendered unless asked for (checked by check-chart)."""
+def check_identity(by_kind, deployments):
+    """The services verify tokens: jwt mode names the issuer and a key source (the bundled
+    issuer's JWKS written by an init container that alone mounts the signing key); dev mode
+    is never rendered unless asked for (checked by check-chart)."""
     config = next((c for c in by_kind.get("ConfigMap", []) if c["metadata"]["name"].endswith("-config")), {})
     data = config.get("data", {})
     check(data.get("AUTH_MODE") == "jwt", f"AUTH_MODE is jwt ({data.get('AUTH_MODE')!r})")
     check(bool(data.get("AUTH_ISSUER")), "AUTH_ISSUER is set")
     check(bool(data.get("AUTH_JWKS_URL") or data.get("AUTH_JWKS_FILE")), "a JWKS source is set")
     check(data.get("PRODUCT_INTERNAL_URL", "").endswith(":7081"), "reservation-svc locks through the internal port")
+    bundled = data.get("AUTH_JWKS_FILE", "").startswith("/var/run/reserve-mesh/jwks/")
+    for name, deployment in deployments.items():
+        pod = deployment["spec"]["template"]["spec"]
+        inits = pod.get("initContainers", [])
+        check(bool(inits) == bundled, f"{name}: the issuer-jwks init container exactly with the bundled issuer")
+        for container in pod["containers"]:
+            mounts = {m["name"] for m in container.get("volumeMounts", [])}
+            check("issuer-key" not in mounts, f"{name}: the service never mounts the signing key")
+
+
+def pod_spec_of(doc):
+    if doc["kind"] in ("Deployment", "StatefulSet", "Job"):
+        return doc["spec"]["template"]["spec"]
+    if doc["kind"] == "Pod":
+        return doc["spec"]
+    return None
+
+
+def check_references(by_kind, externals):
+    """Every Secret and ConfigMap a pod reads (env, envFrom, volumes) is rendered with the key
+    it reads, or is one the operator names as theirs (--external)."""
+    secrets = {s["metadata"]["name"]: set(s.get("data", {})) | set(s.get("stringData", {}))
+               for s in by_kind.get("Secret", [])}
+    maps = {c["metadata"]["name"]: set(c.get("data", {})) for c in by_kind.get("ConfigMap", [])}
+    for kind, items in by_kind.items():
+        for doc in items:
+            pod = pod_spec_of(doc)
+            if pod is None:
+                continue
+            where = f"{kind} {doc['metadata']['name']}"
+            wanted = []
+            for container in containers(pod):
+                for env in container.get("env", []):
+                    ref = env.get("valueFrom", {})
+                    if "secretKeyRef" in ref:
+                        wanted.append(("Secret", ref["secretKeyRef"]["name"], ref["secretKeyRef"]["key"]))
+                    if "configMapKeyRef" in ref:
+                        wanted.append(("ConfigMap", ref["configMapKeyRef"]["name"], ref["configMapKeyRef"]["key"]))
+                for source in container.get("envFrom", []):
+                    if "secretRef" in source:
+                        wanted.append(("Secret", source["secretRef"]["name"], None))
+                    if "configMapRef" in source:
+                        wanted.append(("ConfigMap", source["configMapRef"]["name"], None))
+            for volume in pod.get("volumes", []):
+                if "secret" in volume:
+                    keys = [i["key"] for i in volume["secret"].get("items", [])] or [None]
+                    wanted += [("Secret", volume["secret"]["secretName"], k) for k in keys]
+                if "configMap" in volume:
+                    keys = [i["key"] for i in volume["configMap"].get("items", [])] or [None]
+                    wanted += [("ConfigMap", volume["configMap"]["name"], k) for k in keys]
+            for ref_kind, name, key in wanted:
+                if name in externals:
+                    continue
+                rendered = secrets if ref_kind == "Secret" else maps
+                check(name in rendered, f"{where}: reads {ref_kind} {name}, which is rendered")
+                if name in rendered and key is not None:
+                    check(key in rendered[name], f"{where}: {ref_kind} {name} has the key {key}")
+
+
+def check_probe_ports(by_kind):
+    """Every probe asks a port its container declares."""
+    for kind in ("Deployment", "StatefulSet"):
+        for doc in by_kind.get(kind, []):
+            for container in doc["spec"]["template"]["spec"]["containers"]:
+                declared = {p["containerPort"] for p in container.get("ports", [])} | \
+                           {p.get("name") for p in container.get("ports", [])}
+                for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                    spec = container.get(probe, {})
+                    for how in ("httpGet", "grpc", "tcpSocket"):
+                        if how in spec:
+                            port = spec[how]["port"]
+                            check(port in declared, f"{doc['metadata']['name']}/{container['name']}: {probe} port {port} is declared")
+
+
+def check_pool_budget(by_kind, deployments, hpas):
+    """Every pod's pool at the replicas' maxima fits PostgreSQL's connections (the bundled
+    server's max_connections, else PostgreSQL's default 100), ten kept for operators."""
+    limit = 100
+    for store in by_kind.get("StatefulSet", []):
+        for arg in store["spec"]["template"]["spec"]["containers"][0].get("args", []):
+            if arg.startswith("max_connections="):
+                limit = int(arg.split("=", 1)[1])
+    total = 0
+    for name, deployment in deployments.items():
+        env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0].get("env", [])}
+        if "DATABASE_URL" not in env:
+            continue
+        check(env.get("DB_POOL_SIZE") is not None, f"{name}: DB_POOL_SIZE is set")
+        most = hpas[name]["spec"]["maxReplicas"] if name in hpas else deployment["spec"]["replicas"]
+        total += int(env.get("DB_POOL_SIZE") or 16) * most
+        check("PAGE_TOKEN_SECRET" in env, f"{name}: PAGE_TOKEN_SECRET, shared by the replicas")
+    check(total <= limit - 10, f"database pools at full scale ({total}) fit max_connections {limit} less 10")
+
+
+def check_monitoring(by_kind):
+    """The ServiceMonitor selects the six components' Services, each with a metrics port; the
+    PrometheusRule carries the rule file verbatim."""
+    services = by_kind.get("Service", [])
+    for monitor in by_kind.get("ServiceMonitor", []):
+        selector = monitor["spec"]["selector"]
+        def picks(service):
+            labels = service["metadata"].get("labels", {})
+            if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+                return False
+            for expression in selector.get("matchExpressions", []):
+                if expression["operator"] == "In" and labels.get(expression["key"]) not in expression["values"]:
+                    return False
+            return True
+        picked = [s for s in services if picks(s)]
+        names = {s["metadata"]["labels"]["app.kubernetes.io/name"] for s in picked}
+        check(names == COMPONENTS, f"the ServiceMonitor selects the six components' Services ({sorted(names)})")
+        endpoint_ports = {e["port"] for e in monitor["spec"]["endpoints"]}
+        for service in picked:
+            ports = {p["name"] for p in service["spec"]["ports"]}
+            check(endpoint_ports <= ports, f"Service {service['metadata']['name']} has the monitored port {endpoint_ports}")
+    for rule in by_kind.get("PrometheusRule", []):
+        shipped = yaml.safe_load((CHART / "files" / "alerts.yaml").read_text())
+        check(rule["spec"] == shipped, "the PrometheusRule is files/alerts.yaml")
+
+
+def check_helm_test(by_kind):
+    """`helm test` runs one Pod that checks the gateway's /readyz and a reservation."""
+    hooks = [p for p in by_kind.get("Pod", []) if p["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"]
+    check(len(hooks) == 1, f"one helm test hook Pod ({len(hooks)})")
+    gateway = next((s for s in by_kind.get("Service", [])
+                    if s["metadata"].get("labels", {}).get("app.kubernetes.io/name") == "gateway"), None)
+    for pod in hooks:
+        script = " ".join(" ".join(c.get("args", [])) for c in pod["spec"]["containers"])
+        if gateway:
+            target = f"http://{gateway['metadata']['name']}:{gateway['spec']['ports'][0]['port']}"
+            check(target in script, f"the test calls the gateway Service ({target})")
+        for step in ("/readyz", "/reservation", "/reservationupdate"):
+            check(step in script, f"the test calls {step}")
+
+
+def check_bundled_stores(by_kind, deployments):
+    """The bundled NATS and PostgreSQL: StatefulSets with volumes; the init script creates the
+    five databases, each owned by its own role, none open to PUBLIC; each service's URL names
+    its role, password and database on the bundled server; only the services reach them."""
+    stores = {s["metadata"]["labels"]["app.kubernetes.io/name"]: s for s in by_kind.get("StatefulSet", [])}
+    check(set(stores) == {"nats", "postgresql"}, f"StatefulSets for NATS and PostgreSQL ({sorted(stores)})")
+    for name, store in stores.items():
+        check(bool(store["spec"].get("volumeClaimTemplates")), f"{name}: keeps its data on a volume")
+    init = next((c for c in by_kind.get("ConfigMap", []) if c["metadata"]["name"].endswith("-postgresql-init")), None)
+    check(init is not None, "the PostgreSQL init script is rendered")
+    script = init["data"]["init-databases.sh"] if init else ""
+    listed = next((line.split(" in ", 1)[1].split(";")[0].split() for line in script.splitlines()
+                   if line.startswith("for db in ")), [])
+    check(set(listed) == DATABASES, f"the init script creates the five databases ({listed})")
+    for statement in ('CREATE ROLE :"db" LOGIN PASSWORD', 'CREATE DATABASE :"db" OWNER :"db"',
+                      'REVOKE ALL ON DATABASE :"db" FROM PUBLIC'):
+        check(statement in script, f"the init script runs {statement}")
+    pg_env = {e["name"] for e in stores.get("postgresql", {}).get("spec", {}).get("template", {}).get("spec", {})
+              .get("containers", [{}])[0].get("env", [])}
+    check({f"{d.upper()}_PASSWORD" for d in DATABASES} <= pg_env, "each role's password reaches the init script")
+    generated = next((s for s in by_kind.get("Secret", []) if s["metadata"]["name"].endswith("-generated")), {})
+    pg_service = next((s["metadata"]["name"] for s in by_kind.get("Service", [])
+                       if s["metadata"]["labels"].get("app.kubernetes.io/name") == "postgresql"), None)
+    for database in DATABASES:
+        url = base64.b64decode(generated.get("data", {}).get(f"{database}-database-url", "")).decode()
+        password = base64.b64decode(generated.get("data", {}).get(f"{database}-password", "")).decode()
+        check(bool(password) and url == f"postgres://{database}:{password}@{pg_service}:5432/{database}",
+              f"{database}: its URL is its own role on its own database of the bundled server")
+    config = next((c for c in by_kind.get("ConfigMap", []) if c["metadata"]["name"].endswith("-config")), {})
+    nats_service = next((s["metadata"]["name"] for s in by_kind.get("Service", [])
+                         if s["metadata"]["labels"].get("app.kubernetes.io/name") == "nats"), None)
+    check(config.get("data", {}).get("NATS_URL") == f"nats://{nats_service}:4222", "the services use the bundled NATS")
+    policies = {p["metadata"]["labels"]["app.kubernetes.io/name"]: p for p in by_kind.get("NetworkPolicy", [])}
+    for name in ("nats", "postgresql"):
+        policy = policies.get(name)
+        check(policy is not None, f"{name}: a NetworkPolicy")
+        if policy:
+            callers = peers_of(policy["spec"]["ingress"][0], deployments)
+            check(callers == DATABASES, f"{name}: only the five services reach it ({callers})")
+            check(policy["spec"].get("egress") == [], f"{name}: reaches nothing")
 
 
 def main():
@@ -190,6 +377,7 @@ def main():
         by_kind.setdefault(doc["kind"], []).append(doc)
     deployments = {d["metadata"]["name"]: d for d in by_kind.get("Deployment", [])}
     check(len(deployments) == 6, f"six Deployments, got {sorted(deployments)}")
+    externals = {sys.argv[i + 1] for i, arg in enumerate(sys.argv) if arg == "--external"}
 
     for name, deployment in deployments.items():
         spec = deployment["spec"]
@@ -209,13 +397,18 @@ def main():
             check(security.get("readOnlyRootFilesystem") is True, f"{where}: read-only root fs")
             check(security.get("allowPrivilegeEscalation") is False, f"{where}: no privilege escalation")
             check("ALL" in security.get("capabilities", {}).get("drop", []), f"{where}: drops all capabilities")
-            pre_stop = container.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
-            check(0 < pre_stop < grace, f"{where}: preStop pause shorter than the grace period")
+            pre_stop = container.get("lifecycle", {}).get("preStop", {})
+            if "sleep" in pre_stop:
+                pause = pre_stop["sleep"].get("seconds", 0)
+            else:
+                command = pre_stop.get("exec", {}).get("command", [])
+                pause = int(command[1]) if command[:1] == ["/bin/sleep"] and len(command) == 2 else 0
+            check(0 < pause < grace, f"{where}: preStop pause shorter than the grace period")
 
     for kind, items in by_kind.items():
         for doc in items:
             spec = doc.get("spec", {})
-            pod = spec.get("template", {}).get("spec") if kind in ("Deployment", "Job") else None
+            pod = pod_spec_of(doc)
             if pod is None:
                 continue
             for container in containers(pod):
@@ -227,6 +420,13 @@ def main():
         check(target["kind"] == "Deployment" and target["name"] in deployments,
               f"HPA {hpa['metadata']['name']} targets an existing Deployment ({target['name']})")
 
+    hpas = {h["spec"]["scaleTargetRef"]["name"]: h for h in by_kind.get("HorizontalPodAutoscaler", [])}
+    for hpa in hpas.values():
+        spec = hpa["spec"]
+        cpu = spec["metrics"][0]["resource"]["target"]["averageUtilization"]
+        check(cpu >= 50, f"HPA {hpa['metadata']['name']}: a CPU target that means load ({cpu}%)")
+        check("scaleDown" in spec.get("behavior", {}), f"HPA {hpa['metadata']['name']}: a scale-down behavior")
+    covered = set()
     for pdb in by_kind.get("PodDisruptionBudget", []):
         selector = pdb["spec"]["selector"]["matchLabels"]
         selected = [
@@ -234,12 +434,28 @@ def main():
             if all(d["spec"]["template"]["metadata"]["labels"].get(k) == v for k, v in selector.items())
         ]
         check(len(selected) == 1, f"PDB {pdb['metadata']['name']} selects one Deployment's pods, got {selected}")
+        check(pdb["spec"].get("minAvailable") == 1, f"PDB {pdb['metadata']['name']}: minAvailable 1")
+        covered.update(selected)
+    for name, deployment in deployments.items():
+        least = hpas[name]["spec"]["minReplicas"] if name in hpas else deployment["spec"]["replicas"]
+        most = hpas[name]["spec"]["maxReplicas"] if name in hpas else deployment["spec"]["replicas"]
+        check((name in covered) == (least > 1),
+              f"{name}: a PDB exactly when it runs more than one replica (min {least})")
+        spread = deployment["spec"]["template"]["spec"].get("topologySpreadConstraints")
+        check(bool(spread) == (most > 1), f"{name}: spread over nodes exactly when it can run several replicas")
 
     check_observability(by_kind, deployments)
     check_webhook_credentials(by_kind, deployments)
     check_network_policies(by_kind, deployments)
-    check_identity(by_kind)
+    check_identity(by_kind, deployments)
     check_rollouts(deployments)
+    check_references(by_kind, externals)
+    check_probe_ports(by_kind)
+    check_pool_budget(by_kind, deployments, hpas)
+    check_monitoring(by_kind)
+    check_helm_test(by_kind)
+    if "--bundled" in sys.argv:
+        check_bundled_stores(by_kind, deployments)
 
     if "--product-hpa" in sys.argv:
         product = [h for h in by_kind.get("HorizontalPodAutoscaler", [])
@@ -248,8 +464,8 @@ def main():
         if product:
             spec = product[0]["spec"]
             cpu = spec["metrics"][0]["resource"]["target"]["averageUtilization"]
-            check((spec["minReplicas"], spec["maxReplicas"], cpu) == (1, 10, 15),
-                  "product-svc HPA: 1-10 replicas at 15% CPU, as the original")
+            check((spec["minReplicas"], spec["maxReplicas"], cpu) == (1, 10, 70),
+                  "product-svc HPA: 1-10 replicas at 70% of its requested CPU")
 
     print(f"chart: {checks['passed']} passed, {checks['failed']} failed")
     return 1 if checks["failed"] else 0

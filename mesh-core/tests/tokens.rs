@@ -228,7 +228,7 @@ async fn keys_that_cannot_be_loaded_answer_unavailable_not_unauthenticated() {
 }
 
 /// The Helm chart's bundled issuer: the key the chart generated, the JWKS an init container
-/// writes with `mesh-token --jwks-out`, and tokens minted by `mesh-token` naming the
+/// writes with `mesh-token --jwks --out`, and tokens minted by `mesh-token` naming the
 /// release's issuer, which a `jwt`-mode verifier (not dev mode) accepts.
 #[tokio::test]
 async fn mesh_token_issues_as_the_configured_issuer_and_writes_its_key_set() {
@@ -249,8 +249,13 @@ async fn mesh_token_issues_as_the_configured_issuer_and_writes_its_key_set() {
         String::from_utf8(output.stdout).unwrap().trim().to_owned()
     };
 
-    mesh_token(&["--jwks-out", jwks.to_str().unwrap()]);
-    let token = mesh_token(&["seller,buyer", "lee"]);
+    mesh_token(&["--jwks", "--out", jwks.to_str().unwrap()]);
+    let token_file = dir.join("token");
+    mesh_token(&["seller,buyer", "lee", "--out", token_file.to_str().unwrap()]);
+    let token = std::fs::read_to_string(&token_file)
+        .unwrap()
+        .trim()
+        .to_owned();
 
     let mut config = jwt_config(&jwks, Duration::from_secs(30));
     config.issuer = issuer_name.into();
