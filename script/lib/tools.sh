@@ -8,7 +8,7 @@
 #   kubernetes-validate  PyPI                                                .tools/venv
 #   httpie 3.2           PyPI                                                .tools/venv
 #   nats-server          Debian/Ubuntu package nats-server, unpacked         .tools/bin
-#   promtool             Debian/Ubuntu package prometheus, unpacked          .tools/bin
+#   promtool, prometheus Debian/Ubuntu package prometheus, unpacked          .tools/bin
 #   @grafana/schema, tsc npm (tools/dashboard-schema/package-lock.json)      its node_modules
 #
 # The two Debian packages are unpacked rather than installed: only their static binary is
@@ -71,7 +71,8 @@ deb_binary() {
     (cd "$tmp" && apt-get download -qq "$package") || { rm -rf "$tmp"; exit 1; }
   fi
   dpkg-deb -x "$tmp"/"$package"_*.deb "$tmp/root"
-  found=$(find "$tmp/root" -type f -name "$name" -perm -u+x | head -n 1)
+  # The command in a bin directory (the package may also ship an init script of that name).
+  found=$(find "$tmp/root" -type f -name "$name" -perm -u+x -path '*/bin/*' | head -n 1)
   [ -n "$found" ] || { echo "the package $package has no $name" >&2; rm -rf "$tmp"; exit 1; }
   mkdir -p "$TOOLS_DIR/bin"
   install -m 0755 "$found" "$TOOLS_DIR/bin/$name"
@@ -172,6 +173,14 @@ ensure_promtool() {
   command -v promtool >/dev/null && return 0
   deb_binary prometheus promtool
   echo "    $(promtool --version 2>&1 | head -n 1)" >&2
+}
+
+# prometheus (the server, same package): script/check-prometheus scrapes a running mesh with
+# the chart's alert rules loaded and evaluates every dashboard query.
+ensure_prometheus() {
+  command -v prometheus >/dev/null && return 0
+  deb_binary prometheus prometheus
+  echo "    $(prometheus --version 2>&1 | head -n 1)" >&2
 }
 
 # The npm packages of the Grafana dashboard check, at the versions its lock file pins.
