@@ -155,6 +155,40 @@ impl Db {
         .map_err(|err| DbError::Task(err.to_string()))?
     }
 
+    /// [`Db::connect`] once the database answers, waiting up to `wait` for it (a failed
+    /// migration is final): a service installed together with its PostgreSQL, or restarted
+    /// while the database restarts, waits for it instead of exiting.
+    pub async fn connect_patiently(
+        target: &DbTarget,
+        migrations: Migrations,
+        max_connections: u32,
+        wait: Duration,
+    ) -> Result<Self, DbError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut pause = Duration::from_millis(200);
+        loop {
+            let probe = Connector {
+                target: target.clone(),
+            };
+            let reached = tokio::task::spawn_blocking(move || probe.connect().map(drop))
+                .await
+                .map_err(|err| DbError::Task(err.to_string()))?;
+            match reached {
+                Err(reason) if tokio::time::Instant::now() + pause < deadline => {
+                    tracing::warn!(
+                        target = %target.describe(),
+                        %reason,
+                        retry_in_ms = pause.as_millis() as u64,
+                        "database unreachable; waiting for it"
+                    );
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                _ => return Self::connect(target, migrations, max_connections).await,
+            }
+        }
+    }
+
     fn connect_blocking(
         target: &DbTarget,
         migrations: Migrations,
@@ -266,19 +300,6 @@ impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqlitePragmas {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn describe_hides_credentials() {
-        let target = DbTarget::Postgres("postgres://user:secret@db:5432/product".into());
-        assert_eq!(target.describe(), "postgres://user:***@db:5432/product");
-        let query = DbTarget::Postgres("postgres://db/product?password=secret".into());
-        assert_eq!(query.describe(), "postgres://db/product?***");
-    }
-}
-
 /// The advisory-lock key every replica of every service takes around its migrations
 /// ("RMMIGRAT" as a big-endian integer): the same key in each database, so two replicas
 /// starting together against one database migrate one after the other instead of racing to
@@ -304,4 +325,17 @@ fn migrate_exclusively(
     let applied = applied?;
     unlocked?;
     Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describe_hides_credentials() {
+        let target = DbTarget::Postgres("postgres://user:secret@db:5432/product".into());
+        assert_eq!(target.describe(), "postgres://user:***@db:5432/product");
+        let query = DbTarget::Postgres("postgres://db/product?password=secret".into());
+        assert_eq!(query.describe(), "postgres://db/product?***");
+    }
 }

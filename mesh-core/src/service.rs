@@ -33,6 +33,9 @@ pub struct ServiceConfig {
     pub db: DbTarget,
     /// PostgreSQL pool size (`DB_POOL_SIZE`, default 16).
     pub db_pool_size: u32,
+    /// How long start-up waits for an unreachable database (`DB_WAIT_SECS`, default 60):
+    /// pods installed together with their PostgreSQL wait for it instead of crash-looping.
+    pub db_wait: Duration,
     /// The event backbone (`NATS_URL`, `CONSUMER_*`).
     pub messaging: MessagingConfig,
     /// How callers are verified (`AUTH_*`).
@@ -47,6 +50,7 @@ impl ServiceConfig {
             grpc_addr: env_or("GRPC_ADDR", SocketAddr::from(([0, 0, 0, 0], default_port)))?,
             db: DbTarget::from_env(db_name)?,
             db_pool_size: env_or("DB_POOL_SIZE", 16)?,
+            db_wait: Duration::from_secs(env_or("DB_WAIT_SECS", 60)?),
             messaging: MessagingConfig::from_env()?,
             auth: AuthConfig::from_env()?,
         })
@@ -60,6 +64,7 @@ impl ServiceConfig {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             db,
             db_pool_size: 8,
+            db_wait: Duration::ZERO,
             messaging: MessagingConfig {
                 nats_url: nats_url.to_owned(),
                 consumer: Default::default(),
@@ -102,7 +107,8 @@ impl ServiceHost {
         migrations: Migrations,
         apis: &[&str],
     ) -> Result<(Self, Db), StartupError> {
-        let db = Db::connect(&config.db, migrations, config.db_pool_size).await?;
+        let db = Db::connect_patiently(&config.db, migrations, config.db_pool_size, config.db_wait)
+            .await?;
         let listener = crate::startup::bind(config.grpc_addr).await?;
         let local_addr = listener.local_addr().map_err(|source| StartupError::Bind {
             addr: config.grpc_addr,
