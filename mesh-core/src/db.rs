@@ -164,6 +164,10 @@ impl Db {
         max_connections: u32,
         wait: Duration,
     ) -> Result<Self, DbError> {
+        if !matches!(target, DbTarget::Postgres(_)) {
+            // A SQLite file is created on connect: nothing to wait for.
+            return Self::connect(target, migrations, max_connections).await;
+        }
         let deadline = tokio::time::Instant::now() + wait;
         let mut pause = Duration::from_millis(200);
         loop {
