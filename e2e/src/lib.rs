@@ -7,8 +7,9 @@
 //! mode, where requests without a token act as `anonymous`, as under `script/server`.
 //!
 //! Binaries are taken from `MESH_BIN_DIR`, else `$CARGO_TARGET_DIR/debug`, else the workspace's
-//! `target/debug`; `cargo test --workspace` (and `script/test`) builds them first. Each
-//! process logs to `target/e2e-logs/<test label>/<service>.log`.
+//! `target/debug`; `cargo test` does not build them: `cargo build --workspace --bins` does
+//! (`script/test` runs it first), and the harness refuses a binary older than its sources
+//! ([`binaries`]). Each process logs to `target/e2e-logs/<test label>/<service>.log`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -16,8 +17,11 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod binaries;
 pub mod chaos;
 pub mod otlp_collector;
+
+use binaries::{fresh_binary, workspace_target};
 
 use mesh_core::auth::Role;
 use mesh_core::auth::config::DEV_ISSUER;
@@ -52,6 +56,11 @@ impl Svc {
             Self::Notice => "notice-svc",
             Self::Gateway => "gateway",
         }
+    }
+
+    /// Its binary, built from its current sources ([`binaries::fresh_binary`]).
+    pub fn fresh_binary(self) -> PathBuf {
+        fresh_binary(self.binary(), self.binary())
     }
 
     /// Every process of the mesh: the gRPC services and the gateway.
@@ -262,12 +271,7 @@ impl Mesh {
     }
 
     fn spawn(&mut self, svc: Svc, env: Vec<(String, String)>) {
-        let binary = bin_dir().join(svc.binary());
-        assert!(
-            binary.exists(),
-            "{} not found: build the workspace binaries first (cargo build --workspace --bins)",
-            binary.display()
-        );
+        let binary = svc.fresh_binary();
         let log_path = self.log_dir.join(format!("{}.log", svc.binary()));
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -412,7 +416,7 @@ impl Mesh {
     /// e.g. `mypage-svc rebuild`; returns its standard output, failing the test if it fails.
     pub fn run_command(&self, svc: Svc, args: &[&str]) -> String {
         let env = &self.processes[&svc].env;
-        let output = Command::new(bin_dir().join(svc.binary()))
+        let output = Command::new(svc.fresh_binary())
             .args(args)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .env("NO_COLOR", "1")
@@ -686,10 +690,10 @@ fn extra_env(options: &MeshOptions, svc: Svc) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Runs the mesh's provisioning step (the `jetstream-provision` binary), as script/server and
-/// the Helm hook do.
+/// Runs the mesh's provisioning step (the `jetstream-provision` binary), as script/server
+/// does.
 fn provision_jetstream(nats_url: &str) {
-    let binary = bin_dir().join("jetstream-provision");
+    let binary = fresh_binary("jetstream-provision", "mesh-core");
     let status = Command::new(&binary)
         .env("NATS_URL", nats_url)
         .stdout(Stdio::null())
@@ -723,22 +727,6 @@ fn signal(child: &Child, name: &str) {
 /// process was given.
 pub fn free_local_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], mesh_core::testing::free_port()))
-}
-
-fn workspace_target() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join("target"),
-    }
-}
-
-fn bin_dir() -> PathBuf {
-    match std::env::var_os("MESH_BIN_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => workspace_target().join("debug"),
-    }
 }
 
 /// Finds a command on PATH or in the project's `.tools/bin` (where `script/test` installs the

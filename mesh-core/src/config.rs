@@ -60,7 +60,18 @@ where
     T: FromStr,
     T::Err: std::fmt::Display,
 {
-    match optional_env(name) {
+    parse_or(name, optional_env(name), default)
+}
+
+/// `value` of variable `name` parsed, or `default` when there is none: [`env_or`] without
+/// the environment, so that its parsing is tested without mutating the process's variables
+/// (`set_var` races every other thread's reads of the environment).
+fn parse_or<T>(name: &str, value: Option<String>, default: T) -> Result<T, ConfigError>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    match value {
         None => Ok(default),
         Some(value) => value
             .parse()
@@ -125,9 +136,11 @@ mod tests {
 
     #[test]
     fn invalid_value_names_the_variable() {
-        // SAFETY: this test is the only reader of this variable.
-        unsafe { std::env::set_var("MESH_CORE_TEST_BAD_PORT", "eighty") };
-        let err = env_or::<u16>("MESH_CORE_TEST_BAD_PORT", 80).expect_err("must fail");
-        assert!(err.to_string().contains("MESH_CORE_TEST_BAD_PORT"), "{err}");
+        let err = parse_or::<u16>("GRPC_PORT", Some("eighty".into()), 80).expect_err("must fail");
+        assert!(err.to_string().contains("GRPC_PORT=\"eighty\""), "{err}");
+        assert_eq!(
+            parse_or::<u16>("GRPC_PORT", Some("81".into()), 80).expect("parses"),
+            81
+        );
     }
 }

@@ -107,7 +107,8 @@ impl BreakerState {
 #[error("circuit open: the product service is failing")]
 pub struct CircuitOpen;
 
-/// Counters of the breaker, for logs now and metrics later.
+/// Counters of the breaker (the metrics are exported beside them), readable in process: the
+/// lock client hands them out for tests and diagnostics.
 #[derive(Debug, Default)]
 pub struct BreakerStats {
     /// Times the circuit opened.
