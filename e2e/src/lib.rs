@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 pub mod binaries;
 pub mod chaos;
 pub mod otlp_collector;
+pub mod waiting;
 
 use binaries::{fresh_binary, workspace_target};
 

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use e2e::waiting::wait_until;
 use e2e::{Mesh, MeshOptions, Svc, find_tool};
 use serde_json::{Value, json};
 
@@ -114,8 +115,31 @@ async fn drive_the_whole_flow(mesh: &Mesh) {
         body.to_string().contains("PAID")
     })
     .await;
-    // Gauges sampled every second (pool, backlog) get their first sample.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Gauges sampled every second (pool, backlog) have their first sample.
+    wait_until(
+        "the sampled gauges in every service's /metrics",
+        SOON,
+        || async {
+            let mut backlog = false;
+            for svc in Svc::ALL.into_iter().filter(|svc| *svc != Svc::Gateway) {
+                let text = mesh
+                    .http
+                    .get(mesh.metrics_url(svc))
+                    .send()
+                    .await
+                    .ok()?
+                    .text()
+                    .await
+                    .ok()?;
+                if !text.contains("db_pool_connections{") {
+                    return None;
+                }
+                backlog |= text.contains("outbox_backlog{") || text.contains("outbox_backlog ");
+            }
+            backlog.then_some(())
+        },
+    )
+    .await;
 }
 
 /// `promtool check metrics` (Debian's prometheus package) lints the exposition: help text,

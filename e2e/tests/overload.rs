@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use e2e::waiting::wait_until;
 use e2e::{Mesh, MeshOptions, Svc};
 use reserve_proto::product::v1::ReserveFaults;
 use serde_json::json;
@@ -104,15 +105,24 @@ async fn the_gateway_sheds_requests_past_its_in_flight_bound() {
         let mesh = std::sync::Arc::clone(&mesh);
         tokio::spawn(async move { mesh.post("/reservation", json!({"productId": 1})).await })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
-
+    wait_until(
+        "the held reservation to occupy the gateway's one slot",
+        Duration::from_secs(5),
+        || async {
+            let in_flight = mesh
+                .metric(Svc::Gateway, "http_server_requests_in_flight")
+                .await;
+            (in_flight >= Some(1.0)).then_some(())
+        },
+    )
+    .await;
     let started = Instant::now();
     let (status, body) = mesh.get("/products").await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["code"], "try_again_shortly");
     assert!(
         started.elapsed() < Duration::from_millis(200),
-        "shed at once"
+        "shed at once, not held by the frozen product-svc"
     );
     // Probes are outside the bound.
     let (status, _) = mesh.get("/healthz").await;

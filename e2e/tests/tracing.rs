@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use e2e::otlp_collector::{CollectedSpan, OtlpCollector};
+use e2e::waiting::wait_until;
 use e2e::{Mesh, MeshOptions, Svc, free_local_addr};
 use serde_json::{Value, json};
 
@@ -196,42 +197,38 @@ async fn a_dead_collector_neither_breaks_nor_slows_a_reservation() {
     );
 }
 
-/// Waits until the trace whose gateway span is named `root` holds every `(service, name)`
-/// span in `expected`, then returns all of its spans (after a moment for stragglers).
+/// Waits until the collector holds the trace rooted at the gateway's `root` span with every
+/// (service, span) in `expected`, spans from all six processes and every span's parent
+/// present (spans are exported in batches, children often before their parents), then
+/// returns all of its spans. A trace that never links up fails here, by its deadline.
 async fn wait_for_trace(
     collector: &OtlpCollector,
     root: &str,
     expected: &[(&str, &str)],
 ) -> Vec<CollectedSpan> {
-    let deadline = Instant::now() + SOON;
-    loop {
-        if let Some(gateway) = collector
+    let what = format!("the whole trace of `{root}`");
+    wait_until(&what, SOON, || async {
+        let gateway = collector
             .spans()
             .into_iter()
-            .find(|span| span.service == "gateway" && span.name == root)
-        {
-            let trace = collector.trace(&gateway.trace_id);
-            let complete = expected.iter().all(|(service, name)| {
-                trace
-                    .iter()
-                    .any(|span| span.service == *service && span.name == *name)
-            });
-            if complete {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                return collector.trace(&gateway.trace_id);
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "trace of `{root}` incomplete; received: {:#?}",
-            collector
-                .spans()
+            .find(|span| span.service == "gateway" && span.name == root)?;
+        let trace = collector.trace(&gateway.trace_id);
+        let complete = expected.iter().all(|(service, name)| {
+            trace
                 .iter()
-                .map(|span| format!("{} {} {}", span.service, span.name, span.trace_id))
-                .collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+                .any(|span| span.service == *service && span.name == *name)
+        });
+        let ids: BTreeSet<&str> = trace.iter().map(|span| span.span_id.as_str()).collect();
+        let linked = trace.iter().all(|span| {
+            span.parent_span_id
+                .as_deref()
+                .is_none_or(|parent| ids.contains(parent))
+        });
+        let services: BTreeSet<&str> = trace.iter().map(|span| span.service.as_str()).collect();
+        let everywhere = services == BTreeSet::from(SIX);
+        (complete && linked && everywhere).then_some(trace.clone())
+    })
+    .await
 }
 
 /// One root (the gateway's), every other span's parent inside the same trace, and spans from

@@ -61,6 +61,7 @@ pub fn build(upstreams: Upstreams, guards: Guards) -> (Router, utoipa::openapi::
     } = guards;
     // Exported from the start (at zero), so a dashboard shows 0 sheds, not "no data".
     metrics::counter!(catalog::HTTP_SHED).increment(0);
+    metrics::gauge!(catalog::HTTP_IN_FLIGHT).set(0.0);
     let bounded = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(|_: BoxError| async {
             metrics::counter!(catalog::HTTP_SHED).increment(1);
@@ -69,7 +70,8 @@ pub fn build(upstreams: Upstreams, guards: Guards) -> (Router, utoipa::openapi::
         .load_shed()
         // Global: route_layer wraps every route separately, and a plain concurrency limit
         // would give each route its own budget.
-        .layer(GlobalConcurrencyLimitLayer::new(max_in_flight));
+        .layer(GlobalConcurrencyLimitLayer::new(max_in_flight))
+        .layer(axum::middleware::from_fn(count_in_flight));
     // Every route is registered through `routes!`, from its handler's OpenAPI annotation: the
     // document served at /openapi.json describes exactly the routes that exist.
     let (api_routes, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -139,4 +141,30 @@ async fn no_route(uri: Uri) -> ApiError {
 
 async fn method_not_allowed() -> ApiError {
     ApiError::method_not_allowed()
+}
+
+/// Counts a request admitted past the in-flight bound for as long as it is answered
+/// (`http_server_requests_in_flight`): how close the gateway is to shedding.
+async fn count_in_flight(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let _admitted = InFlight::enter();
+    next.run(request).await
+}
+
+/// One admitted request; leaves the gauge when dropped (answered, or cancelled mid-way).
+struct InFlight;
+
+impl InFlight {
+    fn enter() -> Self {
+        metrics::gauge!(catalog::HTTP_IN_FLIGHT).increment(1.0);
+        Self
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        metrics::gauge!(catalog::HTTP_IN_FLIGHT).decrement(1.0);
+    }
 }

@@ -16,6 +16,8 @@ pub const HTTP_REQUESTS: &str = "http_server_requests_total";
 pub const HTTP_REQUEST_SECONDS: &str = "http_server_request_duration_seconds";
 /// REST requests refused at once because the gateway's in-flight bound was reached.
 pub const HTTP_SHED: &str = "http_server_shed_total";
+/// REST requests the gateway is answering now, counted against its in-flight bound.
+pub const HTTP_IN_FLIGHT: &str = "http_server_requests_in_flight";
 /// Outbox rows not yet published.
 pub const OUTBOX_BACKLOG: &str = "outbox_backlog";
 /// Outbox rows published to JetStream (and acknowledged by it).
@@ -70,6 +72,10 @@ pub fn describe() {
     describe_counter!(
         HTTP_SHED,
         "REST requests refused because the in-flight bound was reached."
+    );
+    describe_gauge!(
+        HTTP_IN_FLIGHT,
+        "REST requests being answered, counted against the in-flight bound."
     );
     describe_gauge!(OUTBOX_BACKLOG, "Outbox rows not yet published.");
     describe_counter!(

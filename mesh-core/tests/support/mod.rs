@@ -143,6 +143,23 @@ where
     }
 }
 
+/// Whether the durable consumer `durable` has acknowledged every message up to stream
+/// sequence `upto`, with nothing pending or awaiting an ack.
+pub async fn all_acked(js: &jetstream::Context, durable: &str, upto: u64) -> bool {
+    let Ok(stream) = js.get_stream(events::EVENTS_STREAM).await else {
+        return false;
+    };
+    let Ok(mut consumer) = stream
+        .get_consumer::<jetstream::consumer::pull::Config>(durable)
+        .await
+    else {
+        return false;
+    };
+    consumer.info().await.is_ok_and(|info| {
+        info.ack_floor.stream_sequence >= upto && info.num_ack_pending == 0 && info.num_pending == 0
+    })
+}
+
 pub fn consumer(fx: &Fixture, durable: &str, policy: ConsumerPolicy) -> EventConsumer {
     consumer_with(fx, durable, policy, Arc::new(RecordingHandler))
 }
