@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use e2e::waiting::wait_until;
 use e2e::{Mesh, MeshOptions, Svc};
 use serde_json::json;
 
@@ -57,8 +58,13 @@ async fn product_svc_down_answers_503_within_the_deadline() {
     assert_eq!(status, 201, "{reservation}");
 }
 
+/// A frozen product-svc costs a reservation its deadline (503), not a hang, and leaves no
+/// product locked for good: once thawed, the product is reservable again. Whether the lock it
+/// had queued lands late (then the reconciler releases it after its grace period) or not
+/// depends on timing here; reservation-svc/tests/placement.rs forces the late lock and checks
+/// the reconciler's release itself.
 #[tokio::test]
-async fn a_lock_that_lands_after_the_deadline_is_released_by_the_reconciler() {
+async fn a_frozen_product_service_costs_the_deadline_and_leaves_nothing_locked() {
     let options = MeshOptions {
         lock_deadline_ms: 500,
         reconcile_grace_ms: 1500,
@@ -66,8 +72,6 @@ async fn a_lock_that_lands_after_the_deadline_is_released_by_the_reconciler() {
         ..MeshOptions::default()
     };
     let deadline = Duration::from_millis(options.lock_deadline_ms);
-    let settled_after =
-        Duration::from_millis(options.reconcile_grace_ms + 2 * options.reconcile_interval_ms + 500);
     let mesh = Mesh::start("product_frozen", options).await;
     let product = json!({"id": mesh.register_product("Piano").await});
     let path = format!("/product/{}", product["id"]);
@@ -84,24 +88,32 @@ async fn a_lock_that_lands_after_the_deadline_is_released_by_the_reconciler() {
         elapsed < deadline + Duration::from_millis(400),
         "took {elapsed:?}"
     );
-    // Thawed, product-svc may now apply the lock it had queued: a lock with no reservation.
-    // Whether it lands or not, once the grace period has passed it must be gone for good.
-    mesh.resume(Svc::Product);
-    tokio::time::sleep(settled_after).await;
 
-    let released_by = Instant::now() + Duration::from_secs(15);
-    loop {
-        let (_, current) = mesh.get(&path).await;
-        if current["productStatus"] == "AVAILABLE" {
-            break;
-        }
-        assert!(Instant::now() < released_by, "still locked: {current}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let (_, reservations) = mesh.get("/reservations").await;
-    assert_eq!(reservations, json!([]));
-    let (status, _) = mesh
-        .post("/reservation", json!({"productId": product["id"]}))
-        .await;
-    assert_eq!(status, 201);
+    assert_eq!(
+        reservations,
+        json!([]),
+        "the failed reservation left no row"
+    );
+
+    // Thawed: a late lock may hold the product (409) until the reconciler's grace period
+    // ends; then, at the latest, it can be reserved.
+    mesh.resume(Svc::Product);
+    let reserved = wait_until(
+        "the product to be reservable again",
+        Duration::from_secs(15),
+        || async {
+            let (status, body) = mesh
+                .post("/reservation", json!({"productId": product["id"]}))
+                .await;
+            match status {
+                201 => Some(body),
+                409 | 503 => None,
+                other => panic!("unexpected {other}: {body}"),
+            }
+        },
+    )
+    .await;
+    let (_, current) = mesh.get(&path).await;
+    assert_eq!(current["productStatus"], "PENDING", "{reserved}");
 }
