@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use e2e::waiting::wait_until;
 use e2e::{Mesh, MeshOptions, Svc};
 use serde_json::json;
 use tokio::sync::Mutex;
@@ -57,13 +58,27 @@ async fn restart_under_load(label: &str, target: Svc) {
         })
         .collect();
 
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    {
+    // Load before the restart, and load again after it: each phase waits for its share of
+    // accepted reservations rather than for a fixed time.
+    let accepted_count = || async { accepted.lock().await.len() };
+    wait_until(
+        "reservations accepted before the restart",
+        Duration::from_secs(20),
+        || async { (accepted_count().await >= 10).then_some(()) },
+    )
+    .await;
+    let before = {
         let mut mesh = mesh.lock().await;
         mesh.restart(target);
         mesh.wait_ready(Duration::from_secs(20)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(800)).await;
+        accepted_count().await
+    };
+    wait_until(
+        "reservations accepted after the restart",
+        Duration::from_secs(20),
+        || async { (accepted_count().await >= before + 10).then_some(()) },
+    )
+    .await;
     running.store(false, Ordering::Relaxed);
     for buyer in buyers {
         buyer.await.expect("buyer");

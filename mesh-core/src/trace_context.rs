@@ -116,8 +116,26 @@ mod tests {
 
     #[test]
     fn a_malformed_traceparent_is_ignored() {
+        // What `adopt` and `link` act on: a valid context from a well-formed value, none
+        // from a missing, malformed or all-zero one (so the span keeps its own parent).
+        let valid = extract(Some(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ))
+        .expect("a well-formed traceparent");
+        assert_eq!(
+            valid.span().span_context().trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        for bad in [
+            None,
+            Some("not-a-traceparent"),
+            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7"),
+            Some("00-00000000000000000000000000000000-0000000000000000-01"),
+        ] {
+            assert!(extract(bad).is_none(), "{bad:?} must be ignored");
+        }
         let span = tracing::info_span!("test");
         adopt(&span, Some("not-a-traceparent"));
-        adopt(&span, None);
+        link(&span, Some("not-a-traceparent"));
     }
 }
