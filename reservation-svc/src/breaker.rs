@@ -405,7 +405,8 @@ mod tests {
         assert_eq!(stats.rejected.load(Ordering::Relaxed), 1);
     }
 
-    #[tokio::test]
+    // The clock is paused: the timeouts and the hanging call's minute pass at once.
+    #[tokio::test(start_paused = true)]
     async fn calls_abandoned_by_their_caller_count_as_failures() {
         use tower::{ServiceBuilder, ServiceExt};
         let stats = Arc::new(BreakerStats::default());
