@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream;
 use reserve_proto::events::v1::EventEnvelope;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::telemetry::catalog;
 use crate::trace_context::{self, TRACEPARENT};
@@ -43,16 +44,15 @@ pub fn consume_span(
         messaging.destination.name = %message.subject,
         messaging.consumer.group.name = %consumer,
         messaging.message.id = %envelope.event_id,
-        product.id = tracing::field::Empty,
-        reservation.id = tracing::field::Empty,
-        payment.id = tracing::field::Empty,
     );
-    match envelope.aggregate_type.as_str() {
-        "product" => span.record("product.id", envelope.aggregate_id),
-        "reservation" => span.record("reservation.id", envelope.aggregate_id),
-        "payment" => span.record("payment.id", envelope.aggregate_id),
-        _ => &span,
-    };
+    // `<aggregate>.id` (`reservation.id`, …), from the envelope: the attribute a trace is
+    // searched by, whatever aggregates the services define.
+    if !envelope.aggregate_type.is_empty() {
+        span.set_attribute(
+            format!("{}.id", envelope.aggregate_type),
+            envelope.aggregate_id,
+        );
+    }
     let header = message
         .headers
         .as_ref()

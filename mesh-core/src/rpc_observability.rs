@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use tower::{Layer, Service};
 use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::telemetry::catalog;
 use crate::trace_context;
@@ -69,9 +70,6 @@ where
                 rpc.service = %service,
                 rpc.method = %method,
                 rpc.grpc.status_code = tracing::field::Empty,
-                product.id = tracing::field::Empty,
-                reservation.id = tracing::field::Empty,
-                payment.id = tracing::field::Empty,
             );
             trace_context::adopt(&span, trace_context::from_headers(request.headers()));
             span
@@ -107,25 +105,11 @@ where
     }
 }
 
-/// The ids a call's span can carry.
-#[derive(Clone, Copy, Debug)]
-pub enum IdKind {
-    /// `product.id`.
-    Product,
-    /// `reservation.id`.
-    Reservation,
-    /// `payment.id`.
-    Payment,
-}
-
-/// Records `id` on the current call's span (a no-op outside one).
-pub fn record_id(kind: IdKind, id: i64) {
-    let field = match kind {
-        IdKind::Product => "product.id",
-        IdKind::Reservation => "reservation.id",
-        IdKind::Payment => "payment.id",
-    };
-    tracing::Span::current().record(field, id);
+/// Records `id` on the current call's trace span as the attribute `attribute`, named by the
+/// service that knows what the id is (`reservation.id`, say), so a trace can be found by it;
+/// a no-op outside a call.
+pub fn record_id(attribute: &'static str, id: i64) {
+    tracing::Span::current().set_attribute(attribute, id);
 }
 
 /// The metric labels of a call: its service and method, or `unknown` for both when the server

@@ -5,7 +5,7 @@ use mesh_core::auth::grpc::caller;
 use mesh_core::outbox::OutboxSignal;
 use mesh_core::paging::PageRequest;
 use mesh_core::request_log::{self, Answer, RequestKey};
-use mesh_core::rpc_observability::{IdKind, record_id};
+use mesh_core::rpc_observability::record_id;
 use prost::Message as _;
 use reserve_proto::payment::v1 as pb;
 use tonic::{Request, Response, Status};
@@ -38,7 +38,7 @@ impl pb::payment_service_server::PaymentService for PaymentApi {
             key: request_log::scoped_key(caller.subject(), key),
             encode: |payment: &Payment| to_wire(payment.clone()).encode_to_vec(),
         });
-        record_id(IdKind::Payment, id.get());
+        record_id("payment.id", id.get());
         let answer = match pay(&self.db, &self.outbox, caller, id, key).await? {
             Answer::Now(paid) => to_wire(paid),
             // The first call's answer, recorded when it paid.
@@ -49,7 +49,7 @@ impl pb::payment_service_server::PaymentService for PaymentApi {
                 })?
             }
         };
-        record_id(IdKind::Reservation, answer.reservation_id);
+        record_id("reservation.id", answer.reservation_id);
         Ok(Response::new(answer))
     }
 

@@ -5,7 +5,7 @@ use mesh_core::Db;
 use mesh_core::auth::Role;
 use mesh_core::auth::grpc::caller;
 use mesh_core::paging::PageRequest;
-use mesh_core::rpc_observability::{IdKind, record_id};
+use mesh_core::rpc_observability::record_id;
 use reserve_proto::product::v1 as pb;
 use tonic::{Request, Response, Status};
 
@@ -40,7 +40,7 @@ impl pb::product_service_server::ProductService for ProductApi {
             .db
             .run(move |conn| store::register(conn, &name, status, seller.subject()))
             .await?;
-        record_id(IdKind::Product, product.id.get());
+        record_id("product.id", product.id.get());
         tracing::info!(product = %product.id, name = %product.name, seller = %product.seller, "product registered");
         Ok(Response::new(to_wire(product)))
     }

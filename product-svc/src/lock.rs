@@ -3,7 +3,7 @@
 //! to reservation-svc alone. Faults switched on through the admin service are injected here.
 
 use mesh_core::Db;
-use mesh_core::rpc_observability::{IdKind, record_id};
+use mesh_core::rpc_observability::record_id;
 use reserve_proto::product::v1 as pb;
 use tonic::{Request, Response, Status};
 
@@ -53,8 +53,8 @@ impl pb::product_lock_service_server::ProductLockService for ProductLockApi {
         let request = request.into_inner();
         let product = Id::parse(request.product_id, "product id")?;
         let reservation = Id::parse(request.reservation_id, "reservation id")?;
-        record_id(IdKind::Product, product.get());
-        record_id(IdKind::Reservation, reservation.get());
+        record_id("product.id", product.get());
+        record_id("reservation.id", reservation.get());
         self.injected_fault().await?;
         let locked = self
             .db
@@ -71,8 +71,8 @@ impl pb::product_lock_service_server::ProductLockService for ProductLockApi {
         let request = request.into_inner();
         let product = Id::parse(request.product_id, "product id")?;
         let reservation = Id::parse(request.reservation_id, "reservation id")?;
-        record_id(IdKind::Product, product.get());
-        record_id(IdKind::Reservation, reservation.get());
+        record_id("product.id", product.get());
+        record_id("reservation.id", reservation.get());
         let current = self
             .db
             .transaction(move |conn| store::release(conn, product, reservation))

@@ -4,7 +4,8 @@
 //!
 //! This is what keeps buyers from piling up behind a product-svc that is down or slow: while it
 //! is open, reserving answers "try again shortly" in microseconds instead of waiting out the
-//! deadline, and product-svc gets room to recover. Transitions are logged and counted.
+//! deadline, and product-svc gets room to recover. Transitions are logged and counted under
+//! the names the layer is given ([`Guarded`]), so the layer itself knows no service.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,8 +14,18 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use mesh_core::telemetry::catalog;
 use tower::{BoxError, Layer, Service};
+
+/// What a breaker guards, for its log lines, and the metrics it reports to.
+#[derive(Clone, Copy, Debug)]
+pub struct Guarded {
+    /// The service behind it, as logs name it.
+    pub name: &'static str,
+    /// Gauge of its state: 0 closed, 1 half-open, 2 open.
+    pub state_metric: &'static str,
+    /// Counter of the times it opened.
+    pub opened_metric: &'static str,
+}
 
 /// When the breaker opens and for how long.
 #[derive(Clone, Copy, Debug)]
@@ -104,7 +115,7 @@ impl BreakerState {
 
 /// The call was not made: the circuit is open.
 #[derive(Debug, thiserror::Error)]
-#[error("circuit open: the product service is failing")]
+#[error("circuit open: the service behind it is failing")]
 pub struct CircuitOpen;
 
 /// Counters of the breaker (the metrics are exported beside them), readable in process: the
@@ -129,22 +140,26 @@ pub struct CircuitBreakerLayer<R> {
 
 struct Shared {
     state: Mutex<BreakerState>,
+    guarded: Guarded,
     policy: BreakerPolicy,
     stats: Arc<BreakerStats>,
 }
 
 impl<R> CircuitBreakerLayer<R> {
-    /// A breaker with `policy`, counting into `stats`, judging outcomes with `is_failure`.
+    /// A breaker in front of `guarded` with `policy`, counting into `stats`, judging
+    /// outcomes with `is_failure`.
     pub fn new(
+        guarded: Guarded,
         policy: BreakerPolicy,
         stats: Arc<BreakerStats>,
         is_failure: FailureTest<R>,
     ) -> Self {
-        metrics::counter!(catalog::PRODUCT_LOCK_BREAKER_OPENED).increment(0);
-        report_state(&BreakerState::Closed { failures: 0 });
+        metrics::counter!(guarded.opened_metric).increment(0);
+        report_state(guarded, &BreakerState::Closed { failures: 0 });
         Self {
             shared: Arc::new(Shared {
                 state: Mutex::new(BreakerState::Closed { failures: 0 }),
+                guarded,
                 policy,
                 stats,
             }),
@@ -184,19 +199,25 @@ impl Shared {
         let mut state = self.lock();
         let before = *state;
         state.record(failed, admission, Instant::now(), &self.policy);
-        report_state(&state);
+        report_state(self.guarded, &state);
         match (before, *state) {
             (BreakerState::Open { .. }, BreakerState::Open { .. }) => {}
             (_, BreakerState::Open { .. }) => {
                 self.stats.opened.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!(catalog::PRODUCT_LOCK_BREAKER_OPENED).increment(1);
+                metrics::counter!(self.guarded.opened_metric).increment(1);
                 tracing::warn!(
+                    guarded = self.guarded.name,
                     open_for_ms = self.policy.open_for.as_millis() as u64,
-                    "circuit breaker OPEN: product-svc failing"
+                    "circuit breaker OPEN: {} failing",
+                    self.guarded.name
                 );
             }
             (BreakerState::HalfOpen, BreakerState::Closed { .. }) => {
-                tracing::info!("circuit breaker CLOSED: product-svc answered the probe");
+                tracing::info!(
+                    guarded = self.guarded.name,
+                    "circuit breaker CLOSED: {} answered the probe",
+                    self.guarded.name
+                );
             }
             _ => {}
         }
@@ -204,13 +225,13 @@ impl Shared {
 }
 
 /// Sets the breaker-state gauge: 0 closed, 1 half-open, 2 open.
-fn report_state(state: &BreakerState) {
+fn report_state(guarded: Guarded, state: &BreakerState) {
     let value = match state {
         BreakerState::Closed { .. } => 0.0,
         BreakerState::HalfOpen => 1.0,
         BreakerState::Open { .. } => 2.0,
     };
-    metrics::gauge!(catalog::PRODUCT_LOCK_BREAKER_STATE).set(value);
+    metrics::gauge!(guarded.state_metric).set(value);
 }
 
 /// A call in flight. Dropped before it finished (its caller's deadline passed first), it
@@ -246,7 +267,7 @@ where
         let admission = {
             let mut state = self.shared.lock();
             let admission = state.admit(Instant::now());
-            report_state(&state);
+            report_state(self.shared.guarded, &state);
             admission
         };
         if admission == Admission::Reject {
@@ -254,7 +275,8 @@ where
             return Box::pin(async { Err(CircuitOpen.into()) });
         }
         if admission == Admission::Probe {
-            tracing::info!("circuit breaker HALF-OPEN: probing product-svc");
+            let name = self.shared.guarded.name;
+            tracing::info!(guarded = name, "circuit breaker HALF-OPEN: probing {name}");
         }
         let mut pending = PendingCall {
             shared: Some(Arc::clone(&self.shared)),
@@ -275,6 +297,12 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const TEST_GUARDED: Guarded = Guarded {
+        name: "upstream",
+        state_metric: "test_breaker_state",
+        opened_metric: "test_breaker_opened_total",
+    };
 
     fn policy() -> BreakerPolicy {
         BreakerPolicy {
@@ -350,9 +378,12 @@ mod tests {
     async fn a_slow_call_succeeding_after_the_circuit_opened_leaves_it_open() {
         use tower::{ServiceBuilder, ServiceExt};
         let stats = Arc::new(BreakerStats::default());
-        let layer = CircuitBreakerLayer::<u32>::new(policy(), Arc::clone(&stats), |outcome| {
-            outcome.is_err()
-        });
+        let layer = CircuitBreakerLayer::<u32>::new(
+            TEST_GUARDED,
+            policy(),
+            Arc::clone(&stats),
+            |outcome| outcome.is_err(),
+        );
         let release = Arc::new(tokio::sync::Notify::new());
         let service = {
             let release = Arc::clone(&release);
@@ -390,9 +421,12 @@ mod tests {
     async fn the_layer_fails_fast_while_open() {
         use tower::{ServiceBuilder, ServiceExt};
         let stats = Arc::new(BreakerStats::default());
-        let layer = CircuitBreakerLayer::<u32>::new(policy(), Arc::clone(&stats), |outcome| {
-            outcome.is_err()
-        });
+        let layer = CircuitBreakerLayer::<u32>::new(
+            TEST_GUARDED,
+            policy(),
+            Arc::clone(&stats),
+            |outcome| outcome.is_err(),
+        );
         let failing = ServiceBuilder::new()
             .layer(layer)
             .service_fn(|_: u32| async { Err::<u32, BoxError>("down".into()) });
@@ -410,9 +444,12 @@ mod tests {
     async fn calls_abandoned_by_their_caller_count_as_failures() {
         use tower::{ServiceBuilder, ServiceExt};
         let stats = Arc::new(BreakerStats::default());
-        let layer = CircuitBreakerLayer::<u32>::new(policy(), Arc::clone(&stats), |outcome| {
-            outcome.is_err()
-        });
+        let layer = CircuitBreakerLayer::<u32>::new(
+            TEST_GUARDED,
+            policy(),
+            Arc::clone(&stats),
+            |outcome| outcome.is_err(),
+        );
         let hanging = ServiceBuilder::new()
             .layer(layer)
             .service_fn(|_: u32| async {

@@ -7,7 +7,7 @@ use mesh_core::auth::{Caller, caller::reserving_customer};
 use mesh_core::outbox::OutboxSignal;
 use mesh_core::paging::PageRequest;
 use mesh_core::request_log::{self, Answer, RequestKey};
-use mesh_core::rpc_observability::{IdKind, record_id};
+use mesh_core::rpc_observability::record_id;
 use prost::Message as _;
 use reserve_proto::reservation::v1 as pb;
 use tonic::{Request, Response, Status};
@@ -48,7 +48,7 @@ impl pb::reservation_service_server::ReservationService for ReservationApi {
         let product = Id::parse(request.product_id, "product id")?;
         let customer = CustomerId::parse(&reserving_customer(&caller, &request.customer_id)?)?;
         let key = request_key(&caller, &request.request_id)?;
-        record_id(IdKind::Product, product.get());
+        record_id("product.id", product.get());
         // Placing runs to its end even if the caller goes away (its deadline passed, it
         // disconnected): a half-placed reservation would hold its product until the
         // reconciler's grace period ends, and with an idempotency key the caller's retry
@@ -63,7 +63,7 @@ impl pb::reservation_service_server::ReservationService for ReservationApi {
             Status::internal("placing the reservation failed")
         })??;
         let answer = wire_answer(placed)?;
-        record_id(IdKind::Reservation, answer.id);
+        record_id("reservation.id", answer.id);
         Ok(Response::new(answer))
     }
 
@@ -90,7 +90,7 @@ impl pb::reservation_service_server::ReservationService for ReservationApi {
         let request = request.into_inner();
         let id = Id::parse(request.id, "reservation id")?;
         let key = request_key(&caller, &request.request_id)?;
-        record_id(IdKind::Reservation, id.get());
+        record_id("reservation.id", id.get());
         let answer = cancellation::cancel(&self.db, &self.outbox, caller, id, key).await?;
         Ok(Response::new(wire_answer(answer)?))
     }

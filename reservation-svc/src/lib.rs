@@ -10,6 +10,7 @@ pub mod cancellation;
 pub mod domain;
 pub mod events;
 pub mod grpc;
+pub mod lock_metrics;
 pub mod placement;
 pub mod product_lock;
 pub mod reconciler;
@@ -93,6 +94,7 @@ impl App {
     /// Connects and migrates the database, prepares the product lock client (lazily
     /// connected), subscribes to PaymentCompleted and binds the listener.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
+        lock_metrics::describe();
         let (mut host, db) = ServiceHost::start(
             "reservation-svc",
             &config.service,

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use mesh_core::telemetry::catalog;
+use crate::lock_metrics::{LOCK_BREAKER, PRODUCT_LOCK_CALLS, PRODUCT_LOCK_SECONDS};
 use mesh_core::trace_context::{SendTraceContext, TracedChannel};
 use reserve_proto::product::v1 as pb;
 use reserve_proto::product::v1::product_lock_service_client::ProductLockServiceClient;
@@ -112,6 +112,7 @@ impl ProductLock {
             .load_shed()
             .concurrency_limit(policy.max_in_flight)
             .layer(CircuitBreakerLayer::new(
+                LOCK_BREAKER,
                 policy.breaker,
                 Arc::clone(&breaker),
                 counts_as_failure,
@@ -183,8 +184,8 @@ impl ProductLock {
             ),
         };
         span.record("outcome", label);
-        metrics::counter!(catalog::PRODUCT_LOCK_CALLS, "outcome" => label).increment(1);
-        metrics::histogram!(catalog::PRODUCT_LOCK_SECONDS, "outcome" => label)
+        metrics::counter!(PRODUCT_LOCK_CALLS, "outcome" => label).increment(1);
+        metrics::histogram!(PRODUCT_LOCK_SECONDS, "outcome" => label)
             .record(started.elapsed().as_secs_f64());
         outcome
     }

@@ -1,8 +1,10 @@
-//! Every metric the mesh exports: its name, labels and meaning, in one place.
+//! Every metric the shared parts of the mesh export (gRPC and REST serving, outbox, consumers,
+//! database pool): name, labels and meaning, in one place. A service's own metrics live with
+//! it (reservation-svc's `lock_metrics` for the product lock and its breaker).
 //!
-//! The names follow Prometheus conventions (base units, `_total` counters) and the Grafana
-//! dashboards under `helm/reserve-mesh/dashboards/` query only these; a test scrapes every
-//! binary and checks that each metric a dashboard queries is exported.
+//! The names follow Prometheus conventions (base units, `_total` counters); a test scrapes
+//! every binary and checks that each metric a Grafana dashboard under
+//! `helm/reserve-mesh/dashboards/` queries is exported.
 
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 
@@ -42,16 +44,6 @@ pub const CONSUMER_EVENT_AGE_SECONDS: &str = "consumer_event_age_seconds";
 pub const CONSUMER_STALLS: &str = "consumer_stalls_total";
 /// Database pool connections, by `state` (`in_use`, `idle`).
 pub const DB_POOL_CONNECTIONS: &str = "db_pool_connections";
-/// Product-lock calls from reservation-svc, by `outcome` (`locked`, `refused`, `shed`,
-/// `circuit_open`, `deadline`, `unavailable`).
-pub const PRODUCT_LOCK_CALLS: &str = "product_lock_calls_total";
-/// Product-lock call latency, retries included, by `outcome`.
-pub const PRODUCT_LOCK_SECONDS: &str = "product_lock_duration_seconds";
-/// The product-lock circuit breaker: 0 closed, 1 half-open (probing), 2 open.
-pub const PRODUCT_LOCK_BREAKER_STATE: &str = "product_lock_breaker_state";
-/// Times the product-lock circuit breaker opened.
-pub const PRODUCT_LOCK_BREAKER_OPENED: &str = "product_lock_breaker_opened_total";
-
 /// Histogram buckets (seconds) for every latency: 1 ms to 10 s.
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
@@ -111,21 +103,4 @@ pub fn describe() {
         "Consumer subscriptions that went quiet while events waited and were made anew."
     );
     describe_gauge!(DB_POOL_CONNECTIONS, "Database pool connections, by state.");
-    describe_counter!(
-        PRODUCT_LOCK_CALLS,
-        "Product-lock calls to product-svc, by outcome."
-    );
-    describe_histogram!(
-        PRODUCT_LOCK_SECONDS,
-        Unit::Seconds,
-        "Product-lock call latency, retries included."
-    );
-    describe_gauge!(
-        PRODUCT_LOCK_BREAKER_STATE,
-        "Product-lock circuit breaker: 0 closed, 1 half-open, 2 open."
-    );
-    describe_counter!(
-        PRODUCT_LOCK_BREAKER_OPENED,
-        "Times the product-lock circuit breaker opened."
-    );
 }
