@@ -78,7 +78,7 @@ fn newest_file(path: &Path) -> Option<(PathBuf, SystemTime)> {
     }
     std::fs::read_dir(path)
         .ok()?
-        .filter_map(|entry| entry.ok())
+        .filter_map(std::result::Result::ok)
         .filter_map(|entry| newest_file(&entry.path()))
         .max_by_key(|(_, when)| *when)
 }

@@ -311,8 +311,7 @@ impl Mesh {
                 .timeout(Duration::from_secs(2))
                 .send()
                 .await
-                .map(|response| response.status().is_success())
-                .unwrap_or(false);
+                .is_ok_and(|response| response.status().is_success());
             if ready {
                 return;
             }

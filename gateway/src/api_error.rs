@@ -306,7 +306,7 @@ mod tests {
             response
                 .headers()
                 .get(header::RETRY_AFTER)
-                .map(|v| v.as_bytes()),
+                .map(http::HeaderValue::as_bytes),
             Some(&b"1"[..])
         );
     }

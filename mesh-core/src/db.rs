@@ -16,14 +16,19 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
 
 use crate::config::{ConfigError, env_or, optional_env};
 
-/// A connection to either backend; queries written with diesel's DSL run on both.
-#[derive(diesel::MultiConnection)]
-pub enum DbConnection {
-    /// A PostgreSQL server (tests, Kubernetes).
-    Postgres(diesel::PgConnection),
-    /// An embedded SQLite file (the local one-command run).
-    Sqlite(diesel::SqliteConnection),
+/// The derive generates a backend enum and its methods without docs: they stay in here.
+#[allow(missing_docs)]
+mod connection {
+    /// A connection to either backend; queries written with diesel's DSL run on both.
+    #[derive(diesel::MultiConnection)]
+    pub enum DbConnection {
+        /// A PostgreSQL server (tests, Kubernetes).
+        Postgres(diesel::PgConnection),
+        /// An embedded SQLite file (the local one-command run).
+        Sqlite(diesel::SqliteConnection),
+    }
 }
+pub use connection::*;
 
 /// A service's embedded migrations, one set per backend (their DDL dialects differ).
 pub struct Migrations {

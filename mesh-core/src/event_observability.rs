@@ -57,7 +57,7 @@ pub fn consume_span(
         .headers
         .as_ref()
         .and_then(|headers| headers.get(TRACEPARENT))
-        .map(|value| value.as_str());
+        .map(async_nats::HeaderValue::as_str);
     let fallback = Some(envelope.traceparent.as_str()).filter(|value| !value.is_empty());
     trace_context::adopt(&span, header.or(fallback));
     span

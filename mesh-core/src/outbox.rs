@@ -28,17 +28,23 @@ use crate::events::OutgoingEvent;
 use crate::telemetry::catalog;
 use crate::{Shutdown, event_observability, events, trace_context};
 
-diesel::table! {
-    outbox (id) {
-        id -> BigInt,
-        event_id -> Text,
-        subject -> Text,
-        payload -> Binary,
-        traceparent -> Nullable<Text>,
-        created_at_ms -> BigInt,
-        published_at_ms -> Nullable<BigInt>,
+/// The tables as diesel sees them. The macro generates modules and column types without
+/// docs; they are used only through this file's queries.
+#[allow(missing_docs, unreachable_pub)]
+mod schema {
+    diesel::table! {
+        outbox (id) {
+            id -> BigInt,
+            event_id -> Text,
+            subject -> Text,
+            payload -> Binary,
+            traceparent -> Nullable<Text>,
+            created_at_ms -> BigInt,
+            published_at_ms -> Nullable<BigInt>,
+        }
     }
 }
+use schema::outbox;
 
 /// Adds `event` to the outbox; call it inside the transaction of the change it announces.
 pub fn enqueue(
@@ -229,10 +235,10 @@ impl OutboxRelay {
         match tokio::time::timeout(Duration::from_secs(5), self.publish_batch()).await {
             Ok(Ok(published)) => tracing::info!(published, "outbox flushed at shutdown"),
             Ok(Err(err)) => {
-                tracing::warn!(%err, "outbox not flushed at shutdown; rows wait for the next start")
+                tracing::warn!(%err, "outbox not flushed at shutdown; rows wait for the next start");
             }
             Err(_) => {
-                tracing::warn!("outbox flush timed out at shutdown; rows wait for the next start")
+                tracing::warn!("outbox flush timed out at shutdown; rows wait for the next start");
             }
         }
     }

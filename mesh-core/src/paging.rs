@@ -99,8 +99,7 @@ fn key() -> &'static [u8] {
     static KEY: OnceLock<Vec<u8>> = OnceLock::new();
     KEY.get_or_init(|| {
         crate::config::optional_env("PAGE_TOKEN_SECRET")
-            .map(String::into_bytes)
-            .unwrap_or_else(|| BUILT_IN_KEY.to_vec())
+            .map_or_else(|| BUILT_IN_KEY.to_vec(), String::into_bytes)
     })
 }
 

@@ -59,7 +59,7 @@ pub fn free_port() -> u16 {
             .expect("a free port");
         let mut given = GIVEN
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if !given.contains(&port) {
             given.push(port);
             return port;

@@ -232,8 +232,7 @@ async fn consumer_acked_everything(fx: &Fixture, durable: &str) -> bool {
     let last = stream
         .get_info()
         .await
-        .map(|info| info.state.last_sequence)
-        .unwrap_or(0);
+        .map_or(0, |info| info.state.last_sequence);
     info.num_pending == 0 && info.num_ack_pending == 0 && info.ack_floor.stream_sequence >= last
 }
 

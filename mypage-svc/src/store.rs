@@ -19,20 +19,26 @@ pub const MIGRATIONS: Migrations = Migrations {
     sqlite: diesel_migrations::embed_migrations!("migrations/sqlite"),
 };
 
-diesel::table! {
-    my_page (reservation_id) {
-        reservation_id -> BigInt,
-        product_id -> BigInt,
-        product_name -> Text,
-        customer_id -> Text,
-        reservation_status -> Nullable<Text>,
-        reservation_version -> BigInt,
-        payment_id -> Nullable<BigInt>,
-        payment_status -> Nullable<Text>,
-        payment_version -> BigInt,
-        updated_at_ms -> BigInt,
+/// The tables as diesel sees them. The macro generates modules and column types without
+/// docs; they are used only through this file's queries.
+#[allow(missing_docs, unreachable_pub)]
+mod schema {
+    diesel::table! {
+        my_page (reservation_id) {
+            reservation_id -> BigInt,
+            product_id -> BigInt,
+            product_name -> Text,
+            customer_id -> Text,
+            reservation_status -> Nullable<Text>,
+            reservation_version -> BigInt,
+            payment_id -> Nullable<BigInt>,
+            payment_status -> Nullable<Text>,
+            payment_version -> BigInt,
+            updated_at_ms -> BigInt,
+        }
     }
 }
+use schema::my_page;
 
 #[derive(Queryable)]
 struct EntryRow {

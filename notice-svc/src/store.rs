@@ -13,22 +13,28 @@ pub const MIGRATIONS: Migrations = Migrations {
     sqlite: diesel_migrations::embed_migrations!("migrations/sqlite"),
 };
 
-diesel::table! {
-    notices (id) {
-        id -> BigInt,
-        event_id -> Text,
-        customer_id -> Text,
-        event_type -> Text,
-        reservation_id -> BigInt,
-        message -> Text,
-        created_at_ms -> BigInt,
-        delivery -> Text,
-        attempts -> Integer,
-        next_attempt_at_ms -> BigInt,
-        last_error -> Nullable<Text>,
-        traceparent -> Nullable<Text>,
+/// The tables as diesel sees them. The macro generates modules and column types without
+/// docs; they are used only through this file's queries.
+#[allow(missing_docs, unreachable_pub)]
+mod schema {
+    diesel::table! {
+        notices (id) {
+            id -> BigInt,
+            event_id -> Text,
+            customer_id -> Text,
+            event_type -> Text,
+            reservation_id -> BigInt,
+            message -> Text,
+            created_at_ms -> BigInt,
+            delivery -> Text,
+            attempts -> Integer,
+            next_attempt_at_ms -> BigInt,
+            last_error -> Nullable<Text>,
+            traceparent -> Nullable<Text>,
+        }
     }
 }
+use schema::notices;
 
 type Row = (
     i64,

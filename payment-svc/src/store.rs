@@ -14,19 +14,25 @@ pub const MIGRATIONS: Migrations = Migrations {
     sqlite: diesel_migrations::embed_migrations!("migrations/sqlite"),
 };
 
-diesel::table! {
-    payments (id) {
-        id -> BigInt,
-        reservation_id -> BigInt,
-        product_id -> BigInt,
-        customer_id -> Text,
-        status -> Text,
-        version -> BigInt,
-        updated_at_ms -> BigInt,
-        origin_traceparent -> Nullable<Text>,
-        seller_id -> Text,
+/// The tables as diesel sees them. The macro generates modules and column types without
+/// docs; they are used only through this file's queries.
+#[allow(missing_docs, unreachable_pub)]
+mod schema {
+    diesel::table! {
+        payments (id) {
+            id -> BigInt,
+            reservation_id -> BigInt,
+            product_id -> BigInt,
+            customer_id -> Text,
+            status -> Text,
+            version -> BigInt,
+            updated_at_ms -> BigInt,
+            origin_traceparent -> Nullable<Text>,
+            seller_id -> Text,
+        }
     }
 }
+use schema::payments;
 
 /// A refused operation or a database failure.
 #[derive(Debug, thiserror::Error)]

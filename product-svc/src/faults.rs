@@ -109,7 +109,7 @@ impl FaultSwitch {
         *self
             .0
             .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Replaces the faults, loudly.
@@ -117,7 +117,7 @@ impl FaultSwitch {
         *self
             .0
             .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = faults;
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = faults;
         if faults.is_on() {
             tracing::warn!(
                 latency_min_ms = faults.latency_min.as_millis() as u64,

@@ -15,16 +15,22 @@ pub const MIGRATIONS: Migrations = Migrations {
     sqlite: diesel_migrations::embed_migrations!("migrations/sqlite"),
 };
 
-diesel::table! {
-    products (id) {
-        id -> BigInt,
-        name -> Text,
-        status -> Text,
-        reservation_id -> Nullable<BigInt>,
-        version -> BigInt,
-        seller_id -> Text,
+/// The tables as diesel sees them. The macro generates modules and column types without
+/// docs; they are used only through this file's queries.
+#[allow(missing_docs, unreachable_pub)]
+mod schema {
+    diesel::table! {
+        products (id) {
+            id -> BigInt,
+            name -> Text,
+            status -> Text,
+            reservation_id -> Nullable<BigInt>,
+            version -> BigInt,
+            seller_id -> Text,
+        }
     }
 }
+use schema::products;
 
 /// A refused operation or a database failure.
 #[derive(Debug, thiserror::Error)]

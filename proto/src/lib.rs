@@ -53,8 +53,12 @@ pub mod events {
     }
 
     mod domain_event;
-    pub use domain_event::DomainEvent;
+    mod status_change;
+    pub use domain_event::{DomainEvent, Event};
+    pub use status_change::{Moved, StatusChange};
 }
+mod status_name;
+pub use status_name::StatusName;
 
 /// Encoded `FileDescriptorSet` of every package above, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("reserve_descriptor");

@@ -192,7 +192,7 @@ impl Shared {
     fn lock(&self) -> std::sync::MutexGuard<'_, BreakerState> {
         self.state
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn record(&self, failed: bool, admission: Admission) {
@@ -382,7 +382,7 @@ mod tests {
             TEST_GUARDED,
             policy(),
             Arc::clone(&stats),
-            |outcome| outcome.is_err(),
+            std::result::Result::is_err,
         );
         let release = Arc::new(tokio::sync::Notify::new());
         let service = {
@@ -425,7 +425,7 @@ mod tests {
             TEST_GUARDED,
             policy(),
             Arc::clone(&stats),
-            |outcome| outcome.is_err(),
+            std::result::Result::is_err,
         );
         let failing = ServiceBuilder::new()
             .layer(layer)
@@ -448,7 +448,7 @@ mod tests {
             TEST_GUARDED,
             policy(),
             Arc::clone(&stats),
-            |outcome| outcome.is_err(),
+            std::result::Result::is_err,
         );
         let hanging = ServiceBuilder::new()
             .layer(layer)

@@ -71,7 +71,7 @@ pub async fn cancel(
             tracing::info!(reservation = %id, product = %reservation.product_id, "reservation cancelled");
         }
         Answer::Before(_) => {
-            tracing::info!(reservation = %id, "cancel request replayed from its idempotency key")
+            tracing::info!(reservation = %id, "cancel request replayed from its idempotency key");
         }
     }
     Ok(cancelled)

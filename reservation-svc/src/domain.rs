@@ -278,7 +278,7 @@ mod tests {
     fn a_call_never_made_discards_the_intent_and_asks_to_retry() {
         match fate_of_intent::<()>(Err(LockFailure::NotAttempted("circuit open".into()))) {
             IntentFate::Discard(ReservationError::TryAgainShortly(reason)) => {
-                assert_eq!(reason, "circuit open")
+                assert_eq!(reason, "circuit open");
             }
             other => panic!("expected a discard, got {other:?}"),
         }

@@ -15,17 +15,23 @@ pub const MIGRATIONS: Migrations = Migrations {
     sqlite: diesel_migrations::embed_migrations!("migrations/sqlite"),
 };
 
-diesel::table! {
-    reservations (id) {
-        id -> BigInt,
-        product_id -> BigInt,
-        customer_id -> Text,
-        status -> Text,
-        version -> BigInt,
-        updated_at_ms -> BigInt,
-        seller_id -> Text,
+/// The tables as diesel sees them. The macro generates modules and column types without
+/// docs; they are used only through this file's queries.
+#[allow(missing_docs, unreachable_pub)]
+mod schema {
+    diesel::table! {
+        reservations (id) {
+            id -> BigInt,
+            product_id -> BigInt,
+            customer_id -> Text,
+            status -> Text,
+            version -> BigInt,
+            updated_at_ms -> BigInt,
+            seller_id -> Text,
+        }
     }
 }
+use schema::reservations;
 
 /// A refused operation or a database failure.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +51,7 @@ pub enum StoreError {
     /// The request's idempotency key is taken by another request or one still running.
     #[error(transparent)]
     Key(#[from] mesh_core::request_log::KeyConflict),
+    /// The caller may not act on this reservation.
     #[error(transparent)]
     Denied(#[from] mesh_core::auth::Denied),
 }

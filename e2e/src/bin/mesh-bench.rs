@@ -211,8 +211,7 @@ fn postgres_commits() -> f64 {
                 .get_result::<Commits>(&mut conn)
                 .ok()
         })
-        .map(|row| row.commits)
-        .unwrap_or(0.0)
+        .map_or(0.0, |row| row.commits)
 }
 
 fn rss_mib(pid: u32) -> f64 {
@@ -224,8 +223,7 @@ fn rss_mib(pid: u32) -> f64 {
                 .find_map(|line| line.strip_prefix("VmRSS:"))
                 .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
+        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// Restarts `svc` and returns the time until its gRPC health answers SERVING.
@@ -572,8 +570,7 @@ async fn fault() {
         tally
             .latencies
             .last()
-            .map(|l| l.as_secs_f64() * 1000.0)
-            .unwrap_or(0.0)
+            .map_or(0.0, |l| l.as_secs_f64() * 1000.0)
     );
     println!("recovery_s={:.2}", recovery.as_secs_f64());
 }

@@ -16,7 +16,7 @@ use crate::Mesh;
 
 /// A change a client was told succeeded.
 #[derive(Clone, Copy, Debug)]
-pub enum Evidence {
+pub(super) enum Evidence {
     /// 201 for this reservation.
     Reserved(i64),
     /// 200 for paying this payment.
@@ -27,7 +27,7 @@ pub enum Evidence {
 
 /// What the buyers saw.
 #[derive(Debug, Default)]
-pub struct Seen {
+pub(super) struct Seen {
     /// Operations that got a final answer.
     pub ops: u64,
     /// 2xx answers.
@@ -41,14 +41,14 @@ pub struct Seen {
 }
 
 /// The running buyers.
-pub struct Load {
+pub(super) struct Load {
     tasks: JoinSet<()>,
     seen: Arc<Mutex<Seen>>,
 }
 
 impl Load {
     /// Waits for the buyers to finish their current operation (bounded) and returns the tally.
-    pub async fn finish(mut self) -> Seen {
+    pub(super) async fn finish(mut self) -> Seen {
         let all = async { while self.tasks.join_next().await.is_some() {} };
         if tokio::time::timeout(Duration::from_secs(30), all)
             .await
@@ -56,12 +56,17 @@ impl Load {
         {
             self.tasks.abort_all();
         }
-        std::mem::take(&mut *self.seen.lock().unwrap_or_else(|p| p.into_inner()))
+        std::mem::take(
+            &mut *self
+                .seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 }
 
 /// Registers `count` products through the gateway, 16 at a time.
-pub async fn register_products(mesh: &Mesh, count: usize) {
+pub(super) async fn register_products(mesh: &Mesh, count: usize) {
     let mut registering = JoinSet::new();
     for i in 0..count {
         let request = mesh
@@ -76,7 +81,7 @@ pub async fn register_products(mesh: &Mesh, count: usize) {
 }
 
 /// Starts `config.buyers` buyers; they stop at their next operation once `stop` is set.
-pub fn start(mesh: &Mesh, config: &ChaosConfig, stop: Arc<AtomicBool>) -> Load {
+pub(super) fn start(mesh: &Mesh, config: &ChaosConfig, stop: Arc<AtomicBool>) -> Load {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let mut tasks = JoinSet::new();
     for index in 0..config.buyers {
@@ -150,7 +155,12 @@ impl Buyer {
     }
 
     fn tally(&self, update: impl FnOnce(&mut Seen)) {
-        update(&mut self.seen.lock().unwrap_or_else(|p| p.into_inner()));
+        update(
+            &mut self
+                .seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
     }
 
     fn record(&self, evidence: Evidence) {

@@ -58,7 +58,7 @@ struct Outage {
 }
 
 /// The fault schedule of one run.
-pub struct Schedule {
+pub(super) struct Schedule {
     rng: fastrand::Rng,
     /// Targets not yet killed in this round (every kind once before any twice).
     round: Vec<Target>,
@@ -72,7 +72,7 @@ pub struct Schedule {
 
 impl Schedule {
     /// A schedule seeded from the config.
-    pub fn new(config: &ChaosConfig) -> Self {
+    pub(super) fn new(config: &ChaosConfig) -> Self {
         Self {
             rng: fastrand::Rng::with_seed(config.seed ^ 0x5eed_fa17),
             round: Vec::new(),
@@ -96,7 +96,7 @@ impl Schedule {
     }
 
     /// Kills and restarts processes for `length`, and cuts a database off a quarter in.
-    pub async fn run(&mut self, mesh: &mut Mesh, length: Duration, report: &mut Report) {
+    pub(super) async fn run(&mut self, mesh: &mut Mesh, length: Duration, report: &mut Report) {
         let started = Instant::now();
         let end = started + length;
         let mut next_kill = started + Duration::from_millis(self.rng.u64(self.kill_every.clone()));
@@ -124,13 +124,13 @@ impl Schedule {
     }
 
     /// Ends the outage and starts whatever is down.
-    pub async fn heal(&mut self, mesh: &mut Mesh) {
+    pub(super) async fn heal(&mut self, mesh: &mut Mesh) {
         self.restore_database();
         self.supervise(mesh);
     }
 
     /// Starts again every process that exited on its own.
-    pub fn supervise(&mut self, mesh: &mut Mesh) {
+    pub(super) fn supervise(&mut self, mesh: &mut Mesh) {
         for svc in Svc::ALL {
             if mesh.has_exited(svc) {
                 println!("chaos: {} exited; starting it again", svc.binary());

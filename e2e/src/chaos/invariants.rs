@@ -112,7 +112,7 @@ fn snapshot(urls: BTreeMap<Svc, String>) -> Result<Snapshot, String> {
 }
 
 /// Every invariant broken now, in words (empty when all hold).
-pub async fn check(mesh: &Mesh, evidence: &[Evidence]) -> Vec<String> {
+pub(super) async fn check(mesh: &Mesh, evidence: &[Evidence]) -> Vec<String> {
     let urls: BTreeMap<Svc, String> = super::Target::SERVICES
         .into_iter()
         .filter_map(|svc| mesh.database_url(svc).map(|url| (svc, url)))
@@ -333,7 +333,7 @@ fn violations(s: &Snapshot, evidence: &[Evidence]) -> Vec<String> {
             {
                 out.push(format!(
                     "a client cancelled reservation {id}, which is not CANCELLED"
-                ))
+                ));
             }
             Evidence::Paid(id)
                 if paid
@@ -342,7 +342,7 @@ fn violations(s: &Snapshot, evidence: &[Evidence]) -> Vec<String> {
             {
                 out.push(format!(
                     "a client paid payment {id}, which is not PAID or REFUNDED"
-                ))
+                ));
             }
             _ => {}
         }

@@ -115,9 +115,7 @@ impl Report {
             format!("db_outages={}", self.db_outages),
             format!(
                 "db_outage_service={}",
-                self.db_outage_service
-                    .map(|svc| svc.binary())
-                    .unwrap_or("none")
+                self.db_outage_service.map_or("none", super::Svc::binary)
             ),
             format!("client_2xx={}", self.client_2xx),
             format!("client_503={}", self.client_503),
@@ -125,8 +123,7 @@ impl Report {
             format!(
                 "converge_s={}",
                 self.converge_s
-                    .map(|s| format!("{s:.1}"))
-                    .unwrap_or_else(|| "never".into())
+                    .map_or_else(|| "never".into(), |s| format!("{s:.1}"))
             ),
             format!("violations={}", self.violations.len()),
         ];

@@ -11,7 +11,7 @@ use crate::upstream::Upstreams;
 /// Liveness: the gateway answers.
 #[utoipa::path(get, path = "/healthz", operation_id = "live", tag = "health",
     responses((status = 200, description = "Alive", body = Object, example = json!({"status": "UP"}))))]
-pub async fn live() -> Json<Value> {
+pub(super) async fn live() -> Json<Value> {
     Json(json!({ "status": "UP" }))
 }
 
@@ -21,7 +21,7 @@ pub async fn live() -> Json<Value> {
         (status = 200, description = "Every service SERVING", body = Object),
         (status = 503, description = "Some service is not", body = Object)
     ))]
-pub async fn ready(State(upstreams): State<Upstreams>) -> (StatusCode, Json<Value>) {
+pub(super) async fn ready(State(upstreams): State<Upstreams>) -> (StatusCode, Json<Value>) {
     let results = upstreams.health().await;
     let all_up = results.iter().all(|(_, serving)| *serving);
     let components: Map<String, Value> = results
@@ -48,6 +48,6 @@ pub async fn ready(State(upstreams): State<Upstreams>) -> (StatusCode, Json<Valu
         (status = 200, description = "Every service SERVING", body = Object),
         (status = 503, description = "Some service is not", body = Object)
     ))]
-pub async fn actuator(state: State<Upstreams>) -> (StatusCode, Json<Value>) {
+pub(super) async fn actuator(state: State<Upstreams>) -> (StatusCode, Json<Value>) {
     ready(state).await
 }

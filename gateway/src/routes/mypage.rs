@@ -27,7 +27,7 @@ use crate::upstream::Upstreams;
 #[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
-pub struct MyPageQuery {
+pub(super) struct MyPageQuery {
     /// Whose page: the caller's own when absent (an admin: every buyer's).
     #[serde(default)]
     customer_id: Option<String>,
@@ -36,7 +36,7 @@ pub struct MyPageQuery {
 /// One my-page row, in the original API's field names.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct MyPageJson {
+pub(super) struct MyPageJson {
     id: i64,
     reservation_id: i64,
     product_id: i64,
@@ -78,7 +78,7 @@ impl From<pb::MyPageEntry> for MyPageJson {
 #[utoipa::path(get, path = "/mypage", operation_id = "list_my_page", tag = "my page", params(MyPageQuery, PageQuery),
     security(("bearer" = [])),
     responses((status = 200, description = "The buyer's reservations with their payments", body = Vec<MyPageJson>, headers(("Next-Page-Token" = String, description = "The next page's `pageToken`; absent on the last page"))), (status = 400, description = "Invalid input: the body, a parameter or a header", body = crate::openapi::ErrorBody), (status = 401, description = "No bearer token, or one that does not verify", body = crate::openapi::ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"reserve-mesh\"`"))), (status = 403, description = "The caller may not do this", body = crate::openapi::ErrorBody), (status = 503, description = "Overloaded or a service is unavailable: try again shortly", body = crate::openapi::ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait")))))]
-pub async fn list(
+pub(super) async fn list(
     State(upstreams): State<Upstreams>,
     credentials: Credentials,
     QueryParams(query): QueryParams<MyPageQuery>,
@@ -104,7 +104,7 @@ pub async fn list(
 #[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
-pub struct StreamQuery {
+pub(super) struct StreamQuery {
     /// Whose page: the caller's own when absent.
     #[serde(default)]
     customer_id: Option<String>,
@@ -114,7 +114,7 @@ pub struct StreamQuery {
 #[utoipa::path(get, path = "/myPages", operation_id = "list_my_pages", tag = "my page", params(MyPageQuery, PageQuery),
     security(("bearer" = [])),
     responses((status = 200, description = "The buyer's reservations with their payments", body = Vec<MyPageJson>, headers(("Next-Page-Token" = String, description = "The next page's `pageToken`; absent on the last page"))), (status = 400, description = "Invalid input: the body, a parameter or a header", body = crate::openapi::ErrorBody), (status = 401, description = "No bearer token, or one that does not verify", body = crate::openapi::ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"reserve-mesh\"`"))), (status = 403, description = "The caller may not do this", body = crate::openapi::ErrorBody), (status = 503, description = "Overloaded or a service is unavailable: try again shortly", body = crate::openapi::ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait")))))]
-pub async fn list_at_my_pages(
+pub(super) async fn list_at_my_pages(
     state: State<Upstreams>,
     credentials: Credentials,
     query: QueryParams<MyPageQuery>,
@@ -126,7 +126,7 @@ pub async fn list_at_my_pages(
 /// One Server-Sent Event of `GET /mypage/stream`, as the OpenAPI document describes it.
 #[derive(ToSchema)]
 #[allow(dead_code)] // documents what `stream` sends
-pub struct MyPageEvent {
+pub(super) struct MyPageEvent {
     /// Always `mypage`.
     #[schema(example = "mypage")]
     event: String,
@@ -137,11 +137,11 @@ pub struct MyPageEvent {
 
 /// The live streams the gateway serves at once; each holds a slot until its client leaves.
 #[derive(Clone)]
-pub struct StreamSlots(Arc<Semaphore>);
+pub(super) struct StreamSlots(Arc<Semaphore>);
 
 impl StreamSlots {
     /// At most `max` streams at once.
-    pub fn new(max: usize) -> Self {
+    pub(super) fn new(max: usize) -> Self {
         Self(Arc::new(Semaphore::new(max)))
     }
 }
@@ -155,7 +155,7 @@ impl StreamSlots {
         (status = 200, description = "Server-Sent Events: `event: mypage`, a my-page row as JSON data, then one per change", content_type = "text/event-stream", body = MyPageEvent),
         (status = 400, description = "Invalid input: the body, a parameter or a header", body = crate::openapi::ErrorBody), (status = 401, description = "No bearer token, or one that does not verify", body = crate::openapi::ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"reserve-mesh\"`"))), (status = 403, description = "The caller may not do this", body = crate::openapi::ErrorBody), (status = 503, description = "Overloaded or a service is unavailable: try again shortly", body = crate::openapi::ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait")))
     ))]
-pub async fn stream(
+pub(super) async fn stream(
     State(upstreams): State<Upstreams>,
     Extension(slots): Extension<StreamSlots>,
     credentials: Credentials,

@@ -15,7 +15,7 @@ use crate::upstream::Upstreams;
 #[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
-pub struct NoticeQuery {
+pub(super) struct NoticeQuery {
     /// Whose notices: the caller's own when absent (an admin: everyone's).
     #[serde(default)]
     customer_id: Option<String>,
@@ -24,7 +24,7 @@ pub struct NoticeQuery {
 /// One notification.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct NoticeJson {
+pub(super) struct NoticeJson {
     id: i64,
     customer_id: String,
     event_type: String,
@@ -57,7 +57,7 @@ impl From<pb::Notice> for NoticeJson {
 #[utoipa::path(get, path = "/notice", operation_id = "list_notices", tag = "notices", params(NoticeQuery, PageQuery),
     security(("bearer" = [])),
     responses((status = 200, description = "Notifications, newest first", body = Vec<NoticeJson>, headers(("Next-Page-Token" = String, description = "The next page's `pageToken`; absent on the last page"))), (status = 400, description = "Invalid input: the body, a parameter or a header", body = crate::openapi::ErrorBody), (status = 401, description = "No bearer token, or one that does not verify", body = crate::openapi::ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"reserve-mesh\"`"))), (status = 403, description = "The caller may not do this", body = crate::openapi::ErrorBody), (status = 503, description = "Overloaded or a service is unavailable: try again shortly", body = crate::openapi::ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait")))))]
-pub async fn list(
+pub(super) async fn list(
     State(upstreams): State<Upstreams>,
     credentials: Credentials,
     QueryParams(query): QueryParams<NoticeQuery>,
@@ -83,7 +83,7 @@ pub async fn list(
 #[utoipa::path(get, path = "/notices", operation_id = "list_notices_at_notices", tag = "notices", params(NoticeQuery, PageQuery),
     security(("bearer" = [])),
     responses((status = 200, description = "Notifications, newest first", body = Vec<NoticeJson>, headers(("Next-Page-Token" = String, description = "The next page's `pageToken`; absent on the last page"))), (status = 400, description = "Invalid input: the body, a parameter or a header", body = crate::openapi::ErrorBody), (status = 401, description = "No bearer token, or one that does not verify", body = crate::openapi::ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"reserve-mesh\"`"))), (status = 403, description = "The caller may not do this", body = crate::openapi::ErrorBody), (status = 503, description = "Overloaded or a service is unavailable: try again shortly", body = crate::openapi::ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait")))))]
-pub async fn list_at_notices(
+pub(super) async fn list_at_notices(
     state: State<Upstreams>,
     credentials: Credentials,
     query: QueryParams<NoticeQuery>,

@@ -19,7 +19,7 @@ use mesh_core::auth::Role;
 /// `PATCH /paid` body, as the original API sent it.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PayBody {
+pub(super) struct PayBody {
     /// The payment.
     #[schema(value_type = i64, minimum = 1, example = 1)]
     id: WireId,
@@ -39,7 +39,7 @@ pub struct PayBody {
 /// A payment as the API shows it.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct PaymentJson {
+pub(super) struct PaymentJson {
     #[schema(example = 1)]
     id: i64,
     #[schema(example = 1)]
@@ -76,7 +76,7 @@ impl From<pb::Payment> for PaymentJson {
         (status = 200, description = "Paid", body = PaymentJson),
         (status = 400, description = "Invalid input: the body, a parameter or a header", body = crate::openapi::ErrorBody), (status = 401, description = "No bearer token, or one that does not verify", body = crate::openapi::ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"reserve-mesh\"`"))), (status = 403, description = "The caller may not do this", body = crate::openapi::ErrorBody), (status = 413, description = "Body over 16 KiB", body = crate::openapi::ErrorBody), (status = 415, description = "Body not declared `application/json`", body = crate::openapi::ErrorBody), (status = 404, description = "No such resource", body = crate::openapi::ErrorBody), (status = 409, description = "Not possible in the current state", body = crate::openapi::ErrorBody), (status = 422, description = "Idempotency-Key reused with another request", body = crate::openapi::ErrorBody), (status = 503, description = "Overloaded or a service is unavailable: try again shortly", body = crate::openapi::ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait")))
     ))]
-pub async fn pay(
+pub(super) async fn pay(
     State(upstreams): State<Upstreams>,
     credentials: Credentials,
     IdempotencyKey(request_id): IdempotencyKey,
@@ -117,7 +117,7 @@ pub async fn pay(
     params(("id" = i64, Path, description = "The payment's id", minimum = 1)),
     security(("bearer" = [])),
     responses((status = 200, description = "The payment", body = PaymentJson), (status = 400, description = "Invalid input: the body, a parameter or a header", body = crate::openapi::ErrorBody), (status = 401, description = "No bearer token, or one that does not verify", body = crate::openapi::ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"reserve-mesh\"`"))), (status = 403, description = "The caller may not do this", body = crate::openapi::ErrorBody), (status = 503, description = "Overloaded or a service is unavailable: try again shortly", body = crate::openapi::ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait"))), (status = 404, description = "No such resource", body = crate::openapi::ErrorBody)))]
-pub async fn get(
+pub(super) async fn get(
     State(upstreams): State<Upstreams>,
     credentials: Credentials,
     Path(id): Path<String>,
@@ -136,7 +136,7 @@ pub async fn get(
 #[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
-pub struct PaymentFilter {
+pub(super) struct PaymentFilter {
     /// Only this reservation's payment.
     #[serde(default)]
     #[param(value_type = Option<i64>, minimum = 1)]
@@ -147,7 +147,7 @@ pub struct PaymentFilter {
 #[utoipa::path(get, path = "/payments", operation_id = "list_payments", tag = "payments", params(PaymentFilter, PageQuery),
     security(("bearer" = [])),
     responses((status = 200, description = "What the caller owes or sells (an admin: all)", body = Vec<PaymentJson>, headers(("Next-Page-Token" = String, description = "The next page's `pageToken`; absent on the last page"))), (status = 400, description = "Invalid input: the body, a parameter or a header", body = crate::openapi::ErrorBody), (status = 401, description = "No bearer token, or one that does not verify", body = crate::openapi::ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"reserve-mesh\"`"))), (status = 403, description = "The caller may not do this", body = crate::openapi::ErrorBody), (status = 503, description = "Overloaded or a service is unavailable: try again shortly", body = crate::openapi::ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait")))))]
-pub async fn list(
+pub(super) async fn list(
     State(upstreams): State<Upstreams>,
     credentials: Credentials,
     QueryParams(filter): QueryParams<PaymentFilter>,
@@ -177,7 +177,7 @@ pub async fn list(
 #[utoipa::path(get, path = "/payment", operation_id = "list_payments_at_payment", tag = "payments", params(PaymentFilter, PageQuery),
     security(("bearer" = [])),
     responses((status = 200, description = "What the caller owes or sells (an admin: all)", body = Vec<PaymentJson>, headers(("Next-Page-Token" = String, description = "The next page's `pageToken`; absent on the last page"))), (status = 400, description = "Invalid input: the body, a parameter or a header", body = crate::openapi::ErrorBody), (status = 401, description = "No bearer token, or one that does not verify", body = crate::openapi::ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"reserve-mesh\"`"))), (status = 403, description = "The caller may not do this", body = crate::openapi::ErrorBody), (status = 503, description = "Overloaded or a service is unavailable: try again shortly", body = crate::openapi::ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait")))))]
-pub async fn list_at_payment(
+pub(super) async fn list_at_payment(
     state: State<Upstreams>,
     credentials: Credentials,
     filter: QueryParams<PaymentFilter>,

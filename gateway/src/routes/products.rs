@@ -20,7 +20,7 @@ use mesh_core::auth::Role;
 /// `POST /product` body, as the original API sent it.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RegisterProduct {
+pub(super) struct RegisterProduct {
     /// 1 to 200 characters, no control, bidirectional or invisible characters.
     #[schema(example = "Phone", min_length = 1, max_length = 200)]
     product_name: String,
@@ -36,7 +36,7 @@ pub struct RegisterProduct {
 /// A product as the original API showed it.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct ProductJson {
+pub(super) struct ProductJson {
     #[schema(example = 1)]
     id: i64,
     #[schema(example = "Phone")]
@@ -69,7 +69,7 @@ impl From<pb::Product> for ProductJson {
         (status = 201, description = "Registered", body = ProductJson, headers(("Location" = String, description = "`/product/{id}`"))),
         (status = 400, description = "Invalid input: the body, a parameter or a header", body = crate::openapi::ErrorBody), (status = 401, description = "No bearer token, or one that does not verify", body = crate::openapi::ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"reserve-mesh\"`"))), (status = 403, description = "The caller may not do this", body = crate::openapi::ErrorBody), (status = 413, description = "Body over 16 KiB", body = crate::openapi::ErrorBody), (status = 415, description = "Body not declared `application/json`", body = crate::openapi::ErrorBody), (status = 503, description = "Overloaded or a service is unavailable: try again shortly", body = crate::openapi::ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait")))
     ))]
-pub async fn register(
+pub(super) async fn register(
     State(upstreams): State<Upstreams>,
     credentials: Credentials,
     JsonBody(body): JsonBody<RegisterProduct>,
@@ -102,7 +102,7 @@ pub async fn register(
 #[utoipa::path(get, path = "/product/{id}", operation_id = "get_product", tag = "products",
     params(("id" = i64, Path, description = "The product's id", minimum = 1)),
     responses((status = 200, description = "The product", body = ProductJson), (status = 400, description = "Invalid input: the body, a parameter or a header", body = crate::openapi::ErrorBody), (status = 404, description = "No such resource", body = crate::openapi::ErrorBody), (status = 503, description = "Overloaded or a service is unavailable: try again shortly", body = crate::openapi::ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait")))))]
-pub async fn get(
+pub(super) async fn get(
     State(upstreams): State<Upstreams>,
     Path(id): Path<String>,
 ) -> Result<Json<ProductJson>, ApiError> {
@@ -122,7 +122,7 @@ pub async fn get(
         (status = 200, description = "A page of products", body = Vec<ProductJson>, headers(("Next-Page-Token" = String, description = "The next page's `pageToken`; absent on the last page"))),
         (status = 400, description = "Invalid input: the body, a parameter or a header", body = crate::openapi::ErrorBody), (status = 503, description = "Overloaded or a service is unavailable: try again shortly", body = crate::openapi::ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait")))
     ))]
-pub async fn list(
+pub(super) async fn list(
     State(upstreams): State<Upstreams>,
     QueryParams(page): QueryParams<PageQuery>,
 ) -> Result<Page<ProductJson>, ApiError> {
@@ -147,7 +147,7 @@ pub async fn list(
         (status = 200, description = "A page of products", body = Vec<ProductJson>, headers(("Next-Page-Token" = String, description = "The next page's `pageToken`; absent on the last page"))),
         (status = 400, description = "Invalid input: the body, a parameter or a header", body = crate::openapi::ErrorBody), (status = 503, description = "Overloaded or a service is unavailable: try again shortly", body = crate::openapi::ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait")))
     ))]
-pub async fn list_at_product(
+pub(super) async fn list_at_product(
     state: State<Upstreams>,
     page: QueryParams<PageQuery>,
 ) -> Result<Page<ProductJson>, ApiError> {

@@ -25,7 +25,7 @@ use crate::upstream::Upstreams;
 /// `POST /reservation` body, as the original API sent it.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CreateReservation {
+pub(super) struct CreateReservation {
     /// The product to reserve (a number or a numeric string).
     #[schema(value_type = i64, minimum = 1, example = 3)]
     product_id: WireId,
@@ -41,7 +41,7 @@ pub struct CreateReservation {
 /// A reservation as the original API showed it.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct ReservationJson {
+pub(super) struct ReservationJson {
     #[schema(example = 1)]
     id: i64,
     #[schema(example = 3)]
@@ -74,7 +74,7 @@ impl From<pb::Reservation> for ReservationJson {
         (status = 201, description = "Reserved; the product is PENDING", body = ReservationJson, headers(("Location" = String, description = "`/reservation/{id}`"))),
         (status = 400, description = "Invalid input: the body, a parameter or a header", body = crate::openapi::ErrorBody), (status = 401, description = "No bearer token, or one that does not verify", body = crate::openapi::ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"reserve-mesh\"`"))), (status = 403, description = "The caller may not do this", body = crate::openapi::ErrorBody), (status = 413, description = "Body over 16 KiB", body = crate::openapi::ErrorBody), (status = 415, description = "Body not declared `application/json`", body = crate::openapi::ErrorBody), (status = 404, description = "No such resource", body = crate::openapi::ErrorBody), (status = 409, description = "Not possible in the current state", body = crate::openapi::ErrorBody), (status = 422, description = "Idempotency-Key reused with another request", body = crate::openapi::ErrorBody), (status = 429, description = "Too many reservations from this buyer", body = crate::openapi::ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait"))), (status = 503, description = "Overloaded or a service is unavailable: try again shortly", body = crate::openapi::ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait")))
     ))]
-pub async fn create(
+pub(super) async fn create(
     State(upstreams): State<Upstreams>,
     Extension(limiter): Extension<Arc<RateLimiter>>,
     credentials: Credentials,
@@ -117,7 +117,7 @@ pub async fn create(
 /// `PATCH /reservationupdate` body, as the original API sent it to cancel.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct UpdateReservation {
+pub(super) struct UpdateReservation {
     /// The reservation.
     #[schema(value_type = i64, minimum = 1, example = 2)]
     id: WireId,
@@ -144,7 +144,7 @@ pub struct UpdateReservation {
         (status = 200, description = "Cancelled", body = ReservationJson),
         (status = 400, description = "Invalid input: the body, a parameter or a header", body = crate::openapi::ErrorBody), (status = 401, description = "No bearer token, or one that does not verify", body = crate::openapi::ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"reserve-mesh\"`"))), (status = 403, description = "The caller may not do this", body = crate::openapi::ErrorBody), (status = 413, description = "Body over 16 KiB", body = crate::openapi::ErrorBody), (status = 415, description = "Body not declared `application/json`", body = crate::openapi::ErrorBody), (status = 404, description = "No such resource", body = crate::openapi::ErrorBody), (status = 409, description = "Not possible in the current state", body = crate::openapi::ErrorBody), (status = 422, description = "Idempotency-Key reused with another request", body = crate::openapi::ErrorBody), (status = 503, description = "Overloaded or a service is unavailable: try again shortly", body = crate::openapi::ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait")))
     ))]
-pub async fn update(
+pub(super) async fn update(
     State(upstreams): State<Upstreams>,
     credentials: Credentials,
     IdempotencyKey(request_id): IdempotencyKey,
@@ -182,7 +182,7 @@ pub async fn update(
     params(("id" = i64, Path, description = "The reservation's id", minimum = 1)),
     security(("bearer" = [])),
     responses((status = 200, description = "The reservation", body = ReservationJson), (status = 400, description = "Invalid input: the body, a parameter or a header", body = crate::openapi::ErrorBody), (status = 401, description = "No bearer token, or one that does not verify", body = crate::openapi::ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"reserve-mesh\"`"))), (status = 403, description = "The caller may not do this", body = crate::openapi::ErrorBody), (status = 503, description = "Overloaded or a service is unavailable: try again shortly", body = crate::openapi::ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait"))), (status = 404, description = "No such resource", body = crate::openapi::ErrorBody)))]
-pub async fn get(
+pub(super) async fn get(
     State(upstreams): State<Upstreams>,
     credentials: Credentials,
     Path(id): Path<String>,
@@ -201,7 +201,7 @@ pub async fn get(
 #[utoipa::path(get, path = "/reservations", operation_id = "list_reservations", tag = "reservations", params(PageQuery),
     security(("bearer" = [])),
     responses((status = 200, description = "What the caller bought or sells (an admin: all)", body = Vec<ReservationJson>, headers(("Next-Page-Token" = String, description = "The next page's `pageToken`; absent on the last page"))), (status = 400, description = "Invalid input: the body, a parameter or a header", body = crate::openapi::ErrorBody), (status = 401, description = "No bearer token, or one that does not verify", body = crate::openapi::ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"reserve-mesh\"`"))), (status = 403, description = "The caller may not do this", body = crate::openapi::ErrorBody), (status = 503, description = "Overloaded or a service is unavailable: try again shortly", body = crate::openapi::ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait")))))]
-pub async fn list(
+pub(super) async fn list(
     State(upstreams): State<Upstreams>,
     credentials: Credentials,
     QueryParams(page): QueryParams<PageQuery>,
@@ -229,7 +229,7 @@ pub async fn list(
 #[utoipa::path(get, path = "/reservation", operation_id = "list_reservations_at_reservation", tag = "reservations", params(PageQuery),
     security(("bearer" = [])),
     responses((status = 200, description = "What the caller bought or sells (an admin: all)", body = Vec<ReservationJson>, headers(("Next-Page-Token" = String, description = "The next page's `pageToken`; absent on the last page"))), (status = 400, description = "Invalid input: the body, a parameter or a header", body = crate::openapi::ErrorBody), (status = 401, description = "No bearer token, or one that does not verify", body = crate::openapi::ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"reserve-mesh\"`"))), (status = 403, description = "The caller may not do this", body = crate::openapi::ErrorBody), (status = 503, description = "Overloaded or a service is unavailable: try again shortly", body = crate::openapi::ErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait")))))]
-pub async fn list_at_reservation(
+pub(super) async fn list_at_reservation(
     state: State<Upstreams>,
     credentials: Credentials,
     page: QueryParams<PageQuery>,

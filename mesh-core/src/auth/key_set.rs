@@ -93,7 +93,7 @@ impl KeySet {
                 Ok(_) => {}
                 Err(err) if self.never_loaded() => return Err(err),
                 Err(err) => {
-                    tracing::warn!(%err, "reloading token keys failed; keeping the old set")
+                    tracing::warn!(%err, "reloading token keys failed; keeping the old set");
                 }
             }
         } else if self.never_loaded() {

@@ -69,10 +69,11 @@ fn parse_selection(options: &[String]) -> anyhow::Result<(Selection, bool)> {
             "--all" => all = true,
             "--consumer" => {
                 selection.consumer =
-                    Some(options.next().context("--consumer needs a name")?.clone())
+                    Some(options.next().context("--consumer needs a name")?.clone());
             }
             "--event-id" => {
-                selection.event_id = Some(options.next().context("--event-id needs an id")?.clone())
+                selection.event_id =
+                    Some(options.next().context("--event-id needs an id")?.clone());
             }
             other => bail!("unknown option {other:?}\n{USAGE}"),
         }

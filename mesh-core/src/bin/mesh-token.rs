@@ -55,9 +55,8 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Vec<String>) -> Result<String, String> {
-    let dir = std::env::var_os("MESH_AUTH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(".run/auth"));
+    let dir =
+        std::env::var_os("MESH_AUTH_DIR").map_or_else(|| PathBuf::from(".run/auth"), PathBuf::from);
     let mut issuer = DevIssuer::open_or_create(&dir)
         .map_err(|err| format!("cannot open the dev key in {}: {err}", dir.display()))?;
     if let Some(name) = non_empty_env("AUTH_ISSUER") {

@@ -44,10 +44,10 @@ impl EventConsumer {
         match purged {
             Ok(0) => {}
             Ok(rows) => {
-                tracing::info!(consumer = %self.subscription.durable, rows, "purged old inbox rows")
+                tracing::info!(consumer = %self.subscription.durable, rows, "purged old inbox rows");
             }
             Err(err) => {
-                tracing::warn!(consumer = %self.subscription.durable, %err, "purging old inbox rows failed")
+                tracing::warn!(consumer = %self.subscription.durable, %err, "purging old inbox rows failed");
             }
         }
     }

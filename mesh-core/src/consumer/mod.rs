@@ -392,8 +392,7 @@ impl EventConsumer {
         };
         let attempt = message
             .info()
-            .map(|info| u64::try_from(info.delivered).unwrap_or(1))
-            .unwrap_or(1);
+            .map_or(1, |info| u64::try_from(info.delivered).unwrap_or(1));
         let age = event_observability::age_of(&envelope);
         let span =
             event_observability::consume_span(&self.subscription.durable, message, &envelope);
@@ -453,10 +452,10 @@ impl EventConsumer {
         event_observability::settled(&self.subscription.durable, label, 1);
         match outcome {
             Outcome::Applied | Outcome::AlreadyApplied => {
-                events::bounded("ack", message.ack()).await?
+                events::bounded("ack", message.ack()).await?;
             }
             Outcome::Retry(_, delay) => {
-                events::bounded("nak", message.ack_with(AckKind::Nak(Some(*delay)))).await?
+                events::bounded("nak", message.ack_with(AckKind::Nak(Some(*delay)))).await?;
             }
             Outcome::DeadLettered(reason) => {
                 tracing::error!(consumer = %self.subscription.durable, subject = %message.subject, %reason, "event dead-lettered");
@@ -486,5 +485,5 @@ fn replay_target(message: &jetstream::Message) -> Option<&str> {
         .headers
         .as_ref()?
         .get(REPLAY_FOR_HEADER)
-        .map(|value| value.as_str())
+        .map(async_nats::HeaderValue::as_str)
 }

@@ -18,7 +18,7 @@ use mesh_core::testing::{TestNats, fresh_postgres_database};
 use mesh_core::{Db, DbConnection, DbError, Migrations, Shutdown};
 use reserve_proto::events::v1::{EventEnvelope, ReservationPlaced};
 
-pub const TEST_MIGRATIONS: Migrations = Migrations {
+pub(crate) const TEST_MIGRATIONS: Migrations = Migrations {
     postgres: diesel_migrations::embed_migrations!("tests/migrations/postgres"),
     sqlite: diesel_migrations::embed_migrations!("tests/migrations/sqlite"),
 };
@@ -31,7 +31,7 @@ diesel::table! {
 }
 
 /// Records one row per application; a doubled effect shows as two rows.
-pub struct RecordingHandler;
+pub(crate) struct RecordingHandler;
 
 impl EventHandler for RecordingHandler {
     fn apply(&self, conn: &mut DbConnection, event: &EventEnvelope) -> Result<(), HandleError> {
@@ -45,7 +45,7 @@ impl EventHandler for RecordingHandler {
     }
 }
 
-pub struct Fixture {
+pub(crate) struct Fixture {
     pub nats: TestNats,
     pub db: Db,
     pub js: jetstream::Context,
@@ -58,7 +58,7 @@ impl Drop for Fixture {
     }
 }
 
-pub async fn fixture(label: &str) -> Fixture {
+pub(crate) async fn fixture(label: &str) -> Fixture {
     let nats = TestNats::start();
     let db = Db::connect(
         &DbTarget::Postgres(fresh_postgres_database(label)),
@@ -77,7 +77,7 @@ pub async fn fixture(label: &str) -> Fixture {
     }
 }
 
-pub fn placed(reservation_id: i64) -> OutgoingEvent {
+pub(crate) fn placed(reservation_id: i64) -> OutgoingEvent {
     OutgoingEvent::new(
         &ReservationPlaced {
             reservation_id,
@@ -90,7 +90,7 @@ pub fn placed(reservation_id: i64) -> OutgoingEvent {
     )
 }
 
-pub async fn enqueue(db: &Db, events: Vec<OutgoingEvent>) {
+pub(crate) async fn enqueue(db: &Db, events: Vec<OutgoingEvent>) {
     db.transaction(move |conn| -> Result<(), DbError> {
         for event in &events {
             outbox::enqueue(conn, event)?;
@@ -101,18 +101,14 @@ pub async fn enqueue(db: &Db, events: Vec<OutgoingEvent>) {
     .expect("enqueue");
 }
 
-pub async fn stream_messages(js: &jetstream::Context, stream: &str) -> u64 {
+pub(crate) async fn stream_messages(js: &jetstream::Context, stream: &str) -> u64 {
     match js.get_stream(stream).await {
-        Ok(mut stream) => stream
-            .info()
-            .await
-            .map(|info| info.state.messages)
-            .unwrap_or(0),
+        Ok(mut stream) => stream.info().await.map_or(0, |info| info.state.messages),
         Err(_) => 0,
     }
 }
 
-pub async fn effects(db: &Db) -> i64 {
+pub(crate) async fn effects(db: &Db) -> i64 {
     db.run(|conn| {
         test_effects::table
             .count()
@@ -123,14 +119,14 @@ pub async fn effects(db: &Db) -> i64 {
     .expect("count effects")
 }
 
-pub async fn backlog(db: &Db) -> i64 {
+pub(crate) async fn backlog(db: &Db) -> i64 {
     db.run(|conn| outbox::backlog(conn).map_err(DbError::from))
         .await
         .expect("backlog")
 }
 
 /// Polls `check` every 50 ms until it holds; fails the test after `limit`.
-pub async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F)
+pub(crate) async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
@@ -145,7 +141,7 @@ where
 
 /// Whether the durable consumer `durable` has acknowledged every message up to stream
 /// sequence `upto`, with nothing pending or awaiting an ack.
-pub async fn all_acked(js: &jetstream::Context, durable: &str, upto: u64) -> bool {
+pub(crate) async fn all_acked(js: &jetstream::Context, durable: &str, upto: u64) -> bool {
     let Ok(stream) = js.get_stream(events::EVENTS_STREAM).await else {
         return false;
     };
@@ -160,12 +156,12 @@ pub async fn all_acked(js: &jetstream::Context, durable: &str, upto: u64) -> boo
     })
 }
 
-pub fn consumer(fx: &Fixture, durable: &str, policy: ConsumerPolicy) -> EventConsumer {
+pub(crate) fn consumer(fx: &Fixture, durable: &str, policy: ConsumerPolicy) -> EventConsumer {
     consumer_with(fx, durable, policy, Arc::new(RecordingHandler))
 }
 
 /// A consumer of the reservation events on `fx` applying them with `handler`.
-pub fn consumer_with(
+pub(crate) fn consumer_with(
     fx: &Fixture,
     durable: &str,
     policy: ConsumerPolicy,
@@ -187,7 +183,7 @@ pub fn consumer_with(
 /// Records like [`RecordingHandler`], but first fails as told: `passing_failures` times with
 /// a passing error (a database outage), and with a rejection while `rejecting` is set.
 #[derive(Default)]
-pub struct FailingHandler {
+pub(crate) struct FailingHandler {
     pub passing_failures: AtomicU32,
     pub rejecting: AtomicBool,
     pub calls: AtomicU32,
@@ -211,9 +207,8 @@ impl EventHandler for FailingHandler {
 }
 
 /// Dead letters in the dead-letter stream.
-pub async fn dead_letter_count(js: &jetstream::Context) -> usize {
+pub(crate) async fn dead_letter_count(js: &jetstream::Context) -> usize {
     mesh_core::dead_letters::list(js, &Default::default())
         .await
-        .map(|letters| letters.len())
-        .unwrap_or(0)
+        .map_or(0, |letters| letters.len())
 }

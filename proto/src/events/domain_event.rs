@@ -1,6 +1,8 @@
 //! What every event message says about itself: its type name, the aggregate it belongs to, and
-//! that aggregate's id. The envelope, the JetStream subject and the consumers' dispatch are
-//! all derived from this one table, so a new event cannot be half-registered.
+//! that aggregate's id; and [`Event`], every event decoded. The envelope, the JetStream
+//! subject and the consumers' dispatch are all derived from this one table, so a new event
+//! cannot be half-registered: a consumer that matches [`Event`] (as
+//! [`super::StatusChange::of`] does) fails to compile until it handles the new one.
 
 use super::v1::*;
 
@@ -27,6 +29,37 @@ macro_rules! domain_events {
                 }
             }
         )*
+
+        /// Any event of `reserve.events.v1`, decoded.
+        #[derive(Clone, Debug, PartialEq)]
+        pub enum Event {
+            $(
+                #[doc = concat!("A `", stringify!($message), "`.")]
+                $message($message),
+            )*
+        }
+
+        impl Event {
+            /// Decodes `payload` as the event `event_type` names; `Ok(None)` for a type this
+            /// build does not know (a newer publisher's).
+            pub fn decode(event_type: &str, payload: &[u8]) -> Result<Option<Self>, prost::DecodeError> {
+                match event_type {
+                    $(
+                        <$message as DomainEvent>::EVENT_TYPE => {
+                            <$message as prost::Message>::decode(payload).map(|event| Some(Self::$message(event)))
+                        }
+                    )*
+                    _ => Ok(None),
+                }
+            }
+
+            /// Its type name, e.g. `ReservationPlaced`.
+            pub fn event_type(&self) -> &'static str {
+                match self {
+                    $(Self::$message(_) => <$message as DomainEvent>::EVENT_TYPE,)*
+                }
+            }
+        }
     };
 }
 
