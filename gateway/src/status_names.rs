@@ -1,6 +1,8 @@
-//! Status names on the REST surface. Output always shows names (`AVAILABLE`); input also
-//! accepts the original API's codes (`01`, `02`, `soldOut`), see DESIGN.md section 3.
+//! Status names on the REST surface. Output always shows names (`AVAILABLE`, from the proto
+//! enums through [`StatusName`]); input also accepts the original API's codes (`01`, `02`,
+//! `soldOut`) and a few spellings of it.
 
+use reserve_proto::StatusName;
 use reserve_proto::payment::v1::PaymentStatus;
 use reserve_proto::product::v1::ProductStatus;
 use reserve_proto::reservation::v1::ReservationStatus;
@@ -10,10 +12,10 @@ use crate::api_error::ApiError;
 /// Parses a product status given by name or original code.
 pub fn parse_product_status(raw: &str) -> Result<ProductStatus, ApiError> {
     match raw.trim().to_ascii_uppercase().as_str() {
-        "01" | "AVAILABLE" => Ok(ProductStatus::Available),
-        "02" | "PENDING" => Ok(ProductStatus::Pending),
-        "SOLDOUT" | "SOLD_OUT" => Ok(ProductStatus::SoldOut),
-        _ => Err(ApiError::bad_request(format!(
+        "01" => Ok(ProductStatus::Available),
+        "02" => Ok(ProductStatus::Pending),
+        "SOLDOUT" => Ok(ProductStatus::SoldOut),
+        name => known(ProductStatus::from_name(name)).ok_or_else(|| ApiError::bad_request(format!(
             "unknown productStatus {raw:?}: use AVAILABLE (01), PENDING (02) or SOLD_OUT (soldOut)"
         ))),
     }
@@ -21,58 +23,48 @@ pub fn parse_product_status(raw: &str) -> Result<ProductStatus, ApiError> {
 
 /// The name shown for a product status.
 pub fn product_status_name(status: ProductStatus) -> &'static str {
-    match status {
-        ProductStatus::Available => "AVAILABLE",
-        ProductStatus::Pending => "PENDING",
-        ProductStatus::SoldOut => "SOLD_OUT",
-        ProductStatus::Unspecified => "UNSPECIFIED",
-    }
+    status.name()
 }
 
 /// Parses a reservation status given by name or original code.
 pub fn parse_reservation_status(raw: &str) -> Result<ReservationStatus, ApiError> {
     match raw.trim().to_ascii_uppercase().as_str() {
-        "01" | "RESERVED" => Ok(ReservationStatus::Reserved),
-        "02" | "CANCELLED" | "CANCELED" => Ok(ReservationStatus::Cancelled),
-        "CONFIRMED" => Ok(ReservationStatus::Confirmed),
-        _ => Err(ApiError::bad_request(format!(
-            "unknown reservationStatus {raw:?}: use RESERVED (01), CANCELLED (02) or CONFIRMED"
-        ))),
+        "01" => Ok(ReservationStatus::Reserved),
+        "02" | "CANCELED" => Ok(ReservationStatus::Cancelled),
+        name => known(ReservationStatus::from_name(name)).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "unknown reservationStatus {raw:?}: use RESERVED (01), CANCELLED (02) or CONFIRMED"
+            ))
+        }),
     }
 }
 
 /// The name shown for a reservation status.
 pub fn reservation_status_name(status: ReservationStatus) -> &'static str {
-    match status {
-        ReservationStatus::Reserved => "RESERVED",
-        ReservationStatus::Cancelled => "CANCELLED",
-        ReservationStatus::Confirmed => "CONFIRMED",
-        ReservationStatus::Unspecified => "UNSPECIFIED",
-    }
+    status.name()
 }
 
 /// Parses a payment status given by name or original code.
 pub fn parse_payment_status(raw: &str) -> Result<PaymentStatus, ApiError> {
     match raw.trim().to_ascii_uppercase().as_str() {
-        "01" | "UNPAID" => Ok(PaymentStatus::Unpaid),
-        "02" | "PAID" => Ok(PaymentStatus::Paid),
-        "VOIDED" => Ok(PaymentStatus::Voided),
-        "REFUNDED" => Ok(PaymentStatus::Refunded),
-        _ => Err(ApiError::bad_request(format!(
-            "unknown paymentStatus {raw:?}: use UNPAID (01), PAID (02), VOIDED or REFUNDED"
-        ))),
+        "01" => Ok(PaymentStatus::Unpaid),
+        "02" => Ok(PaymentStatus::Paid),
+        name => known(PaymentStatus::from_name(name)).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "unknown paymentStatus {raw:?}: use UNPAID (01), PAID (02), VOIDED or REFUNDED"
+            ))
+        }),
     }
 }
 
 /// The name shown for a payment status.
 pub fn payment_status_name(status: PaymentStatus) -> &'static str {
-    match status {
-        PaymentStatus::Unpaid => "UNPAID",
-        PaymentStatus::Paid => "PAID",
-        PaymentStatus::Voided => "VOIDED",
-        PaymentStatus::Refunded => "REFUNDED",
-        PaymentStatus::Unspecified => "UNSPECIFIED",
-    }
+    status.name()
+}
+
+/// A status named by the caller, never the wire's "unspecified" placeholder.
+fn known<S: StatusName>(status: Option<S>) -> Option<S> {
+    status.filter(|status| status.name() != "UNSPECIFIED")
 }
 
 #[cfg(test)]

@@ -1,11 +1,8 @@
 //! What each event means for a buyer's my page, as pure functions: no I/O, no diesel, no tonic.
 
-use prost::Message;
-use reserve_proto::events::DomainEvent;
-use reserve_proto::events::v1::{
-    EventEnvelope, PaymentCompleted, PaymentRefunded, PaymentRequested, PaymentVoided,
-    ReservationCancelled, ReservationConfirmed, ReservationPlaced,
-};
+use reserve_proto::StatusName;
+use reserve_proto::events::v1::EventEnvelope;
+use reserve_proto::events::{Event, Moved, StatusChange};
 
 /// One event's change to one my-page entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,104 +59,46 @@ impl Change {
     }
 }
 
-/// Reads the my-page change out of an event; `None` for events my page does not show.
+/// Reads the my-page change out of an event (the shared table of
+/// [`StatusChange::of`]); `None` for events that move no buyer's status.
 pub fn change_of(event: &EventEnvelope) -> Result<Option<Change>, prost::DecodeError> {
     let version = event.aggregate_version;
-    let payload = event.payload.as_slice();
-    let reservation =
-        |reservation_id, product_id, product_name, customer_id, status| Change::Reservation {
-            reservation_id,
-            product_id,
-            product_name,
+    let Some(decoded) = Event::decode(&event.event_type, &event.payload)? else {
+        return Ok(None);
+    };
+    Ok(StatusChange::of(decoded).map(|change| {
+        let StatusChange {
             customer_id,
-            status,
-            version,
-        };
-    let payment = |reservation_id, product_id, payment_id, customer_id, status| Change::Payment {
-        reservation_id,
-        product_id,
-        payment_id,
-        customer_id,
-        status,
-        version,
-    };
-    let change = match event.event_type.as_str() {
-        <ReservationPlaced as DomainEvent>::EVENT_TYPE => {
-            let e = ReservationPlaced::decode(payload)?;
-            let name = Some(e.product_name);
-            reservation(
-                e.reservation_id,
-                e.product_id,
-                name,
-                e.customer_id,
-                "RESERVED",
-            )
+            reservation_id,
+            moved,
+        } = change;
+        match moved {
+            Moved::Reservation {
+                product_id,
+                status,
+                product_name,
+            } => Change::Reservation {
+                reservation_id,
+                product_id,
+                product_name,
+                customer_id,
+                status: status.name(),
+                version,
+            },
+            Moved::Payment {
+                payment_id,
+                product_id,
+                status,
+            } => Change::Payment {
+                reservation_id,
+                product_id,
+                payment_id,
+                customer_id,
+                status: status.name(),
+                version,
+            },
         }
-        <ReservationCancelled as DomainEvent>::EVENT_TYPE => {
-            let e = ReservationCancelled::decode(payload)?;
-            reservation(
-                e.reservation_id,
-                e.product_id,
-                None,
-                e.customer_id,
-                "CANCELLED",
-            )
-        }
-        <ReservationConfirmed as DomainEvent>::EVENT_TYPE => {
-            let e = ReservationConfirmed::decode(payload)?;
-            reservation(
-                e.reservation_id,
-                e.product_id,
-                None,
-                e.customer_id,
-                "CONFIRMED",
-            )
-        }
-        <PaymentRequested as DomainEvent>::EVENT_TYPE => {
-            let e = PaymentRequested::decode(payload)?;
-            let product = Some(e.product_id);
-            payment(
-                e.reservation_id,
-                product,
-                e.payment_id,
-                e.customer_id,
-                "UNPAID",
-            )
-        }
-        <PaymentCompleted as DomainEvent>::EVENT_TYPE => {
-            let e = PaymentCompleted::decode(payload)?;
-            let product = Some(e.product_id);
-            payment(
-                e.reservation_id,
-                product,
-                e.payment_id,
-                e.customer_id,
-                "PAID",
-            )
-        }
-        <PaymentVoided as DomainEvent>::EVENT_TYPE => {
-            let e = PaymentVoided::decode(payload)?;
-            payment(
-                e.reservation_id,
-                None,
-                e.payment_id,
-                e.customer_id,
-                "VOIDED",
-            )
-        }
-        <PaymentRefunded as DomainEvent>::EVENT_TYPE => {
-            let e = PaymentRefunded::decode(payload)?;
-            payment(
-                e.reservation_id,
-                None,
-                e.payment_id,
-                e.customer_id,
-                "REFUNDED",
-            )
-        }
-        _ => return Ok(None),
-    };
-    Ok(Some(change))
+    }))
 }
 
 #[cfg(test)]
@@ -167,6 +106,7 @@ mod tests {
     use super::*;
     use mesh_core::events::OutgoingEvent;
     use prost::Message;
+    use reserve_proto::events::v1::{PaymentCompleted, ReservationPlaced};
 
     fn envelope(event: OutgoingEvent) -> EventEnvelope {
         EventEnvelope::decode(event.payload.as_slice()).expect("envelope")

@@ -2,11 +2,8 @@
 
 use std::time::Duration;
 
-use mesh_core::events::open;
-use reserve_proto::events::v1::{
-    EventEnvelope, PaymentCompleted, PaymentRefunded, PaymentRequested, PaymentVoided,
-    ReservationCancelled, ReservationConfirmed, ReservationPlaced,
-};
+use reserve_proto::events::v1::EventEnvelope;
+use reserve_proto::events::{Event, Moved, StatusChange};
 
 use crate::templates::NoticeFacts;
 
@@ -42,60 +39,28 @@ pub fn after_failure(attempts: i32, max_attempts: i32) -> Option<Duration> {
     Some((Duration::from_millis(200) * 2u32.pow(exponent)).min(Duration::from_secs(30)))
 }
 
-/// The buyer and facts of the notification an event calls for; `None` when it calls for none.
+/// The buyer and facts of the notification an event calls for: one for every status change
+/// of the shared table ([`StatusChange::of`]); `None` when the event moves no buyer's status.
 pub fn notice_of(
     event: &EventEnvelope,
 ) -> Result<Option<(String, NoticeFacts)>, prost::DecodeError> {
-    let facts = |event_type, reservation_id, product_name, payment_id| NoticeFacts {
-        event_type,
-        reservation_id,
-        product_name,
-        payment_id,
+    let Some(decoded) = Event::decode(&event.event_type, &event.payload)? else {
+        return Ok(None);
     };
-    macro_rules! reservation_event {
-        ($type:ty, $name:literal, $product:expr) => {
-            if let Some(e) = open::<$type>(event) {
-                let e = e?;
-                #[allow(clippy::redundant_closure_call)]
-                let product = ($product)(&e);
-                return Ok(Some((
-                    e.customer_id.clone(),
-                    facts($name, e.reservation_id, product, None),
-                )));
-            }
+    let event_type = decoded.event_type();
+    Ok(StatusChange::of(decoded).map(|change| {
+        let (product_name, payment_id) = match change.moved {
+            Moved::Reservation { product_name, .. } => (product_name, None),
+            Moved::Payment { payment_id, .. } => (None, Some(payment_id)),
         };
-    }
-    macro_rules! payment_event {
-        ($type:ty, $name:literal) => {
-            if let Some(e) = open::<$type>(event) {
-                let e = e?;
-                return Ok(Some((
-                    e.customer_id.clone(),
-                    facts($name, e.reservation_id, None, Some(e.payment_id)),
-                )));
-            }
+        let facts = NoticeFacts {
+            event_type,
+            reservation_id: change.reservation_id,
+            product_name,
+            payment_id,
         };
-    }
-    reservation_event!(
-        ReservationPlaced,
-        "ReservationPlaced",
-        |e: &ReservationPlaced| Some(e.product_name.clone())
-    );
-    reservation_event!(
-        ReservationCancelled,
-        "ReservationCancelled",
-        |_: &ReservationCancelled| None
-    );
-    reservation_event!(
-        ReservationConfirmed,
-        "ReservationConfirmed",
-        |_: &ReservationConfirmed| None
-    );
-    payment_event!(PaymentRequested, "PaymentRequested");
-    payment_event!(PaymentCompleted, "PaymentCompleted");
-    payment_event!(PaymentVoided, "PaymentVoided");
-    payment_event!(PaymentRefunded, "PaymentRefunded");
-    Ok(None)
+        (change.customer_id, facts)
+    }))
 }
 
 #[cfg(test)]
@@ -103,6 +68,7 @@ mod tests {
     use super::*;
     use mesh_core::events::OutgoingEvent;
     use prost::Message;
+    use reserve_proto::events::v1::{PaymentRefunded, ReservationPlaced};
 
     #[test]
     fn back_off_doubles_then_gives_up() {

@@ -2,6 +2,9 @@
 
 use std::fmt;
 
+use reserve_proto::StatusName;
+use reserve_proto::payment::v1::PaymentStatus as WireStatus;
+
 /// Where a payment is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PaymentStatus {
@@ -19,25 +22,27 @@ impl PaymentStatus {
     /// States a buyer can pay from.
     pub const PAYABLE: [PaymentStatus; 1] = [Self::Unpaid];
 
-    /// The name stored and shown.
-    pub fn as_str(self) -> &'static str {
+    /// Every status.
+    pub const ALL: [PaymentStatus; 4] = [Self::Unpaid, Self::Paid, Self::Voided, Self::Refunded];
+
+    /// The API's value for it: the one mapping between the two.
+    pub fn to_wire(self) -> WireStatus {
         match self {
-            Self::Unpaid => "UNPAID",
-            Self::Paid => "PAID",
-            Self::Voided => "VOIDED",
-            Self::Refunded => "REFUNDED",
+            Self::Unpaid => WireStatus::Unpaid,
+            Self::Paid => WireStatus::Paid,
+            Self::Voided => WireStatus::Voided,
+            Self::Refunded => WireStatus::Refunded,
         }
+    }
+
+    /// The name stored and shown: the API's ([`StatusName`]).
+    pub fn as_str(self) -> &'static str {
+        self.to_wire().name()
     }
 
     /// Parses a stored name.
     pub fn from_stored(name: &str) -> Option<Self> {
-        match name {
-            "UNPAID" => Some(Self::Unpaid),
-            "PAID" => Some(Self::Paid),
-            "VOIDED" => Some(Self::Voided),
-            "REFUNDED" => Some(Self::Refunded),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|status| status.as_str() == name)
     }
 
     /// UNPAID → PAID; paying anything else is an illegal transition with a reason a buyer
@@ -109,6 +114,19 @@ pub enum PaymentError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_names_are_the_apis_and_read_back() {
+        let names: Vec<&str> = PaymentStatus::ALL
+            .iter()
+            .map(|state| state.as_str())
+            .collect();
+        assert_eq!(names, ["UNPAID", "PAID", "VOIDED", "REFUNDED"]);
+        for state in PaymentStatus::ALL {
+            assert_eq!(PaymentStatus::from_stored(state.as_str()), Some(state));
+        }
+        assert_eq!(PaymentStatus::from_stored("reserved"), None);
+    }
 
     fn id() -> Id {
         Id::parse(1, "payment id").expect("id")

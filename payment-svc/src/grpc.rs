@@ -10,7 +10,7 @@ use prost::Message as _;
 use reserve_proto::payment::v1 as pb;
 use tonic::{Request, Response, Status};
 
-use crate::domain::{Id, Payment, PaymentError, PaymentStatus};
+use crate::domain::{Id, Payment, PaymentError};
 use crate::pay::pay;
 use crate::store::{self, StoreError};
 
@@ -99,12 +99,7 @@ impl pb::payment_service_server::PaymentService for PaymentApi {
 }
 
 fn to_wire(payment: Payment) -> pb::Payment {
-    let status = match payment.status {
-        PaymentStatus::Unpaid => pb::PaymentStatus::Unpaid,
-        PaymentStatus::Paid => pb::PaymentStatus::Paid,
-        PaymentStatus::Voided => pb::PaymentStatus::Voided,
-        PaymentStatus::Refunded => pb::PaymentStatus::Refunded,
-    };
+    let status = payment.status.to_wire();
     pb::Payment {
         id: payment.id.get(),
         reservation_id: payment.reservation_id.get(),

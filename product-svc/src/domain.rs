@@ -5,6 +5,9 @@
 
 use std::fmt;
 
+use reserve_proto::StatusName;
+use reserve_proto::product::v1::ProductStatus as WireStatus;
+
 /// Where a product is in its lifecycle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProductStatus {
@@ -17,23 +20,33 @@ pub enum ProductStatus {
 }
 
 impl ProductStatus {
-    /// The name stored in the database and shown to users.
-    pub fn as_str(self) -> &'static str {
+    /// Every status.
+    pub const ALL: [ProductStatus; 3] = [Self::Available, Self::Pending, Self::SoldOut];
+
+    /// The API's value for it: the one mapping between the two.
+    pub fn to_wire(self) -> WireStatus {
         match self {
-            Self::Available => "AVAILABLE",
-            Self::Pending => "PENDING",
-            Self::SoldOut => "SOLD_OUT",
+            Self::Available => WireStatus::Available,
+            Self::Pending => WireStatus::Pending,
+            Self::SoldOut => WireStatus::SoldOut,
         }
+    }
+
+    /// The status an API value names; `None` for the unspecified placeholder.
+    pub fn from_wire(wire: WireStatus) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.to_wire() == wire)
+    }
+
+    /// The name stored in the database and shown to users: the API's ([`StatusName`]).
+    pub fn as_str(self) -> &'static str {
+        self.to_wire().name()
     }
 
     /// Parses a stored name.
     pub fn from_stored(name: &str) -> Option<Self> {
-        match name {
-            "AVAILABLE" => Some(Self::Available),
-            "PENDING" => Some(Self::Pending),
-            "SOLD_OUT" => Some(Self::SoldOut),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|status| status.as_str() == name)
     }
 }
 
@@ -171,6 +184,19 @@ pub fn check_in_time(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_names_are_the_apis_and_read_back() {
+        let names: Vec<&str> = ProductStatus::ALL
+            .iter()
+            .map(|state| state.as_str())
+            .collect();
+        assert_eq!(names, ["AVAILABLE", "PENDING", "SOLD_OUT"]);
+        for state in ProductStatus::ALL {
+            assert_eq!(ProductStatus::from_stored(state.as_str()), Some(state));
+        }
+        assert_eq!(ProductStatus::from_stored("reserved"), None);
+    }
 
     fn id(raw: i64) -> Id {
         Id::parse(raw, "id").expect("positive id")

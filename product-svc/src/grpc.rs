@@ -74,23 +74,13 @@ impl pb::product_service_server::ProductService for ProductApi {
 }
 
 pub(crate) fn status_from_wire(raw: i32) -> Result<Option<ProductStatus>, Status> {
-    match pb::ProductStatus::try_from(raw) {
-        Ok(pb::ProductStatus::Unspecified) => Ok(None),
-        Ok(pb::ProductStatus::Available) => Ok(Some(ProductStatus::Available)),
-        Ok(pb::ProductStatus::Pending) => Ok(Some(ProductStatus::Pending)),
-        Ok(pb::ProductStatus::SoldOut) => Ok(Some(ProductStatus::SoldOut)),
-        Err(_) => Err(Status::invalid_argument(format!(
-            "unknown product status {raw}"
-        ))),
-    }
+    pb::ProductStatus::try_from(raw)
+        .map(ProductStatus::from_wire)
+        .map_err(|_| Status::invalid_argument(format!("unknown product status {raw}")))
 }
 
 pub(crate) fn to_wire(product: Product) -> pb::Product {
-    let status = match product.status {
-        ProductStatus::Available => pb::ProductStatus::Available,
-        ProductStatus::Pending => pb::ProductStatus::Pending,
-        ProductStatus::SoldOut => pb::ProductStatus::SoldOut,
-    };
+    let status = product.status.to_wire();
     pb::Product {
         id: product.id.get(),
         name: product.name,

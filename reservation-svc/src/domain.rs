@@ -2,6 +2,9 @@
 
 use std::fmt;
 
+use reserve_proto::StatusName;
+use reserve_proto::reservation::v1::ReservationStatus as WireStatus;
+
 /// Where a reservation is, including the two internal intent states of the product lock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReservationState {
@@ -19,27 +22,39 @@ pub enum ReservationState {
 }
 
 impl ReservationState {
-    /// The name stored in the database and shown to users.
-    pub fn as_str(self) -> &'static str {
+    /// Every state.
+    pub const ALL: [ReservationState; 5] = [
+        Self::Placing,
+        Self::Abandoned,
+        Self::Reserved,
+        Self::Cancelled,
+        Self::Confirmed,
+    ];
+
+    /// The API's status for it; `None` for the two intents, which users never see. The one
+    /// mapping between the two.
+    pub fn to_wire(self) -> Option<WireStatus> {
         match self {
-            Self::Placing => "PLACING",
-            Self::Abandoned => "ABANDONED",
-            Self::Reserved => "RESERVED",
-            Self::Cancelled => "CANCELLED",
-            Self::Confirmed => "CONFIRMED",
+            Self::Placing | Self::Abandoned => None,
+            Self::Reserved => Some(WireStatus::Reserved),
+            Self::Cancelled => Some(WireStatus::Cancelled),
+            Self::Confirmed => Some(WireStatus::Confirmed),
+        }
+    }
+
+    /// The name stored in the database and shown to users: the API's ([`StatusName`]), or
+    /// the intent's own.
+    pub fn as_str(self) -> &'static str {
+        match (self, self.to_wire()) {
+            (_, Some(status)) => status.name(),
+            (Self::Abandoned, None) => "ABANDONED",
+            (_, None) => "PLACING",
         }
     }
 
     /// Parses a stored name.
     pub fn from_stored(name: &str) -> Option<Self> {
-        match name {
-            "PLACING" => Some(Self::Placing),
-            "ABANDONED" => Some(Self::Abandoned),
-            "RESERVED" => Some(Self::Reserved),
-            "CANCELLED" => Some(Self::Cancelled),
-            "CONFIRMED" => Some(Self::Confirmed),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|state| state.as_str() == name)
     }
 
     /// States a buyer may cancel from.
@@ -216,6 +231,22 @@ pub enum ReservationError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_names_are_the_apis_and_read_back() {
+        let names: Vec<&str> = ReservationState::ALL
+            .iter()
+            .map(|state| state.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            ["PLACING", "ABANDONED", "RESERVED", "CANCELLED", "CONFIRMED"]
+        );
+        for state in ReservationState::ALL {
+            assert_eq!(ReservationState::from_stored(state.as_str()), Some(state));
+        }
+        assert_eq!(ReservationState::from_stored("reserved"), None);
+    }
 
     #[test]
     fn a_granted_lock_reserves() {

@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
 use crate::cancellation;
-use crate::domain::{CustomerId, Id, Reservation, ReservationError, ReservationState};
+use crate::domain::{CustomerId, Id, Reservation, ReservationError};
 use crate::placement::Placement;
 use crate::store::{self, StoreError};
 
@@ -136,15 +136,11 @@ fn wire_answer(answer: Answer<Reservation>) -> Result<pb::Reservation, Status> {
 }
 
 fn to_wire(reservation: Reservation) -> pb::Reservation {
-    let status = match reservation.state {
-        ReservationState::Reserved => pb::ReservationStatus::Reserved,
-        ReservationState::Cancelled => pb::ReservationStatus::Cancelled,
-        ReservationState::Confirmed => pb::ReservationStatus::Confirmed,
-        // Intents are filtered out by the store; never shown as a status.
-        ReservationState::Placing | ReservationState::Abandoned => {
-            pb::ReservationStatus::Unspecified
-        }
-    };
+    // Intents are filtered out by the store; never shown as a status.
+    let status = reservation
+        .state
+        .to_wire()
+        .unwrap_or(pb::ReservationStatus::Unspecified);
     pb::Reservation {
         id: reservation.id.get(),
         product_id: reservation.product_id.get(),

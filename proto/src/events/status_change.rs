@@ -14,8 +14,6 @@ pub struct StatusChange {
     pub customer_id: String,
     /// The reservation it is about (a payment's reservation too).
     pub reservation_id: i64,
-    /// The product, when the event carries it.
-    pub product_id: Option<i64>,
     /// What moved, and where to.
     pub moved: Moved,
 }
@@ -25,6 +23,8 @@ pub struct StatusChange {
 pub enum Moved {
     /// The reservation itself.
     Reservation {
+        /// Its product.
+        product_id: i64,
         /// Its new status.
         status: ReservationStatus,
         /// The product's name, when the event carries it.
@@ -34,6 +34,8 @@ pub enum Moved {
     Payment {
         /// The payment.
         payment_id: i64,
+        /// The product, when the event carries it.
+        product_id: Option<i64>,
         /// Its new status.
         status: PaymentStatus,
     },
@@ -45,8 +47,8 @@ impl StatusChange {
         let reservation = |customer_id, reservation_id, product_id, status, product_name| Self {
             customer_id,
             reservation_id,
-            product_id: Some(product_id),
             moved: Moved::Reservation {
+                product_id,
                 status,
                 product_name,
             },
@@ -54,8 +56,11 @@ impl StatusChange {
         let payment = |customer_id, reservation_id, product_id, payment_id, status| Self {
             customer_id,
             reservation_id,
-            product_id,
-            moved: Moved::Payment { payment_id, status },
+            moved: Moved::Payment {
+                payment_id,
+                product_id,
+                status,
+            },
         };
         Some(match event {
             // Catalogue events: no buyer's status.
