@@ -25,6 +25,7 @@ pub mod rpc_observability;
 pub mod service;
 pub mod shutdown;
 pub mod startup;
+pub mod store_error;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -35,3 +36,4 @@ pub use config::ConfigError;
 pub use db::{Db, DbConnection, DbError, Migrations};
 pub use shutdown::Shutdown;
 pub use startup::StartupError;
+pub use store_error::{StoreDomain, StoreError};

@@ -82,9 +82,9 @@ impl EventHandler for ReservationEvents {
 }
 
 fn on_placed(conn: &mut DbConnection, placed: &ReservationPlaced) -> Result<(), HandleError> {
-    let reservation = id(placed.reservation_id, "reservation id")?;
+    let reservation = Id::parse(placed.reservation_id, "reservation id")?;
     if store::find_by_reservation(conn, reservation)
-        .map_err(retry)?
+        .map_err(StoreError::retry)?
         .is_some()
     {
         return Ok(());
@@ -93,13 +93,13 @@ fn on_placed(conn: &mut DbConnection, placed: &ReservationPlaced) -> Result<(), 
         conn,
         &NewPayment {
             reservation_id: reservation,
-            product_id: id(placed.product_id, "product id")?,
+            product_id: Id::parse(placed.product_id, "product id")?,
             customer_id: &placed.customer_id,
             seller_id: &placed.seller_id,
             status: PaymentStatus::Unpaid,
         },
     )
-    .map_err(retry)?;
+    .map_err(StoreError::retry)?;
     outbox::enqueue(conn, &announce(&payment))?;
     tracing::info!(payment = %payment.id, reservation = %reservation, "payment requested");
     Ok(())
@@ -109,14 +109,14 @@ fn on_cancelled(
     conn: &mut DbConnection,
     cancelled: &ReservationCancelled,
 ) -> Result<(), HandleError> {
-    let reservation = id(cancelled.reservation_id, "reservation id")?;
-    let payment = match store::find_by_reservation(conn, reservation).map_err(retry)? {
+    let reservation = Id::parse(cancelled.reservation_id, "reservation id")?;
+    let payment = match store::find_by_reservation(conn, reservation).map_err(StoreError::retry)? {
         Some(payment) => {
             let Some(next) = payment.status.on_cancellation() else {
                 return Ok(());
             };
             store::transition(conn, payment.id, &[payment.status], next)
-                .map_err(retry)?
+                .map_err(StoreError::retry)?
                 .ok_or_else(|| HandleError::Retry("payment changed concurrently".into()))?
         }
         // The cancellation overtook the placement: record the payment as never payable.
@@ -124,23 +124,15 @@ fn on_cancelled(
             conn,
             &NewPayment {
                 reservation_id: reservation,
-                product_id: id(cancelled.product_id, "product id")?,
+                product_id: Id::parse(cancelled.product_id, "product id")?,
                 customer_id: &cancelled.customer_id,
                 seller_id: "",
                 status: PaymentStatus::Voided,
             },
         )
-        .map_err(retry)?,
+        .map_err(StoreError::retry)?,
     };
     outbox::enqueue(conn, &announce(&payment))?;
     tracing::info!(payment = %payment.id, reservation = %reservation, status = %payment.status, "reservation cancelled");
     Ok(())
-}
-
-fn id(raw: i64, what: &'static str) -> Result<Id, HandleError> {
-    Id::parse(raw, what).map_err(|err| HandleError::Reject(err.to_string()))
-}
-
-fn retry(err: StoreError) -> HandleError {
-    HandleError::Retry(err.to_string())
 }

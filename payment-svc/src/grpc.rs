@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 
 use crate::domain::{Id, Payment, PaymentError};
 use crate::pay::pay;
-use crate::store::{self, StoreError};
+use crate::store;
 
 /// The `reserve.payment.v1.PaymentService` implementation.
 #[derive(Clone)]
@@ -117,21 +117,6 @@ impl From<PaymentError> for Status {
             PaymentError::InvalidId(_) => Status::invalid_argument(message),
             PaymentError::NotFound(_) => Status::not_found(message),
             PaymentError::IllegalTransition(_) => Status::failed_precondition(message),
-        }
-    }
-}
-
-impl From<StoreError> for Status {
-    fn from(err: StoreError) -> Self {
-        match err {
-            StoreError::Domain(err) => err.into(),
-            StoreError::Db(err) => err.into_status("payment"),
-            StoreError::Corrupt { .. } => {
-                tracing::error!(%err, "corrupt payment row");
-                Status::internal("payment record is corrupt")
-            }
-            StoreError::Key(err) => err.into(),
-            StoreError::Denied(denied) => denied.into(),
         }
     }
 }

@@ -4,7 +4,7 @@
 use diesel::prelude::*;
 use mesh_core::auth::Caller;
 use mesh_core::clock::now_ms;
-use mesh_core::{DbConnection, DbError, Migrations};
+use mesh_core::{DbConnection, Migrations};
 
 use crate::domain::{Id, Payment, PaymentError, PaymentStatus};
 
@@ -34,33 +34,11 @@ mod schema {
 }
 use schema::payments;
 
-/// A refused operation or a database failure.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The domain refused the operation.
-    #[error(transparent)]
-    Domain(#[from] PaymentError),
-    /// The database failed.
-    #[error(transparent)]
-    Db(#[from] DbError),
-    /// A stored row breaks the schema's own rules.
-    #[error("stored payment {id} is corrupt")]
-    Corrupt {
-        /// The row.
-        id: i64,
-    },
-    /// The request's idempotency key is taken by another request or one still running.
-    #[error(transparent)]
-    Key(#[from] mesh_core::request_log::KeyConflict),
-    /// The caller may not do this.
-    #[error(transparent)]
-    Denied(#[from] mesh_core::auth::Denied),
-}
+/// A refused operation or a failure of the payment store.
+pub type StoreError = mesh_core::StoreError<PaymentError>;
 
-impl From<diesel::result::Error> for StoreError {
-    fn from(err: diesel::result::Error) -> Self {
-        Self::Db(DbError::Query(err))
-    }
+impl mesh_core::StoreDomain for PaymentError {
+    const STORE: &'static str = "payment";
 }
 
 /// The columns of a [`PaymentRow`], in order (a tuple: the multi-backend connection cannot
@@ -104,7 +82,10 @@ impl TryFrom<PaymentRow> for Payment {
             Id::parse(row.product_id, "product id"),
             PaymentStatus::from_stored(&row.status),
         ) else {
-            return Err(StoreError::Corrupt { id: row.id });
+            return Err(StoreError::Corrupt {
+                id: row.id,
+                detail: format!("status {:?}, ids must be positive", row.status),
+            });
         };
         Ok(Payment {
             id,

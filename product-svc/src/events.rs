@@ -24,7 +24,7 @@ impl EventHandler for FreeOnCancellation {
         };
         let cancelled = cancelled?;
         let (product, reservation) = ids(cancelled.product_id, cancelled.reservation_id)?;
-        store::fence_released(conn, reservation).map_err(retry)?;
+        store::fence_released(conn, reservation).map_err(StoreError::retry)?;
         let freed = store::transition_if_held(
             conn,
             product,
@@ -32,7 +32,7 @@ impl EventHandler for FreeOnCancellation {
             &ProductStatus::FREED_BY_CANCELLATION,
             ProductStatus::Available,
         )
-        .map_err(retry)?;
+        .map_err(StoreError::retry)?;
         tracing::info!(product = %product, reservation = %reservation, freed, "reservation cancelled");
         Ok(())
     }
@@ -55,20 +55,15 @@ impl EventHandler for SellOnPayment {
             &ProductStatus::SOLD_BY_PAYMENT,
             ProductStatus::SoldOut,
         )
-        .map_err(retry)?;
+        .map_err(StoreError::retry)?;
         tracing::info!(product = %product, reservation = %reservation, sold, "payment completed");
         Ok(())
     }
 }
 
 fn ids(product: i64, reservation: i64) -> Result<(Id, Id), HandleError> {
-    let reject = |err: crate::domain::InvalidId| HandleError::Reject(err.to_string());
     Ok((
-        Id::parse(product, "product id").map_err(reject)?,
-        Id::parse(reservation, "reservation id").map_err(reject)?,
+        Id::parse(product, "product id")?,
+        Id::parse(reservation, "reservation id")?,
     ))
-}
-
-fn retry(err: StoreError) -> HandleError {
-    HandleError::Retry(err.to_string())
 }

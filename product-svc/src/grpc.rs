@@ -10,7 +10,7 @@ use reserve_proto::product::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use crate::domain::{self, Id, Product, ProductError, ProductName, ProductStatus};
-use crate::store::{self, StoreError};
+use crate::store;
 
 /// The `reserve.product.v1.ProductService` implementation.
 #[derive(Clone)]
@@ -102,19 +102,6 @@ impl From<ProductError> for Status {
                 Status::failed_precondition(message)
             }
             ProductError::DeadlinePassed => Status::deadline_exceeded(message),
-        }
-    }
-}
-
-impl From<StoreError> for Status {
-    fn from(err: StoreError) -> Self {
-        match err {
-            StoreError::Domain(err) => err.into(),
-            StoreError::Db(err) => err.into_status("product"),
-            StoreError::Corrupt { .. } => {
-                tracing::error!(%err, "corrupt product row");
-                Status::internal("product record is corrupt")
-            }
         }
     }
 }

@@ -5,7 +5,7 @@
 //! a refused update only explains the refusal; it never decides a write.
 
 use diesel::prelude::*;
-use mesh_core::{DbConnection, DbError, Migrations};
+use mesh_core::{DbConnection, Migrations};
 
 use crate::domain::{self, Id, Product, ProductError, ProductName, ProductStatus};
 
@@ -32,29 +32,11 @@ mod schema {
 }
 use schema::products;
 
-/// A refused operation or a database failure.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The domain refused the operation.
-    #[error(transparent)]
-    Domain(#[from] ProductError),
-    /// The database failed.
-    #[error(transparent)]
-    Db(#[from] DbError),
-    /// A stored row breaks the schema's own rules (a bug or manual edit).
-    #[error("stored product {id} has unknown status {status:?}")]
-    Corrupt {
-        /// The row.
-        id: i64,
-        /// What was stored.
-        status: String,
-    },
-}
+/// A refused operation or a failure of the product store.
+pub type StoreError = mesh_core::StoreError<ProductError>;
 
-impl From<diesel::result::Error> for StoreError {
-    fn from(err: diesel::result::Error) -> Self {
-        Self::Db(DbError::Query(err))
-    }
+impl mesh_core::StoreDomain for ProductError {
+    const STORE: &'static str = "product";
 }
 
 /// The columns of a [`ProductRow`], in order. A plain tuple rather than `as_returning()`:
@@ -87,14 +69,11 @@ impl TryFrom<ProductRow> for Product {
     type Error = StoreError;
 
     fn try_from(row: ProductRow) -> Result<Self, StoreError> {
-        let status = ProductStatus::from_stored(&row.status).ok_or(StoreError::Corrupt {
-            id: row.id,
-            status: row.status.clone(),
-        })?;
         let corrupt = || StoreError::Corrupt {
             id: row.id,
-            status: row.status.clone(),
+            detail: format!("status {:?}, ids must be positive", row.status),
         };
+        let status = ProductStatus::from_stored(&row.status).ok_or_else(corrupt)?;
         Ok(Product {
             id: Id::parse(row.id, "product id").map_err(|_| corrupt())?,
             name: row.name,

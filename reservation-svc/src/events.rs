@@ -63,26 +63,18 @@ impl EventHandler for ConfirmOnPayment {
             return Ok(());
         };
         let completed = completed?;
-        let id = Id::parse(completed.reservation_id, "reservation id")
-            .map_err(|err| HandleError::Reject(err.to_string()))?;
-        let current = store::find_any(conn, id).map_err(reject_missing)?;
+        let id = Id::parse(completed.reservation_id, "reservation id")?;
+        let current = store::find_any(conn, id).map_err(StoreError::reject_refusal)?;
         let Some(next) = current.state.confirm() else {
             tracing::info!(reservation = %id, state = %current.state, "payment completed; reservation left as it is");
             return Ok(());
         };
         let confirmed_now = store::transition(conn, id, &[current.state], next, now_ms())
-            .map_err(reject_missing)?
+            .map_err(StoreError::reject_refusal)?
             .ok_or_else(|| HandleError::Retry("reservation changed concurrently".into()))?;
         outbox::enqueue(conn, &confirmed(&confirmed_now))?;
         tracing::info!(reservation = %id, "reservation confirmed by payment");
         Ok(())
-    }
-}
-
-fn reject_missing(err: StoreError) -> HandleError {
-    match err {
-        StoreError::Domain(err) => HandleError::Reject(err.to_string()),
-        other => HandleError::Retry(other.to_string()),
     }
 }
 

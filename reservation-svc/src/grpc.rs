@@ -16,7 +16,7 @@ use tracing::Instrument as _;
 use crate::cancellation;
 use crate::domain::{CustomerId, Id, Reservation, ReservationError};
 use crate::placement::Placement;
-use crate::store::{self, StoreError};
+use crate::store;
 
 /// The `reserve.reservation.v1.ReservationService` implementation.
 #[derive(Clone)]
@@ -164,21 +164,6 @@ impl From<ReservationError> for Status {
                 Status::failed_precondition(message)
             }
             ReservationError::TryAgainShortly(_) => Status::unavailable(message),
-        }
-    }
-}
-
-impl From<StoreError> for Status {
-    fn from(err: StoreError) -> Self {
-        match err {
-            StoreError::Domain(err) => err.into(),
-            StoreError::Db(err) => err.into_status("reservation"),
-            StoreError::Corrupt { .. } => {
-                tracing::error!(%err, "corrupt reservation row");
-                Status::internal("reservation record is corrupt")
-            }
-            StoreError::Key(err) => err.into(),
-            StoreError::Denied(denied) => denied.into(),
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use diesel::prelude::*;
 use mesh_core::auth::Caller;
-use mesh_core::{DbConnection, DbError, Migrations};
+use mesh_core::{DbConnection, Migrations};
 
 use crate::domain::{CustomerId, Id, Reservation, ReservationError, ReservationState};
 
@@ -33,33 +33,11 @@ mod schema {
 }
 use schema::reservations;
 
-/// A refused operation or a database failure.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The domain refused the operation.
-    #[error(transparent)]
-    Domain(#[from] ReservationError),
-    /// The database failed.
-    #[error(transparent)]
-    Db(#[from] DbError),
-    /// A stored row breaks the schema's own rules.
-    #[error("stored reservation {id} is corrupt")]
-    Corrupt {
-        /// The row.
-        id: i64,
-    },
-    /// The request's idempotency key is taken by another request or one still running.
-    #[error(transparent)]
-    Key(#[from] mesh_core::request_log::KeyConflict),
-    /// The caller may not act on this reservation.
-    #[error(transparent)]
-    Denied(#[from] mesh_core::auth::Denied),
-}
+/// A refused operation or a failure of the reservation store.
+pub type StoreError = mesh_core::StoreError<ReservationError>;
 
-impl From<diesel::result::Error> for StoreError {
-    fn from(err: diesel::result::Error) -> Self {
-        Self::Db(DbError::Query(err))
-    }
+impl mesh_core::StoreDomain for ReservationError {
+    const STORE: &'static str = "reservation";
 }
 
 /// The columns of a [`ReservationRow`], in order: a plain tuple because diesel's multi-backend
@@ -94,7 +72,10 @@ impl TryFrom<ReservationRow> for Reservation {
     type Error = StoreError;
 
     fn try_from(row: ReservationRow) -> Result<Self, StoreError> {
-        let corrupt = StoreError::Corrupt { id: row.id };
+        let corrupt = StoreError::Corrupt {
+            id: row.id,
+            detail: format!("status {:?}, ids must be positive", row.status),
+        };
         let (Ok(id), Ok(product_id), Some(state)) = (
             Id::parse(row.id, "reservation id"),
             Id::parse(row.product_id, "product id"),

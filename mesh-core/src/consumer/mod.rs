@@ -70,6 +70,13 @@ impl From<DbError> for HandleError {
     }
 }
 
+/// An event carrying an id that is not one (zero, negative) never applies: rejected.
+impl From<crate::ids::InvalidId> for HandleError {
+    fn from(err: crate::ids::InvalidId) -> Self {
+        Self::Reject(err.to_string())
+    }
+}
+
 impl From<prost::DecodeError> for HandleError {
     fn from(err: prost::DecodeError) -> Self {
         Self::Reject(format!("payload does not decode: {err}"))
