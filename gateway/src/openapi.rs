@@ -55,97 +55,95 @@ impl Modify for BearerAuth {
     }
 }
 
-/// Adds the links a client (and schemathesis's stateful mode) follows from one answer to the
-/// next request: a registered product to reading it and reserving it; a reservation to
-/// reading, cancelling and finding its payment; a payment list to paying; a page to the next.
+/// One link of the document: from the `status` answer of `method path` to `operation`, with
+/// its parameters and request body filled from that answer (runtime expressions).
+struct LinkSpec {
+    path: &'static str,
+    method: &'static str,
+    status: &'static str,
+    name: &'static str,
+    operation: &'static str,
+    parameters: &'static [(&'static str, &'static str)],
+    /// JSON with runtime expressions as values.
+    body: Option<&'static str>,
+}
+
+/// The links a client (and schemathesis's stateful mode) follows from one answer to the next
+/// request: a registered product to reading it and reserving it; a reservation to reading,
+/// cancelling and finding its payment; a payment list to paying; a page to the next.
+const LINKS: &[LinkSpec] = &[
+    LinkSpec {
+        path: "/product",
+        method: "post",
+        status: "201",
+        name: "GetProduct",
+        operation: "get_product",
+        parameters: &[("id", "$response.body#/id")],
+        body: None,
+    },
+    LinkSpec {
+        path: "/product",
+        method: "post",
+        status: "201",
+        name: "ReserveIt",
+        operation: "create_reservation",
+        parameters: &[],
+        body: Some(r#"{"productId": "$response.body#/id"}"#),
+    },
+    LinkSpec {
+        path: "/reservation",
+        method: "post",
+        status: "201",
+        name: "GetReservation",
+        operation: "get_reservation",
+        parameters: &[("id", "$response.body#/id")],
+        body: None,
+    },
+    LinkSpec {
+        path: "/reservation",
+        method: "post",
+        status: "201",
+        name: "CancelIt",
+        operation: "cancel_reservation",
+        parameters: &[],
+        body: Some(r#"{"id": "$response.body#/id", "reservationStatus": "02"}"#),
+    },
+    LinkSpec {
+        path: "/reservation",
+        method: "post",
+        status: "201",
+        name: "ItsPayment",
+        operation: "list_payments",
+        parameters: &[("reservationId", "$response.body#/id")],
+        body: None,
+    },
+    LinkSpec {
+        path: "/payments",
+        method: "get",
+        status: "200",
+        name: "PayIt",
+        operation: "pay",
+        parameters: &[],
+        body: Some(r#"{"id": "$response.body#/0/id", "paymentStatus": "02"}"#),
+    },
+    LinkSpec {
+        path: "/products",
+        method: "get",
+        status: "200",
+        name: "NextPage",
+        operation: "list_products",
+        parameters: &[("pageToken", "$response.header.Next-Page-Token")],
+        body: None,
+    },
+];
+
+/// Adds [`LINKS`] to the answers they start from.
 pub fn add_links(openapi: &mut utoipa::openapi::OpenApi) {
-    use utoipa::openapi::link::LinkBuilder;
-    let link = |operation: &str, parameters: &[(&str, &str)], body: Option<serde_json::Value>| {
-        let mut link = LinkBuilder::new().operation_id(operation);
-        for (name, value) in parameters {
-            link = link.parameter(*name, *value);
-        }
-        if let Some(body) = body {
-            link = link.request_body(Some(body));
-        }
-        link.build()
-    };
-    let links: Vec<(&str, &str, &str, &str, utoipa::openapi::link::Link)> = vec![
-        (
-            "/product",
-            "post",
-            "201",
-            "GetProduct",
-            link("get_product", &[("id", "$response.body#/id")], None),
-        ),
-        (
-            "/product",
-            "post",
-            "201",
-            "ReserveIt",
-            link(
-                "create_reservation",
-                &[],
-                Some(serde_json::json!({"productId": "$response.body#/id"})),
-            ),
-        ),
-        (
-            "/reservation",
-            "post",
-            "201",
-            "GetReservation",
-            link("get_reservation", &[("id", "$response.body#/id")], None),
-        ),
-        (
-            "/reservation",
-            "post",
-            "201",
-            "CancelIt",
-            link(
-                "cancel_reservation",
-                &[],
-                Some(serde_json::json!({"id": "$response.body#/id", "reservationStatus": "02"})),
-            ),
-        ),
-        (
-            "/reservation",
-            "post",
-            "201",
-            "ItsPayment",
-            link(
-                "list_payments",
-                &[("reservationId", "$response.body#/id")],
-                None,
-            ),
-        ),
-        (
-            "/payments",
-            "get",
-            "200",
-            "PayIt",
-            link(
-                "pay",
-                &[],
-                Some(serde_json::json!({"id": "$response.body#/0/id", "paymentStatus": "02"})),
-            ),
-        ),
-        (
-            "/products",
-            "get",
-            "200",
-            "NextPage",
-            link(
-                "list_products",
-                &[("pageToken", "$response.header.Next-Page-Token")],
-                None,
-            ),
-        ),
-    ];
-    for (path, method, status, name, link) in links {
-        let Some(item) = openapi.paths.paths.get_mut(path) else {
+    for spec in LINKS {
+        let Some(item) = openapi.paths.paths.get_mut(spec.path) else {
             continue;
         };
-        let operation = match method {
+        let operation = match spec.method {
             "post" => item.post.as_mut(),
             "get" => item.get.as_mut(),
             _ => None,
@@ -154,12 +152,31 @@ pub fn add_links(openapi: &mut utoipa::openapi::OpenApi) {
             continue;
         };
         if let Some(utoipa::openapi::RefOr::T(response)) =
-            operation.responses.responses.get_mut(status)
+            operation.responses.responses.get_mut(spec.status)
         {
-            response
-                .links
-                .insert(name.to_owned(), utoipa::openapi::RefOr::T(link));
+            response.links.insert(
+                spec.name.to_owned(),
+                utoipa::openapi::RefOr::T(spec.build()),
+            );
         }
+    }
+}
+
+impl LinkSpec {
+    fn build(&self) -> utoipa::openapi::link::Link {
+        let mut link = utoipa::openapi::link::LinkBuilder::new().operation_id(self.operation);
+        for (name, value) in self.parameters {
+            link = link.parameter(*name, *value);
+        }
+        // The bodies above are literals of this file, valid JSON: gateway/tests/openapi_coverage.rs
+        // checks that every link lands with its body.
+        if let Some(body) = self
+            .body
+            .and_then(|body| serde_json::from_str::<serde_json::Value>(body).ok())
+        {
+            link = link.request_body(Some(body));
+        }
+        link.build()
     }
 }
 

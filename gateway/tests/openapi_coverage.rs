@@ -87,3 +87,61 @@ fn every_route_is_registered_from_a_documented_handler() {
     }
     assert!(source.contains("routes!("), "routes come from routes!");
 }
+
+/// Every link of the document lands on the answer it starts from, naming an operation that
+/// exists, with its request body (runtime expressions) when it has one.
+#[tokio::test]
+async fn every_link_lands_on_its_answer_and_names_an_operation() {
+    let (_, openapi) = build(unreachable_upstreams(), guards());
+    let document: serde_json::Value =
+        serde_json::from_str(&openapi.to_json().expect("json")).expect("a JSON document");
+    let operations: Vec<&str> = document["paths"]
+        .as_object()
+        .expect("paths")
+        .values()
+        .flat_map(|item| {
+            item.as_object()
+                .into_iter()
+                .flat_map(|methods| methods.values())
+        })
+        .filter_map(|operation| operation["operationId"].as_str())
+        .collect();
+    let mut links = std::collections::BTreeMap::new();
+    for item in document["paths"].as_object().expect("paths").values() {
+        for operation in item.as_object().expect("methods").values() {
+            let Some(responses) = operation["responses"].as_object() else {
+                continue;
+            };
+            for response in responses.values() {
+                for (name, link) in response["links"].as_object().into_iter().flatten() {
+                    links.insert(name.clone(), link.clone());
+                }
+            }
+        }
+    }
+    let names: Vec<&str> = links.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "CancelIt",
+            "GetProduct",
+            "GetReservation",
+            "ItsPayment",
+            "NextPage",
+            "PayIt",
+            "ReserveIt"
+        ]
+    );
+    for (name, link) in &links {
+        let target = link["operationId"].as_str().expect("an operationId");
+        assert!(
+            operations.contains(&target),
+            "{name} names {target}, not an operation"
+        );
+    }
+    assert_eq!(links["CancelIt"]["requestBody"]["reservationStatus"], "02");
+    assert_eq!(
+        links["ReserveIt"]["requestBody"]["productId"],
+        "$response.body#/id"
+    );
+}

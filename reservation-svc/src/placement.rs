@@ -22,7 +22,8 @@ use mesh_core::request_log::{self, Answer, Claim, KeyConflict, Recorded, Request
 use mesh_core::{Db, DbConnection};
 
 use crate::domain::{
-    CustomerId, Id, IntentFate, Reservation, ReservationError, ReservationState, fate_of_intent,
+    CustomerId, Id, IntentFate, LockedProduct, Reservation, ReservationError, ReservationState,
+    fate_of_intent,
 };
 use crate::events;
 use crate::product_lock::ProductLock;
@@ -81,87 +82,93 @@ impl Placement {
             .lock
             .reserve_within(product, intent.id, started + self.lock.deadline())
             .await;
-        let id = intent.id;
         match fate_of_intent(lock) {
-            IntentFate::Reserve(locked) => {
-                let placed = Reservation {
-                    state: ReservationState::Reserved,
-                    version: 1,
-                    seller_id: locked.seller,
-                    ..intent
-                };
-                let event = events::placed(&placed, locked.name);
-                let seller = placed.seller_id.clone();
-                let answer = key
-                    .as_ref()
-                    .map(|key| (key.key.clone(), (key.encode)(&placed)));
-                // The reservation, its ReservationPlaced event and the recorded answer commit
-                // together.
-                let settled = self
-                    .db
-                    .transaction(move |conn| {
-                        let settled = store::settle_intent(
-                            conn,
-                            id,
-                            ReservationState::Reserved,
-                            &seller,
-                            now_ms(),
-                        )?;
-                        if settled {
-                            outbox::enqueue(conn, &event)?;
-                            if let Some((key, answer)) = &answer {
-                                request_log::complete(
-                                    conn,
-                                    OPERATION,
-                                    key,
-                                    Some(id.get()),
-                                    answer,
-                                )?;
-                            }
-                        }
-                        Ok::<_, StoreError>(settled)
-                    })
-                    .await?;
-                if !settled {
-                    // The reconciler claimed the intent first (we were slower than its grace
-                    // period); it releases the product.
-                    return Err(ReservationError::TryAgainShortly(
-                        "the reservation took too long to complete".into(),
-                    )
-                    .into());
-                }
-                self.outbox.wake();
-                tracing::info!(reservation = %id, product = %product, "reservation placed");
-                Ok(Answer::Now(placed))
-            }
+            IntentFate::Reserve(locked) => self.confirm(intent, locked, key).await,
             IntentFate::Discard(refusal) => {
-                // Nothing was locked: the intent goes, and so does the key, so a retry runs
-                // afresh (the product may be free by then).
-                let request_key = key.map(|key| key.key);
-                self.db
-                    .transaction(move |conn| {
-                        store::delete_intent(conn, id, ReservationState::Placing)?;
-                        if let Some(key) = &request_key {
-                            request_log::forget(conn, OPERATION, key)?;
-                        }
-                        Ok::<_, StoreError>(())
-                    })
-                    .await?;
+                self.discard(intent.id, key.map(|key| key.key)).await?;
                 tracing::info!(product = %product, reason = %refusal, "reservation refused");
                 Err(refusal.into())
             }
             IntentFate::Abandon(err) => {
-                // The key stays: a retry answers "in progress" until the reconciler has
-                // released the product and deleted the intent, then starts afresh.
-                self.db
-                    .run(move |conn| {
-                        store::settle_intent(conn, id, ReservationState::Abandoned, "", now_ms())
-                    })
-                    .await?;
-                tracing::warn!(reservation = %id, product = %product, reason = %err, "product lock outcome unknown; intent left to the reconciler");
+                self.abandon(intent.id).await?;
+                tracing::warn!(reservation = %intent.id, product = %product, reason = %err, "product lock outcome unknown; intent left to the reconciler");
                 Err(err.into())
             }
         }
+    }
+
+    /// The product is locked: the reservation, its ReservationPlaced event and the recorded
+    /// answer commit together.
+    async fn confirm(
+        &self,
+        intent: Reservation,
+        locked: LockedProduct,
+        key: Option<RequestKey<Reservation>>,
+    ) -> Result<Answer<Reservation>, StoreError> {
+        let id = intent.id;
+        let product = intent.product_id;
+        let placed = Reservation {
+            state: ReservationState::Reserved,
+            version: 1,
+            seller_id: locked.seller,
+            ..intent
+        };
+        let event = events::placed(&placed, locked.name);
+        let seller = placed.seller_id.clone();
+        let answer = key
+            .as_ref()
+            .map(|key| (key.key.clone(), (key.encode)(&placed)));
+        let settled = self
+            .db
+            .transaction(move |conn| {
+                let settled =
+                    store::settle_intent(conn, id, ReservationState::Reserved, &seller, now_ms())?;
+                if settled {
+                    outbox::enqueue(conn, &event)?;
+                    if let Some((key, answer)) = &answer {
+                        request_log::complete(conn, OPERATION, key, Some(id.get()), answer)?;
+                    }
+                }
+                Ok::<_, StoreError>(settled)
+            })
+            .await?;
+        if !settled {
+            // The reconciler claimed the intent first (we were slower than its grace
+            // period); it releases the product.
+            return Err(ReservationError::TryAgainShortly(
+                "the reservation took too long to complete".into(),
+            )
+            .into());
+        }
+        self.outbox.wake();
+        tracing::info!(reservation = %id, product = %product, "reservation placed");
+        Ok(Answer::Now(placed))
+    }
+
+    /// Nothing was locked: the intent goes, and so does the key, so a retry runs afresh (the
+    /// product may be free by then).
+    async fn discard(&self, id: Id, request_key: Option<String>) -> Result<(), StoreError> {
+        self.db
+            .transaction(move |conn| {
+                store::delete_intent(conn, id, ReservationState::Placing)?;
+                if let Some(key) = &request_key {
+                    request_log::forget(conn, OPERATION, key)?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .await
+    }
+
+    /// The lock's outcome is unknown: the intent is left to the reconciler. The key stays, so
+    /// a retry answers "in progress" until the reconciler has released the product and
+    /// deleted the intent, then starts afresh.
+    async fn abandon(&self, id: Id) -> Result<(), StoreError> {
+        self.db
+            .run(move |conn| {
+                store::settle_intent(conn, id, ReservationState::Abandoned, "", now_ms())
+            })
+            .await?;
+        Ok(())
     }
 }
 
