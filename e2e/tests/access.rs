@@ -2,6 +2,9 @@
 //! token, an expired token, a token for another audience, another user's token and the right
 //! token; the internal listener out of the gateway's reach; the reservation rate limit; and
 //! no token in any log line.
+//!
+//! Long (over 700 lines) by design: one table-like test per surface, every route and every gRPC
+//! method with every kind of caller, so a gap shows as a missing row.
 
 use std::process::Command;
 use std::time::Duration;

@@ -1,5 +1,8 @@
 //! The read side: my page (CQRS read model, live over SSE, rebuildable) and notifications
 //! (one per status change, through a webhook that fails at first), with real processes.
+//!
+//! Long (over 400 lines) because each read model is exercised through real processes with its
+//! whole setup in view; the shared steps are the harness's (`e2e::Mesh`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

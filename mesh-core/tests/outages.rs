@@ -1,6 +1,9 @@
 //! Consumers and relays under the faults production brings, against a real NATS JetStream and
 //! a real PostgreSQL: database outages longer than a handful of retries, events that can
 //! never apply and their replay, server restarts, and the inbox's growth.
+//!
+//! Long (over 400 lines) because every fault is set up and healed in the test that names it,
+//! against real servers; the fixtures are in `support`.
 
 mod support;
 

@@ -6,6 +6,9 @@
 //! is open, reserving answers "try again shortly" in microseconds instead of waiting out the
 //! deadline, and product-svc gets room to recover. Transitions are logged and counted under
 //! the names the layer is given ([`Guarded`]), so the layer itself knows no service.
+//!
+//! Over 400 lines only with its unit tests, which sit beside the code (the state machine on a
+//! paused clock, the layer around real futures).
 
 use std::future::Future;
 use std::pin::Pin;
