@@ -49,18 +49,16 @@ impl Mesh {
         }
     }
 
+    /// `svc`'s `/metrics` exposition, if it answers.
+    pub async fn metrics_text(&self, svc: Svc) -> Option<String> {
+        let response = self.http.get(self.metrics_url(svc)).send().await.ok()?;
+        response.text().await.ok()
+    }
+
     /// The value of a metric with one series (besides the global `service` label) in `svc`'s
     /// `/metrics`, if it is exported.
     pub async fn metric(&self, svc: Svc, name: &str) -> Option<f64> {
-        let text = self
-            .http
-            .get(self.metrics_url(svc))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
+        let text = self.metrics_text(svc).await?;
         text.lines().find_map(|line| {
             let rest = line.strip_prefix(name)?;
             if !(rest.starts_with(' ') || rest.starts_with('{')) {

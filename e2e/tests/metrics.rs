@@ -122,15 +122,7 @@ async fn drive_the_whole_flow(mesh: &Mesh) {
         || async {
             let mut backlog = false;
             for svc in Svc::ALL.into_iter().filter(|svc| *svc != Svc::Gateway) {
-                let text = mesh
-                    .http
-                    .get(mesh.metrics_url(svc))
-                    .send()
-                    .await
-                    .ok()?
-                    .text()
-                    .await
-                    .ok()?;
+                let text = mesh.metrics_text(svc).await?;
                 if !text.contains("db_pool_connections{") {
                     return None;
                 }

@@ -62,14 +62,22 @@ pub fn payment_status_name(status: PaymentStatus) -> &'static str {
     status.name()
 }
 
-/// A status named by the caller, never the wire's "unspecified" placeholder.
-fn known<S: StatusName>(status: Option<S>) -> Option<S> {
-    status.filter(|status| status.name() != "UNSPECIFIED")
+/// A status named by the caller, never the wire's "unspecified" placeholder (value 0, each
+/// enum's default).
+fn known<S: StatusName + Default + PartialEq>(status: Option<S>) -> Option<S> {
+    status.filter(|status| *status != S::default())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_wires_placeholder_is_not_a_status() {
+        assert!(parse_product_status("UNSPECIFIED").is_err());
+        assert!(parse_reservation_status("unspecified").is_err());
+        assert!(parse_payment_status("UNSPECIFIED").is_err());
+    }
 
     #[test]
     fn original_codes_and_names_are_accepted() {
