@@ -6,14 +6,14 @@ use mesh_core::consumer::{EventHandler, HandleError};
 use reserve_proto::events::v1::EventEnvelope;
 use tokio::sync::broadcast;
 
-use crate::domain::change_of;
+use crate::domain::{Id, UnreadableEvent, change_of};
 use crate::store;
 
 /// An entry changed (sent after its transaction committed).
 #[derive(Clone, Debug)]
 pub struct EntryChanged {
     /// The entry.
-    pub reservation_id: i64,
+    pub reservation_id: Id,
     /// Its buyer.
     pub customer_id: String,
 }
@@ -47,5 +47,12 @@ impl EventHandler for MyPageProjection {
                 customer_id: change.customer_id().to_owned(),
             });
         }
+    }
+}
+
+/// An event this service cannot read never becomes readable: reject it (dead-lettered).
+impl From<UnreadableEvent> for HandleError {
+    fn from(err: UnreadableEvent) -> Self {
+        HandleError::Reject(err.to_string())
     }
 }

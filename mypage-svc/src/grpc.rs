@@ -2,16 +2,17 @@
 
 use std::pin::Pin;
 
+use mesh_core::Db;
 use mesh_core::auth::caller::page_owner;
 use mesh_core::auth::grpc::caller;
 use mesh_core::paging::PageRequest;
-use mesh_core::{Db, DbError};
 use reserve_proto::mypage::v1 as pb;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::domain::{Entry, Id, MyPageError};
 use crate::events::EntryChanged;
 use crate::store;
 use crate::watchers::Watchers;
@@ -54,12 +55,12 @@ impl pb::my_page_service_server::MyPageService for MyPageApi {
         let owner = customer.clone();
         let rows = self
             .db
-            .run(move |conn| store::list(conn, &owner, page.after.unwrap_or(0), page.probe_limit()))
-            .await
-            .map_err(unavailable)?;
-        let (entries, next_page_token) = page.finish(rows, &scope, |entry| entry.reservation_id);
+            .run(move |conn| store::list(conn, &owner, page.after, page.probe_limit()))
+            .await?;
+        let (entries, next_page_token) =
+            page.finish(rows, &scope, |entry| entry.reservation_id.get());
         Ok(Response::new(pb::ListMyPageResponse {
-            entries,
+            entries: entries.into_iter().map(pb::MyPageEntry::from).collect(),
             next_page_token,
         }))
     }
@@ -69,20 +70,14 @@ impl pb::my_page_service_server::MyPageService for MyPageApi {
         request: Request<pb::GetMyPageEntryRequest>,
     ) -> Result<Response<pb::MyPageEntry>, Status> {
         let caller = caller(&request)?;
-        let id = request.into_inner().reservation_id;
-        if id <= 0 {
-            return Err(Status::invalid_argument(format!(
-                "reservation id must be a positive number, got {id}"
-            )));
-        }
+        let id = Id::parse(request.into_inner().reservation_id, "reservation id")?;
         let entry = self
             .db
             .run(move |conn| store::get(conn, id))
-            .await
-            .map_err(unavailable)?
-            .ok_or_else(|| Status::not_found(format!("my page has no reservation {id}")))?;
+            .await?
+            .ok_or(MyPageError::NotFound(id))?;
         caller.require_buyer_or_admin(&entry.customer_id, &format!("reservation {id}"))?;
-        Ok(Response::new(entry))
+        Ok(Response::new(entry.into()))
     }
 
     type WatchMyPageStream = EntryStream;
@@ -145,17 +140,17 @@ async fn send_page(
 ) -> Result<(), Gone> {
     let customer = customer.to_owned();
     let entries = db
-        .run(move |conn| store::list(conn, &customer, 0, i64::MAX))
+        .run(move |conn| store::list(conn, &customer, None, i64::MAX))
         .await;
     match entries {
         Ok(entries) => {
             for entry in entries {
-                sender.send(Ok(entry)).await.map_err(|_| Gone)?;
+                sender.send(Ok(entry.into())).await.map_err(|_| Gone)?;
             }
             Ok(())
         }
         Err(err) => {
-            let _ = sender.send(Err(unavailable(err))).await;
+            let _ = sender.send(Err(err.into())).await;
             Err(Gone)
         }
     }
@@ -163,19 +158,44 @@ async fn send_page(
 
 async fn send_entry(
     db: &Db,
-    reservation_id: i64,
+    reservation_id: Id,
     sender: &mpsc::Sender<Result<pb::MyPageEntry, Status>>,
 ) -> Result<(), Gone> {
     match db.run(move |conn| store::get(conn, reservation_id)).await {
-        Ok(Some(entry)) => sender.send(Ok(entry)).await.map_err(|_| Gone),
+        Ok(Some(entry)) => sender.send(Ok(entry.into())).await.map_err(|_| Gone),
         Ok(None) => Ok(()),
         Err(err) => {
-            let _ = sender.send(Err(unavailable(err))).await;
+            let _ = sender.send(Err(err.into())).await;
             Err(Gone)
         }
     }
 }
 
-fn unavailable(err: DbError) -> Status {
-    err.into_status("my-page")
+impl From<MyPageError> for Status {
+    fn from(err: MyPageError) -> Self {
+        let message = err.to_string();
+        match err {
+            MyPageError::InvalidId(_) => Status::invalid_argument(message),
+            MyPageError::NotFound(_) => Status::not_found(message),
+        }
+    }
+}
+
+/// The wire's entry: a half not seen yet is UNSPECIFIED, a missing id 0 (proto3's "unset").
+impl From<Entry> for pb::MyPageEntry {
+    fn from(entry: Entry) -> Self {
+        let raw = |id: Option<Id>| id.map_or(0, Id::get);
+        pb::MyPageEntry {
+            reservation_id: entry.reservation_id.get(),
+            product_id: raw(entry.product_id),
+            product_name: entry.product_name,
+            customer_id: entry.customer_id,
+            reservation_status: entry.reservation_status.unwrap_or_default().into(),
+            payment_id: raw(entry.payment_id),
+            payment_status: entry.payment_status.unwrap_or_default().into(),
+            updated_at_unix_ms: entry.updated_at_ms,
+            reservation_version: entry.reservation_version,
+            payment_version: entry.payment_version,
+        }
+    }
 }

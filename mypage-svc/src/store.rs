@@ -7,11 +7,9 @@
 use diesel::prelude::*;
 use mesh_core::clock::now_ms;
 use mesh_core::{DbConnection, DbError, Migrations};
-use reserve_proto::mypage::v1::MyPageEntry;
-use reserve_proto::payment::v1::PaymentStatus;
-use reserve_proto::reservation::v1::ReservationStatus;
+use reserve_proto::StatusName;
 
-use crate::domain::Change;
+use crate::domain::{Change, Entry, Id, MyPageError};
 
 /// Migrations embedded in the binary, one set per backend.
 pub const MIGRATIONS: Migrations = Migrations {
@@ -40,6 +38,13 @@ mod schema {
 }
 use schema::my_page;
 
+/// A refused request or a failure of the my-page store.
+pub type StoreError = mesh_core::StoreError<MyPageError>;
+
+impl mesh_core::StoreDomain for MyPageError {
+    const STORE: &'static str = "my-page";
+}
+
 #[derive(Queryable)]
 struct EntryRow {
     reservation_id: i64,
@@ -54,57 +59,44 @@ struct EntryRow {
     updated_at_ms: i64,
 }
 
-impl From<EntryRow> for MyPageEntry {
-    fn from(row: EntryRow) -> Self {
-        let reservation_status = row
-            .reservation_status
-            .as_deref()
-            .and_then(ReservationStatus::from_str_name_short)
-            .unwrap_or(ReservationStatus::Unspecified);
-        let payment_status = row
-            .payment_status
-            .as_deref()
-            .and_then(PaymentStatus::from_str_name_short)
-            .unwrap_or(PaymentStatus::Unspecified);
-        MyPageEntry {
-            reservation_id: row.reservation_id,
-            product_id: row.product_id,
+impl TryFrom<EntryRow> for Entry {
+    type Error = StoreError;
+
+    /// Only this file writes the row, so an unknown status name or a non-positive id is
+    /// corruption, not something to show as "unspecified".
+    fn try_from(row: EntryRow) -> Result<Self, StoreError> {
+        let id = row.reservation_id;
+        let corrupt = |detail: String| StoreError::Corrupt { id, detail };
+        Ok(Entry {
+            reservation_id: Id::parse(id, "reservation id")
+                .map_err(|err| corrupt(err.to_string()))?,
+            product_id: Id::parse(row.product_id, "product id").ok(),
             product_name: row.product_name,
             customer_id: row.customer_id,
-            reservation_status: reservation_status.into(),
-            payment_id: row.payment_id.unwrap_or_default(),
-            payment_status: payment_status.into(),
-            updated_at_unix_ms: row.updated_at_ms,
+            reservation_status: stored_status(row.reservation_status).map_err(corrupt)?,
             reservation_version: row.reservation_version,
+            payment_id: row
+                .payment_id
+                .and_then(|raw| Id::parse(raw, "payment id").ok()),
+            payment_status: stored_status(row.payment_status).map_err(corrupt)?,
             payment_version: row.payment_version,
-        }
+            updated_at_ms: row.updated_at_ms,
+        })
     }
 }
 
-/// Short status names ("RESERVED", "PAID") ⇄ the wire enums ("RESERVATION_STATUS_RESERVED").
-trait ShortName: Sized {
-    fn from_str_name_short(name: &str) -> Option<Self>;
-}
-
-impl ShortName for ReservationStatus {
-    fn from_str_name_short(name: &str) -> Option<Self> {
-        Self::from_str_name(&format!("RESERVATION_STATUS_{name}"))
-    }
-}
-
-impl ShortName for PaymentStatus {
-    fn from_str_name_short(name: &str) -> Option<Self> {
-        Self::from_str_name(&format!("PAYMENT_STATUS_{name}"))
-    }
+/// A half's stored status: NULL until its first event, else a name of the API's enum.
+fn stored_status<S: StatusName>(name: Option<String>) -> Result<Option<S>, String> {
+    name.map(|name| S::from_name(&name).ok_or(format!("unknown status {name:?}")))
+        .transpose()
 }
 
 /// Applies one change; returns whether the entry changed (false for a stale event).
 pub fn apply(conn: &mut DbConnection, change: &Change) -> Result<bool, DbError> {
     ensure_row(conn, change)?;
-    let id = change.reservation_id();
+    let id = change.reservation_id().get();
     let updated = match change {
         Change::Reservation {
-            product_id,
             customer_id,
             status,
             version,
@@ -115,9 +107,8 @@ pub fn apply(conn: &mut DbConnection, change: &Change) -> Result<bool, DbError> 
                 .filter(my_page::reservation_version.lt(version));
             diesel::update(newer)
                 .set((
-                    my_page::reservation_status.eq(*status),
+                    my_page::reservation_status.eq(status.name()),
                     my_page::reservation_version.eq(version),
-                    my_page::product_id.eq(product_id),
                     my_page::customer_id.eq(customer_id),
                     my_page::updated_at_ms.eq(now_ms()),
                 ))
@@ -135,9 +126,9 @@ pub fn apply(conn: &mut DbConnection, change: &Change) -> Result<bool, DbError> 
                 .filter(my_page::payment_version.lt(version));
             diesel::update(newer)
                 .set((
-                    my_page::payment_status.eq(*status),
+                    my_page::payment_status.eq(status.name()),
                     my_page::payment_version.eq(version),
-                    my_page::payment_id.eq(payment_id),
+                    my_page::payment_id.eq(payment_id.get()),
                     my_page::customer_id.eq(customer_id),
                     my_page::updated_at_ms.eq(now_ms()),
                 ))
@@ -154,7 +145,7 @@ pub fn apply(conn: &mut DbConnection, change: &Change) -> Result<bool, DbError> 
 fn ensure_row(conn: &mut DbConnection, change: &Change) -> Result<(), DbError> {
     let insert = diesel::insert_into(my_page::table)
         .values((
-            my_page::reservation_id.eq(change.reservation_id()),
+            my_page::reservation_id.eq(change.reservation_id().get()),
             my_page::product_id.eq(0),
             my_page::product_name.eq(""),
             my_page::customer_id.eq(change.customer_id()),
@@ -177,19 +168,15 @@ fn ensure_row(conn: &mut DbConnection, change: &Change) -> Result<(), DbError> {
 /// brings them first fills them in, whatever its version (a late ReservationPlaced is stale
 /// for the status but still the only carrier of the product's name).
 fn fill_in_product(conn: &mut DbConnection, change: &Change) -> Result<bool, DbError> {
-    let id = change.reservation_id();
-    let (product_id, product_name) = match change {
-        Change::Reservation {
-            product_id,
-            product_name,
-            ..
-        } => (Some(*product_id), product_name.as_deref()),
-        Change::Payment { product_id, .. } => (*product_id, None),
+    let id = change.reservation_id().get();
+    let product_name = match change {
+        Change::Reservation { product_name, .. } => product_name.as_deref(),
+        Change::Payment { .. } => None,
     };
     let mut filled = 0;
-    if let Some(product) = product_id.filter(|product| *product > 0) {
+    if let Some(product) = change.product_id() {
         filled += diesel::update(my_page::table.find(id).filter(my_page::product_id.eq(0)))
-            .set(my_page::product_id.eq(product))
+            .set(my_page::product_id.eq(product.get()))
             .execute(conn)?;
     }
     if let Some(name) = product_name.filter(|name| !name.is_empty()) {
@@ -225,24 +212,25 @@ const COLUMNS: (
 );
 
 /// One entry.
-pub fn get(conn: &mut DbConnection, reservation_id: i64) -> Result<Option<MyPageEntry>, DbError> {
-    Ok(my_page::table
-        .find(reservation_id)
+pub fn get(conn: &mut DbConnection, reservation_id: Id) -> Result<Option<Entry>, StoreError> {
+    my_page::table
+        .find(reservation_id.get())
         .select(COLUMNS)
         .first::<EntryRow>(conn)
         .optional()?
-        .map(MyPageEntry::from))
+        .map(Entry::try_from)
+        .transpose()
 }
 
 /// A page of entries (of one buyer, unless `customer` is empty) after `after`, by reservation.
 pub fn list(
     conn: &mut DbConnection,
     customer: &str,
-    after: i64,
+    after: Option<i64>,
     limit: i64,
-) -> Result<Vec<MyPageEntry>, DbError> {
+) -> Result<Vec<Entry>, StoreError> {
     let mut query = my_page::table
-        .filter(my_page::reservation_id.gt(after))
+        .filter(my_page::reservation_id.gt(after.unwrap_or(0)))
         .order(my_page::reservation_id)
         .limit(limit)
         .select(COLUMNS)
@@ -250,14 +238,33 @@ pub fn list(
     if !customer.is_empty() {
         query = query.filter(my_page::customer_id.eq(customer.to_owned()));
     }
-    Ok(query
+    query
         .load::<EntryRow>(conn)?
         .into_iter()
-        .map(MyPageEntry::from)
-        .collect())
+        .map(Entry::try_from)
+        .collect()
 }
 
 /// Empties the read model (before a rebuild).
 pub fn clear(conn: &mut DbConnection) -> Result<usize, DbError> {
     Ok(diesel::delete(my_page::table).execute(conn)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{PaymentStatus, ReservationStatus};
+
+    #[test]
+    fn stored_statuses_read_back_and_unknown_ones_are_corrupt() {
+        assert_eq!(stored_status::<PaymentStatus>(None), Ok(None));
+        assert_eq!(
+            stored_status(Some(ReservationStatus::Cancelled.name().to_owned())),
+            Ok(Some(ReservationStatus::Cancelled))
+        );
+        assert_eq!(
+            stored_status::<PaymentStatus>(Some("RESERVED".into())),
+            Err("unknown status \"RESERVED\"".to_owned())
+        );
+    }
 }

@@ -11,9 +11,9 @@ use mesh_core::{Db, Shutdown, trace_context};
 use tokio::sync::Notify;
 use tracing::Instrument;
 
-use crate::domain::{Delivery, after_failure};
+use crate::domain::{Delivery, Id, after_failure};
 use crate::sink::Sink;
-use crate::store;
+use crate::store::{self, StoreError};
 
 /// The dispatcher task.
 pub struct Dispatcher {
@@ -68,17 +68,17 @@ impl Dispatcher {
     }
 
     /// One pass over the due notifications; returns how many were attempted.
-    pub async fn pass(&self) -> Result<usize, mesh_core::DbError> {
+    pub async fn pass(&self) -> Result<usize, StoreError> {
         let due = self.db.run(|conn| store::due(conn, 100)).await?;
         let attempted = due.len();
-        let mut outcomes: Vec<(i64, Delivery, Option<i64>, Option<String>)> =
+        let mut outcomes: Vec<(Id, Delivery, Option<i64>, Option<String>)> =
             Vec::with_capacity(attempted);
         for (notice, traceparent) in due {
             let span = tracing::info_span!(
                 "notice.deliver",
                 otel.kind = "producer",
-                reservation.id = notice.reservation_id,
-                notice.id = notice.id,
+                reservation.id = notice.reservation_id.get(),
+                notice.id = notice.id.get(),
                 attempt = notice.attempts + 1,
             );
             trace_context::adopt(&span, traceparent.as_deref());
@@ -89,11 +89,11 @@ impl Dispatcher {
                 Err(reason) => match after_failure(attempts, self.max_attempts) {
                     Some(backoff) => {
                         let at = now_ms() + i64::try_from(backoff.as_millis()).unwrap_or(i64::MAX);
-                        tracing::warn!(notice = notice.id, attempts, %reason, "notice delivery failed; will retry");
+                        tracing::warn!(notice = notice.id.get(), attempts, %reason, "notice delivery failed; will retry");
                         (Delivery::Pending, Some(at), Some(reason.clone()))
                     }
                     None => {
-                        tracing::error!(notice = notice.id, attempts, %reason, "notice delivery given up");
+                        tracing::error!(notice = notice.id.get(), attempts, %reason, "notice delivery given up");
                         (Delivery::Failed, None, Some(reason.clone()))
                     }
                 },
@@ -106,7 +106,7 @@ impl Dispatcher {
                 for (id, delivery, retry_at, error) in &outcomes {
                     store::record_attempt(conn, *id, *delivery, *retry_at, error.as_deref())?;
                 }
-                Ok::<_, mesh_core::DbError>(())
+                Ok::<_, StoreError>(())
             })
             .await?;
         Ok(attempted)

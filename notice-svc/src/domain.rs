@@ -1,11 +1,14 @@
-//! Which events become notifications, and the delivery rules, as pure functions.
+//! Notifications as pure values: what an event announces, where a notification's delivery
+//! is, the delivery rules, and why an event cannot become one. No I/O, no diesel, no tonic.
 
 use std::time::Duration;
 
 use reserve_proto::events::v1::EventEnvelope;
 use reserve_proto::events::{Event, Moved, StatusChange};
 
-use crate::templates::NoticeFacts;
+pub use mesh_core::ids::{Id, InvalidId};
+pub use reserve_proto::payment::v1::PaymentStatus;
+pub use reserve_proto::reservation::v1::ReservationStatus;
 
 /// Where a notification's delivery is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,7 +22,10 @@ pub enum Delivery {
 }
 
 impl Delivery {
-    /// The stored name.
+    /// Every state.
+    pub const ALL: [Delivery; 3] = [Self::Pending, Self::Sent, Self::Failed];
+
+    /// The name stored and shown.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "PENDING",
@@ -27,6 +33,78 @@ impl Delivery {
             Self::Failed => "FAILED",
         }
     }
+
+    /// Parses a stored name.
+    pub fn from_stored(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|delivery| delivery.as_str() == name)
+    }
+}
+
+/// A recorded notification.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    /// Its id (also the order notifications are listed in).
+    pub id: Id,
+    /// The event that caused it: one notification per event.
+    pub event_id: String,
+    /// The buyer.
+    pub customer_id: String,
+    /// The event's type, e.g. `ReservationPlaced`.
+    pub event_type: String,
+    /// The reservation concerned.
+    pub reservation_id: Id,
+    /// The rendered text.
+    pub message: String,
+    /// When it was recorded, Unix milliseconds.
+    pub created_at_ms: i64,
+    /// Where its delivery is.
+    pub delivery: Delivery,
+    /// Delivery attempts so far.
+    pub attempts: i32,
+    /// Why the last attempt failed, if it did.
+    pub last_error: Option<String>,
+}
+
+/// What a notification announces: the status a buyer's reservation or payment moved to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subject {
+    /// The reservation moved.
+    Reservation(ReservationStatus),
+    /// Its payment moved.
+    Payment {
+        /// The payment.
+        payment_id: Id,
+        /// Its new status.
+        status: PaymentStatus,
+    },
+}
+
+/// Everything a notification's text is made from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NoticeFacts {
+    /// The event's type, e.g. `ReservationPlaced`.
+    pub event_type: &'static str,
+    /// The buyer.
+    pub customer_id: String,
+    /// The reservation concerned.
+    pub reservation_id: Id,
+    /// The product, when the event names it.
+    pub product_name: Option<String>,
+    /// What moved, and where to.
+    pub subject: Subject,
+}
+
+/// Why an event cannot become a notification: it is rejected, never recorded in part.
+#[derive(Debug, thiserror::Error)]
+pub enum NoticeError {
+    /// Its payload is not the protobuf its type names.
+    #[error(transparent)]
+    Decode(#[from] prost::DecodeError),
+    /// It names its reservation or payment by a zero or negative id.
+    #[error(transparent)]
+    InvalidId(#[from] InvalidId),
 }
 
 /// What to do after a failed attempt number `attempts` (1-based) out of `max_attempts`:
@@ -39,27 +117,35 @@ pub fn after_failure(attempts: i32, max_attempts: i32) -> Option<Duration> {
     Some((Duration::from_millis(200) * 2u32.pow(exponent)).min(Duration::from_secs(30)))
 }
 
-/// The buyer and facts of the notification an event calls for: one for every status change
-/// of the shared table ([`StatusChange::of`]); `None` when the event moves no buyer's status.
-pub fn notice_of(
-    event: &EventEnvelope,
-) -> Result<Option<(String, NoticeFacts)>, prost::DecodeError> {
+/// The facts of the notification an event calls for: one for every status change of the
+/// shared table ([`StatusChange::of`]); `None` when the event moves no buyer's status.
+pub fn notice_of(event: &EventEnvelope) -> Result<Option<NoticeFacts>, NoticeError> {
     let Some(decoded) = Event::decode(&event.event_type, &event.payload)? else {
         return Ok(None);
     };
     let event_type = decoded.event_type();
-    Ok(StatusChange::of(decoded).map(|change| {
-        let (product_name, payment_id) = match change.moved {
-            Moved::Reservation { product_name, .. } => (product_name, None),
-            Moved::Payment { payment_id, .. } => (None, Some(payment_id)),
-        };
-        let facts = NoticeFacts {
-            event_type,
-            reservation_id: change.reservation_id,
+    let Some(change) = StatusChange::of(decoded) else {
+        return Ok(None);
+    };
+    let (product_name, subject) = match change.moved {
+        Moved::Reservation {
             product_name,
-            payment_id,
-        };
-        (change.customer_id, facts)
+            status,
+            ..
+        } => (product_name, Subject::Reservation(status)),
+        Moved::Payment {
+            payment_id, status, ..
+        } => {
+            let payment_id = Id::parse(payment_id, "payment id")?;
+            (None, Subject::Payment { payment_id, status })
+        }
+    };
+    Ok(Some(NoticeFacts {
+        event_type,
+        customer_id: change.customer_id,
+        reservation_id: Id::parse(change.reservation_id, "reservation id")?,
+        product_name,
+        subject,
     }))
 }
 
@@ -69,6 +155,14 @@ mod tests {
     use mesh_core::events::OutgoingEvent;
     use prost::Message;
     use reserve_proto::events::v1::{PaymentRefunded, ReservationPlaced};
+
+    fn envelope(event: OutgoingEvent) -> EventEnvelope {
+        EventEnvelope::decode(event.payload.as_slice()).expect("envelope")
+    }
+
+    fn id(raw: i64) -> Id {
+        Id::parse(raw, "id").expect("positive")
+    }
 
     #[test]
     fn back_off_doubles_then_gives_up() {
@@ -88,27 +182,59 @@ mod tests {
             customer_id: "kim".into(),
             product_name: "Tv".into(),
         };
-        let envelope = EventEnvelope::decode(OutgoingEvent::new(&placed, 1).payload.as_slice())
-            .expect("envelope");
-        let (customer, facts) = notice_of(&envelope).expect("decodes").expect("a notice");
-        assert_eq!(customer, "kim");
+        let facts = notice_of(&envelope(OutgoingEvent::new(&placed, 1)))
+            .expect("decodes")
+            .expect("a notice");
         assert_eq!(
-            (facts.event_type, facts.reservation_id),
-            ("ReservationPlaced", 2)
+            facts,
+            NoticeFacts {
+                event_type: "ReservationPlaced",
+                customer_id: "kim".into(),
+                reservation_id: id(2),
+                product_name: Some("Tv".into()),
+                subject: Subject::Reservation(ReservationStatus::Reserved),
+            }
         );
-        assert_eq!(facts.product_name.as_deref(), Some("Tv"));
 
         let refunded = PaymentRefunded {
             payment_id: 4,
             reservation_id: 2,
             customer_id: "kim".into(),
         };
-        let envelope = EventEnvelope::decode(OutgoingEvent::new(&refunded, 3).payload.as_slice())
-            .expect("envelope");
-        let (_, facts) = notice_of(&envelope).expect("decodes").expect("a notice");
+        let facts = notice_of(&envelope(OutgoingEvent::new(&refunded, 3)))
+            .expect("decodes")
+            .expect("a notice");
         assert_eq!(
-            (facts.event_type, facts.payment_id),
-            ("PaymentRefunded", Some(4))
+            (facts.event_type, facts.subject),
+            (
+                "PaymentRefunded",
+                Subject::Payment {
+                    payment_id: id(4),
+                    status: PaymentStatus::Refunded
+                }
+            )
         );
+    }
+
+    #[test]
+    fn an_event_without_its_payment_id_is_refused() {
+        let refunded = PaymentRefunded {
+            payment_id: 0,
+            reservation_id: 2,
+            customer_id: "kim".into(),
+        };
+        let err = notice_of(&envelope(OutgoingEvent::new(&refunded, 3))).expect_err("id 0");
+        assert_eq!(
+            err.to_string(),
+            "payment id must be a positive number, got 0"
+        );
+    }
+
+    #[test]
+    fn delivery_states_read_back() {
+        for delivery in Delivery::ALL {
+            assert_eq!(Delivery::from_stored(delivery.as_str()), Some(delivery));
+        }
+        assert_eq!(Delivery::from_stored("sent"), None);
     }
 }

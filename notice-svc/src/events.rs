@@ -8,7 +8,7 @@ use mesh_core::consumer::{EventHandler, HandleError};
 use reserve_proto::events::v1::EventEnvelope;
 use tokio::sync::Notify;
 
-use crate::domain::notice_of;
+use crate::domain::{NoticeError, notice_of};
 use crate::store::{self, NewNotice};
 use crate::templates::{Lang, render};
 
@@ -27,7 +27,7 @@ impl NoticeRecorder {
 
 impl EventHandler for NoticeRecorder {
     fn apply(&self, conn: &mut DbConnection, event: &EventEnvelope) -> Result<(), HandleError> {
-        let Some((customer_id, facts)) = notice_of(event)? else {
+        let Some(facts) = notice_of(event)? else {
             return Ok(());
         };
         let message = render(self.lang, &facts);
@@ -35,7 +35,7 @@ impl EventHandler for NoticeRecorder {
             conn,
             &NewNotice {
                 event_id: &event.event_id,
-                customer_id: &customer_id,
+                customer_id: &facts.customer_id,
                 event_type: facts.event_type,
                 reservation_id: facts.reservation_id,
                 message: &message,
@@ -46,5 +46,12 @@ impl EventHandler for NoticeRecorder {
 
     fn committed(&self, _event: &EventEnvelope) {
         self.dispatcher.notify_one();
+    }
+}
+
+/// An event that cannot become a notification never will: reject it (dead-lettered).
+impl From<NoticeError> for HandleError {
+    fn from(err: NoticeError) -> Self {
+        HandleError::Reject(err.to_string())
     }
 }

@@ -7,6 +7,7 @@ use mesh_core::paging::PageRequest;
 use reserve_proto::notice::v1 as pb;
 use tonic::{Request, Response, Status};
 
+use crate::domain::{Notice, NoticeError};
 use crate::store;
 
 /// The `reserve.notice.v1.NoticeService` implementation.
@@ -37,12 +38,34 @@ impl pb::notice_service_server::NoticeService for NoticeApi {
         let rows = self
             .db
             .run(move |conn| store::list(conn, &customer, page.after, page.probe_limit()))
-            .await
-            .map_err(|err| err.into_status("notice"))?;
-        let (notices, next_page_token) = page.finish(rows, &scope, |notice| notice.id);
+            .await?;
+        let (notices, next_page_token) = page.finish(rows, &scope, |notice| notice.id.get());
         Ok(Response::new(pb::ListNoticesResponse {
-            notices,
+            notices: notices.into_iter().map(pb::Notice::from).collect(),
             next_page_token,
         }))
+    }
+}
+
+impl From<NoticeError> for Status {
+    fn from(err: NoticeError) -> Self {
+        Status::invalid_argument(err.to_string())
+    }
+}
+
+impl From<Notice> for pb::Notice {
+    fn from(notice: Notice) -> Self {
+        pb::Notice {
+            id: notice.id.get(),
+            customer_id: notice.customer_id,
+            event_type: notice.event_type,
+            reservation_id: notice.reservation_id.get(),
+            message: notice.message,
+            created_at_unix_ms: notice.created_at_ms,
+            delivery: notice.delivery.as_str().to_owned(),
+            attempts: notice.attempts,
+            last_error: notice.last_error.unwrap_or_default(),
+            event_id: notice.event_id,
+        }
     }
 }

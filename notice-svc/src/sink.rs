@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use reserve_proto::notice::v1::Notice;
 use serde::Serialize;
 
+use crate::domain::Notice;
 use crate::signature::{self, WebhookSecret};
 
 /// A configured sink.
@@ -73,7 +73,7 @@ impl Sink {
             Self::Log => {
                 tracing::info!(
                     customer = %notice.customer_id,
-                    reservation = notice.reservation_id,
+                    reservation = notice.reservation_id.get(),
                     event = %notice.event_type,
                     "NOTICE {}",
                     notice.message
@@ -83,12 +83,12 @@ impl Sink {
             Self::Webhook(webhook) => {
                 let body = WebhookBody {
                     event_id: &notice.event_id,
-                    notice_id: notice.id,
+                    notice_id: notice.id.get(),
                     customer_id: &notice.customer_id,
                     event_type: &notice.event_type,
-                    reservation_id: notice.reservation_id,
+                    reservation_id: notice.reservation_id.get(),
                     message: &notice.message,
-                    created_at_unix_ms: notice.created_at_unix_ms,
+                    created_at_unix_ms: notice.created_at_ms,
                 };
                 let body = serde_json::to_vec(&body).map_err(|err| err.to_string())?;
                 let now = std::time::SystemTime::now()

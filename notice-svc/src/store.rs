@@ -3,9 +3,8 @@
 use diesel::prelude::*;
 use mesh_core::clock::now_ms;
 use mesh_core::{DbConnection, DbError, Migrations};
-use reserve_proto::notice::v1::Notice;
 
-use crate::domain::Delivery;
+use crate::domain::{Delivery, Id, Notice, NoticeError};
 
 /// Migrations embedded in the binary, one set per backend.
 pub const MIGRATIONS: Migrations = Migrations {
@@ -36,18 +35,26 @@ mod schema {
 }
 use schema::notices;
 
-type Row = (
-    i64,
-    String,
-    String,
-    String,
-    i64,
-    String,
-    i64,
-    String,
-    i32,
-    Option<String>,
-);
+/// A refused event or a failure of the notice store.
+pub type StoreError = mesh_core::StoreError<NoticeError>;
+
+impl mesh_core::StoreDomain for NoticeError {
+    const STORE: &'static str = "notice";
+}
+
+#[derive(Queryable)]
+struct NoticeRow {
+    id: i64,
+    event_id: String,
+    customer_id: String,
+    event_type: String,
+    reservation_id: i64,
+    message: String,
+    created_at_ms: i64,
+    delivery: String,
+    attempts: i32,
+    last_error: Option<String>,
+}
 
 const COLUMNS: (
     notices::id,
@@ -73,30 +80,28 @@ const COLUMNS: (
     notices::last_error,
 );
 
-fn to_notice(row: Row) -> Notice {
-    let (
-        id,
-        event_id,
-        customer_id,
-        event_type,
-        reservation_id,
-        message,
-        created,
-        delivery,
-        attempts,
-        last_error,
-    ) = row;
-    Notice {
-        id,
-        customer_id,
-        event_type,
-        reservation_id,
-        message,
-        created_at_unix_ms: created,
-        delivery,
-        attempts,
-        last_error: last_error.unwrap_or_default(),
-        event_id,
+impl TryFrom<NoticeRow> for Notice {
+    type Error = StoreError;
+
+    /// Only this file writes the row: an unknown delivery state or a non-positive id is
+    /// corruption.
+    fn try_from(row: NoticeRow) -> Result<Self, StoreError> {
+        let id = row.id;
+        let corrupt = |detail: String| StoreError::Corrupt { id, detail };
+        Ok(Notice {
+            id: Id::parse(id, "notice id").map_err(|err| corrupt(err.to_string()))?,
+            event_id: row.event_id,
+            customer_id: row.customer_id,
+            event_type: row.event_type,
+            reservation_id: Id::parse(row.reservation_id, "reservation id")
+                .map_err(|err| corrupt(err.to_string()))?,
+            message: row.message,
+            created_at_ms: row.created_at_ms,
+            delivery: Delivery::from_stored(&row.delivery)
+                .ok_or_else(|| corrupt(format!("unknown delivery {:?}", row.delivery)))?,
+            attempts: row.attempts,
+            last_error: row.last_error,
+        })
     }
 }
 
@@ -109,7 +114,7 @@ pub struct NewNotice<'a> {
     /// The event's type.
     pub event_type: &'a str,
     /// The reservation concerned.
-    pub reservation_id: i64,
+    pub reservation_id: Id,
     /// The rendered text.
     pub message: &'a str,
 }
@@ -123,7 +128,7 @@ pub fn record(conn: &mut DbConnection, notice: &NewNotice<'_>) -> Result<(), DbE
             notices::event_id.eq(notice.event_id),
             notices::customer_id.eq(notice.customer_id),
             notices::event_type.eq(notice.event_type),
-            notices::reservation_id.eq(notice.reservation_id),
+            notices::reservation_id.eq(notice.reservation_id.get()),
             notices::message.eq(notice.message),
             notices::created_at_ms.eq(now),
             notices::delivery.eq(Delivery::Pending.as_str()),
@@ -135,17 +140,20 @@ pub fn record(conn: &mut DbConnection, notice: &NewNotice<'_>) -> Result<(), DbE
 
 /// PENDING notifications whose next attempt is due, oldest first, each with the trace
 /// context it was recorded in.
-pub fn due(conn: &mut DbConnection, limit: i64) -> Result<Vec<(Notice, Option<String>)>, DbError> {
-    Ok(notices::table
+pub fn due(
+    conn: &mut DbConnection,
+    limit: i64,
+) -> Result<Vec<(Notice, Option<String>)>, StoreError> {
+    notices::table
         .filter(notices::delivery.eq(Delivery::Pending.as_str()))
         .filter(notices::next_attempt_at_ms.le(now_ms()))
         .order(notices::id)
         .limit(limit)
         .select((COLUMNS, notices::traceparent))
-        .load::<(Row, Option<String>)>(conn)?
+        .load::<(NoticeRow, Option<String>)>(conn)?
         .into_iter()
-        .map(|(row, traceparent)| (to_notice(row), traceparent))
-        .collect())
+        .map(|(row, traceparent)| Ok((Notice::try_from(row)?, traceparent)))
+        .collect()
 }
 
 /// Milliseconds until the next PENDING notification is due, if any.
@@ -160,12 +168,12 @@ pub fn next_due_in_ms(conn: &mut DbConnection) -> Result<Option<i64>, DbError> {
 /// Records an attempt's outcome: SENT, or still PENDING until `retry_at_ms`, or FAILED.
 pub fn record_attempt(
     conn: &mut DbConnection,
-    id: i64,
+    id: Id,
     delivery: Delivery,
     retry_at_ms: Option<i64>,
     error: Option<&str>,
 ) -> Result<(), DbError> {
-    diesel::update(notices::table.find(id))
+    diesel::update(notices::table.find(id.get()))
         .set((
             notices::delivery.eq(delivery.as_str()),
             notices::attempts.eq(notices::attempts + 1),
@@ -183,7 +191,7 @@ pub fn list(
     customer: &str,
     before: Option<i64>,
     limit: i64,
-) -> Result<Vec<Notice>, DbError> {
+) -> Result<Vec<Notice>, StoreError> {
     let mut query = notices::table
         .filter(notices::id.lt(before.unwrap_or(i64::MAX)))
         .order(notices::id.desc())
@@ -193,9 +201,9 @@ pub fn list(
     if !customer.is_empty() {
         query = query.filter(notices::customer_id.eq(customer.to_owned()));
     }
-    Ok(query
-        .load::<Row>(conn)?
+    query
+        .load::<NoticeRow>(conn)?
         .into_iter()
-        .map(to_notice)
-        .collect())
+        .map(Notice::try_from)
+        .collect()
 }

@@ -10,7 +10,7 @@ use super::v1::*;
 pub trait DomainEvent: prost::Message + Default {
     /// The event's type name, e.g. `ReservationPlaced`; also the last token of its subject.
     const EVENT_TYPE: &'static str;
-    /// The aggregate it is about: `product`, `reservation` or `payment`.
+    /// The aggregate it is about: `reservation` or `payment`.
     const AGGREGATE_TYPE: &'static str;
 
     /// The id of the aggregate instance it is about.
@@ -64,8 +64,6 @@ macro_rules! domain_events {
 }
 
 domain_events! {
-    ProductRegistered => "product" by product_id;
-    ProductStatusChanged => "product" by product_id;
     ReservationPlaced => "reservation" by reservation_id;
     ReservationCancelled => "reservation" by reservation_id;
     ReservationConfirmed => "reservation" by reservation_id;

@@ -42,7 +42,8 @@ pub enum Moved {
 }
 
 impl StatusChange {
-    /// The status change `event` is; `None` for events that move no buyer's status.
+    /// The status change `event` is; `None` for an event that moves no buyer's status (every
+    /// event registered today moves one; a catalogue event would not).
     pub fn of(event: Event) -> Option<Self> {
         let reservation = |customer_id, reservation_id, product_id, status, product_name| Self {
             customer_id,
@@ -63,8 +64,6 @@ impl StatusChange {
             },
         };
         Some(match event {
-            // Catalogue events: no buyer's status.
-            Event::ProductRegistered(_) | Event::ProductStatusChanged(_) => return None,
             Event::ReservationPlaced(e) => reservation(
                 e.customer_id,
                 e.reservation_id,
