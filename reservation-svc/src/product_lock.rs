@@ -175,8 +175,8 @@ impl ProductLock {
                 "locked",
             ),
             Ok(Err(err)) => {
-                let label = outcome_label(&err);
-                (Err(self.classify(err)), label)
+                let (failed, failure) = classify(&err, self.policy.deadline);
+                (Err(failure), failed.label())
             }
             Err(_) => (
                 Err(LockFailure::Uncertain(format!(
@@ -221,89 +221,104 @@ impl ProductLock {
     pub fn breaker_stats(&self) -> &BreakerStats {
         &self.breaker
     }
+}
 
-    fn classify(&self, err: BoxError) -> LockFailure {
+/// What a failed lock call came to: the one reading of its error that the metric label, the
+/// breaker and the reservation's answer all share, so the three cannot disagree about which
+/// gRPC codes are a refusal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FailedCall {
+    /// Shed: too many calls already wait on product-svc; never sent.
+    Shed,
+    /// The breaker is open; never sent.
+    CircuitOpen,
+    /// No answer by the deadline (ours, or product-svc's own check of it).
+    Deadline,
+    /// product-svc said no: the product is taken.
+    Taken,
+    /// product-svc does not know the product.
+    UnknownProduct,
+    /// product-svc refused the request as invalid.
+    Rejected,
+    /// product-svc unavailable, or the call broke some other way.
+    Unavailable,
+}
+
+impl FailedCall {
+    fn of(err: &BoxError) -> Self {
         if err.is::<tower::load_shed::error::Overloaded>() {
-            return LockFailure::NotAttempted("too many reservations in progress".into());
+            Self::Shed
+        } else if err.is::<CircuitOpen>() {
+            Self::CircuitOpen
+        } else if err.is::<tower::timeout::error::Elapsed>() {
+            Self::Deadline
+        } else {
+            err.downcast_ref::<Status>()
+                .map_or(Self::Unavailable, |status| Self::of_code(status.code()))
         }
-        if err.is::<CircuitOpen>() {
-            return LockFailure::NotAttempted("the product service is failing".into());
+    }
+
+    fn of_code(code: Code) -> Self {
+        match code {
+            Code::FailedPrecondition | Code::AlreadyExists | Code::Aborted => Self::Taken,
+            Code::NotFound => Self::UnknownProduct,
+            Code::InvalidArgument | Code::OutOfRange => Self::Rejected,
+            Code::DeadlineExceeded | Code::Cancelled => Self::Deadline,
+            _ => Self::Unavailable,
         }
-        if err.is::<tower::timeout::error::Elapsed>() {
-            return LockFailure::Uncertain(format!(
+    }
+
+    /// A definite "no" from a healthy product-svc: nothing was locked.
+    fn is_refusal(self) -> bool {
+        matches!(self, Self::Taken | Self::UnknownProduct | Self::Rejected)
+    }
+
+    /// The metric label (see `product_lock_calls_total`).
+    fn label(self) -> &'static str {
+        match self {
+            Self::Shed => "shed",
+            Self::CircuitOpen => "circuit_open",
+            Self::Deadline => "deadline",
+            Self::Taken | Self::UnknownProduct | Self::Rejected => "refused",
+            Self::Unavailable => "unavailable",
+        }
+    }
+
+    /// The reservation's answer: a refusal says nothing was locked; anything that may have
+    /// happened without our knowing is uncertain. `detail` is product-svc's message.
+    fn into_failure(self, detail: String, deadline: Duration) -> LockFailure {
+        match self {
+            Self::Shed => LockFailure::NotAttempted("too many reservations in progress".into()),
+            Self::CircuitOpen => LockFailure::NotAttempted("the product service is failing".into()),
+            Self::Deadline => LockFailure::Uncertain(format!(
                 "product service did not answer within {} ms",
-                self.policy.deadline.as_millis()
-            ));
-        }
-        match err.downcast::<Status>() {
-            Ok(status) => classify_status(*status),
-            Err(other) => LockFailure::Uncertain(format!("product service call failed: {other}")),
+                deadline.as_millis()
+            )),
+            Self::Taken => LockFailure::Refused(ReservationError::ProductNotAvailable(detail)),
+            Self::UnknownProduct => LockFailure::Refused(ReservationError::ProductNotFound(detail)),
+            Self::Rejected => LockFailure::Refused(ReservationError::ProductRejected(detail)),
+            Self::Unavailable => {
+                LockFailure::Uncertain(format!("product service unavailable ({detail})"))
+            }
         }
     }
 }
 
-/// The metric label of a failed lock call (see `product_lock_calls_total`).
-fn outcome_label(err: &BoxError) -> &'static str {
-    if err.is::<tower::load_shed::error::Overloaded>() {
-        return "shed";
-    }
-    if err.is::<CircuitOpen>() {
-        return "circuit_open";
-    }
-    if err.is::<tower::timeout::error::Elapsed>() {
-        return "deadline";
-    }
-    match err.downcast_ref::<Status>().map(Status::code) {
-        Some(
-            Code::FailedPrecondition
-            | Code::AlreadyExists
-            | Code::Aborted
-            | Code::NotFound
-            | Code::InvalidArgument
-            | Code::OutOfRange,
-        ) => "refused",
-        Some(Code::DeadlineExceeded | Code::Cancelled) => "deadline",
-        _ => "unavailable",
-    }
+/// Reads a failed call: its kind, and the reservation's answer.
+fn classify(err: &BoxError, deadline: Duration) -> (FailedCall, LockFailure) {
+    let failed = FailedCall::of(err);
+    let detail = err
+        .downcast_ref::<Status>()
+        .map_or_else(|| err.to_string(), |status| status.message().to_owned());
+    (failed, failed.into_failure(detail, deadline))
 }
 
 /// Whether a finished call counts against product-svc's health: no answer in time or
 /// unavailable does; a refusal (taken, unknown, invalid) is a healthy answer.
 fn counts_as_failure(outcome: &Result<pb::Product, BoxError>) -> bool {
-    match outcome {
-        Ok(_) => false,
-        Err(err) => match err.downcast_ref::<Status>() {
-            Some(status) => !matches!(
-                status.code(),
-                Code::FailedPrecondition
-                    | Code::NotFound
-                    | Code::InvalidArgument
-                    | Code::OutOfRange
-                    | Code::AlreadyExists
-                    | Code::Aborted
-            ),
-            None => true,
-        },
-    }
-}
-
-/// Maps product-svc's answer: a definite "no" is a refusal; anything that may have happened
-/// without our knowing is uncertain.
-fn classify_status(status: Status) -> LockFailure {
-    let message = status.message().to_owned();
-    match status.code() {
-        Code::FailedPrecondition | Code::AlreadyExists | Code::Aborted => {
-            LockFailure::Refused(ReservationError::ProductNotAvailable(message))
-        }
-        Code::NotFound => LockFailure::Refused(ReservationError::ProductNotFound(message)),
-        Code::InvalidArgument | Code::OutOfRange => {
-            LockFailure::Refused(ReservationError::ProductRejected(message))
-        }
-        Code::DeadlineExceeded | Code::Cancelled => {
-            LockFailure::Uncertain("product service did not answer in time".into())
-        }
-        _ => LockFailure::Uncertain(format!("product service unavailable ({message})")),
-    }
+    outcome
+        .as_ref()
+        .is_err_and(|err| !FailedCall::of(err).is_refusal())
 }
 
 /// A lock call as it passes the stack: the message and the instant the whole call ends, so
@@ -396,6 +411,23 @@ impl tower::retry::Policy<LockRequest, pb::Product, Status> for RetryUnavailable
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn classify_status(status: Status) -> LockFailure {
+        classify(&BoxError::from(status), Duration::from_millis(500)).1
+    }
+
+    #[test]
+    fn the_label_the_breaker_and_the_answer_agree_on_every_code() {
+        for code in (0..=16).map(Code::from) {
+            let failed = FailedCall::of_code(code);
+            let answer = failed.into_failure(String::new(), Duration::from_millis(500));
+            let refused = matches!(answer, LockFailure::Refused(_));
+            assert_eq!(failed.is_refusal(), refused, "{code:?}");
+            assert_eq!(failed.label() == "refused", refused, "{code:?}");
+            let outcome: Result<pb::Product, BoxError> = Err(Box::new(Status::new(code, "")));
+            assert_eq!(counts_as_failure(&outcome), !refused, "{code:?}");
+        }
+    }
 
     #[test]
     fn a_taken_product_is_a_refusal() {
