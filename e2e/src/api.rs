@@ -177,3 +177,11 @@ impl Mesh {
         read(request.send().await.expect("gateway answers")).await
     }
 }
+
+/// For [`Mesh::eventually`]: the answer's `field` reads `expected`.
+pub fn field_is(
+    field: &'static str,
+    expected: &'static str,
+) -> impl Fn(&serde_json::Value) -> bool {
+    move |body| body[field] == expected
+}

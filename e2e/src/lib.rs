@@ -22,6 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod api;
+pub use api::field_is;
 pub mod binaries;
 pub mod chaos;
 pub mod otlp_collector;

@@ -3,14 +3,10 @@
 
 use std::time::Duration;
 
-use e2e::{Mesh, MeshOptions};
+use e2e::{Mesh, MeshOptions, field_is};
 use serde_json::{Value, json};
 
 const SOON: Duration = Duration::from_secs(15);
-
-fn status_is(field: &'static str, expected: &'static str) -> impl Fn(&Value) -> bool {
-    move |body| body[field] == expected
-}
 
 fn one_payment_with(expected: &'static str) -> impl Fn(&Value) -> bool {
     move |body| {
@@ -82,12 +78,12 @@ async fn whole_flow(mesh: Mesh) {
     assert_eq!(paid["paymentStatus"], "PAID");
 
     // Step 6: product SOLD_OUT and reservation CONFIRMED from PaymentCompleted.
-    mesh.eventually("/product/3", SOON, status_is("productStatus", "SOLD_OUT"))
+    mesh.eventually("/product/3", SOON, field_is("productStatus", "SOLD_OUT"))
         .await;
     mesh.eventually(
         "/reservation/1",
         SOON,
-        status_is("reservationStatus", "CONFIRMED"),
+        field_is("reservationStatus", "CONFIRMED"),
     )
     .await;
 
@@ -103,7 +99,7 @@ async fn whole_flow(mesh: Mesh) {
     assert_eq!(cancelled["productId"], 2);
 
     // Step 8: product 2 AVAILABLE again, payment 2 VOIDED; product 1 untouched.
-    mesh.eventually("/product/2", SOON, status_is("productStatus", "AVAILABLE"))
+    mesh.eventually("/product/2", SOON, field_is("productStatus", "AVAILABLE"))
         .await;
     mesh.eventually("/payment?reservationId=2", SOON, one_payment_with("VOIDED"))
         .await;
@@ -142,19 +138,19 @@ async fn illegal_payments_and_cancellations_are_refused() {
     assert_eq!(status, 200);
     let (status, again) = mesh.patch("/reservationupdate", cancel(2)).await;
     assert_eq!(status, 409, "{again}");
-    mesh.eventually("/payment/2", SOON, status_is("paymentStatus", "VOIDED"))
+    mesh.eventually("/payment/2", SOON, field_is("paymentStatus", "VOIDED"))
         .await;
     let (status, voided) = mesh.patch("/paid", pay(2)).await;
     assert_eq!(status, 409, "{voided}");
 
     // A paid reservation cancelled: payment REFUNDED, product AVAILABLE again.
-    mesh.eventually("/product/1", SOON, status_is("productStatus", "SOLD_OUT"))
+    mesh.eventually("/product/1", SOON, field_is("productStatus", "SOLD_OUT"))
         .await;
     let (status, _) = mesh.patch("/reservationupdate", cancel(1)).await;
     assert_eq!(status, 200);
-    mesh.eventually("/payment/1", SOON, status_is("paymentStatus", "REFUNDED"))
+    mesh.eventually("/payment/1", SOON, field_is("paymentStatus", "REFUNDED"))
         .await;
-    mesh.eventually("/product/1", SOON, status_is("productStatus", "AVAILABLE"))
+    mesh.eventually("/product/1", SOON, field_is("productStatus", "AVAILABLE"))
         .await;
 
     // Bad input: wrong status codes, unknown ids, malformed ids.

@@ -3,14 +3,10 @@
 
 use std::time::Duration;
 
-use e2e::{Mesh, MeshOptions, Svc};
-use serde_json::{Value, json};
+use e2e::{Mesh, MeshOptions, Svc, field_is};
+use serde_json::json;
 
 const SOON: Duration = Duration::from_secs(20);
-
-fn status_is(field: &'static str, expected: &'static str) -> impl Fn(&Value) -> bool {
-    move |body| body[field] == expected
-}
 
 #[tokio::test]
 async fn payment_works_while_reservation_and_product_services_are_down() {
@@ -18,7 +14,7 @@ async fn payment_works_while_reservation_and_product_services_are_down() {
     mesh.post("/product", json!({"productName": "Phone"})).await;
     let (status, _) = mesh.post("/reservation", json!({"productId": 1})).await;
     assert_eq!(status, 201);
-    mesh.eventually("/payment/1", SOON, status_is("paymentStatus", "UNPAID"))
+    mesh.eventually("/payment/1", SOON, field_is("paymentStatus", "UNPAID"))
         .await;
 
     mesh.stop(Svc::Reservation);
@@ -29,12 +25,12 @@ async fn payment_works_while_reservation_and_product_services_are_down() {
     mesh.restart(Svc::Reservation);
     mesh.restart(Svc::Product);
     mesh.wait_ready(SOON).await;
-    mesh.eventually("/product/1", SOON, status_is("productStatus", "SOLD_OUT"))
+    mesh.eventually("/product/1", SOON, field_is("productStatus", "SOLD_OUT"))
         .await;
     mesh.eventually(
         "/reservation/1",
         SOON,
-        status_is("reservationStatus", "CONFIRMED"),
+        field_is("reservationStatus", "CONFIRMED"),
     )
     .await;
 }
@@ -81,15 +77,15 @@ async fn a_nats_restart_mid_flow_loses_nothing() {
         .map(|p| p["reservationId"].as_i64())
         .collect();
     assert_eq!(reservation_ids, (1..=6).map(Some).collect::<Vec<_>>());
-    mesh.eventually("/product/1", SOON, status_is("productStatus", "SOLD_OUT"))
+    mesh.eventually("/product/1", SOON, field_is("productStatus", "SOLD_OUT"))
         .await;
     mesh.eventually(
         "/reservation/1",
         SOON,
-        status_is("reservationStatus", "CONFIRMED"),
+        field_is("reservationStatus", "CONFIRMED"),
     )
     .await;
-    mesh.eventually("/product/2", SOON, status_is("productStatus", "AVAILABLE"))
+    mesh.eventually("/product/2", SOON, field_is("productStatus", "AVAILABLE"))
         .await;
     mesh.eventually("/payment?reservationId=2", SOON, |list| {
         list[0]["paymentStatus"] == "VOIDED"

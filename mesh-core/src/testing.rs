@@ -159,6 +159,51 @@ impl Drop for TestNats {
     }
 }
 
+impl TestNats {
+    /// Publishes `event` to the events stream (creating it if needed) as an outbox would, and
+    /// waits for JetStream's ack: for tests of a consumer without the service that owns the
+    /// event.
+    pub async fn publish(&self, event: &crate::events::OutgoingEvent) {
+        let js = crate::events::connect(&self.url, "test-publisher")
+            .await
+            .expect("connect to the test NATS");
+        crate::events::provision(&js)
+            .await
+            .expect("provision the test streams");
+        let message = async_nats::jetstream::message::PublishMessage::build()
+            .payload(event.payload.clone().into())
+            .message_id(&event.event_id);
+        js.send_publish(event.subject.clone(), message)
+            .await
+            .expect("publish")
+            .await
+            .expect("JetStream acks the event");
+    }
+}
+
+/// A service a test started in process: asks it to stop (and drain) when dropped, so a test
+/// that ends or panics leaves nothing serving.
+#[derive(Debug)]
+pub struct StopOnDrop(crate::Shutdown);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.trigger();
+    }
+}
+
+/// Runs a built service (`|shutdown| app.run(shutdown)`) on the test's runtime until the
+/// returned guard is dropped.
+pub fn serve_until_dropped<F>(run: impl FnOnce(crate::Shutdown) -> F) -> StopOnDrop
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let shutdown = crate::Shutdown::new();
+    tokio::spawn(run(shutdown.clone()));
+    StopOnDrop(shutdown)
+}
+
 /// The token issuer of in-process tests: one dev key pair per test process.
 pub fn test_issuer() -> &'static crate::auth::dev_keys::DevIssuer {
     static ISSUER: std::sync::OnceLock<crate::auth::dev_keys::DevIssuer> =

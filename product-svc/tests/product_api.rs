@@ -1,10 +1,9 @@
 //! product-svc's gRPC API against a real PostgreSQL (a fresh database per test) and, once, the
 //! embedded SQLite default.
 
-use mesh_core::Shutdown;
 use mesh_core::db::DbTarget;
 use mesh_core::service::ServiceConfig;
-use mesh_core::testing::{TestNats, fresh_postgres_database};
+use mesh_core::testing::{StopOnDrop, TestNats, fresh_postgres_database, serve_until_dropped};
 use product_svc::{App, Config};
 use reserve_proto::product::v1 as pb;
 use reserve_proto::product::v1::product_lock_service_client::ProductLockServiceClient;
@@ -20,14 +19,6 @@ struct Running {
     _nats: TestNats,
 }
 
-struct StopOnDrop(Shutdown);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.trigger();
-    }
-}
-
 async fn start_on(db: DbTarget) -> Running {
     let nats = TestNats::start();
     let config = Config {
@@ -38,8 +29,7 @@ async fn start_on(db: DbTarget) -> Running {
     let app = App::build(config).await.expect("product-svc starts");
     let addr = app.local_addr();
     let internal = app.internal_addr();
-    let shutdown = Shutdown::new();
-    tokio::spawn(app.run(shutdown.clone()));
+    let stop = serve_until_dropped(|shutdown| app.run(shutdown));
     let client = ProductServiceClient::connect(format!("http://{addr}"))
         .await
         .expect("connect");
@@ -49,7 +39,7 @@ async fn start_on(db: DbTarget) -> Running {
     Running {
         client,
         lock,
-        _stop: StopOnDrop(shutdown),
+        _stop: stop,
         _nats: nats,
     }
 }

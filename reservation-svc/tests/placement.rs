@@ -4,11 +4,12 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use mesh_core::Shutdown;
 use mesh_core::auth::Role;
 use mesh_core::db::DbTarget;
 use mesh_core::service::ServiceConfig;
-use mesh_core::testing::{TestNats, as_user, fresh_postgres_database, test_auth};
+use mesh_core::testing::{
+    StopOnDrop, TestNats, as_user, fresh_postgres_database, serve_until_dropped, test_auth,
+};
 use reservation_svc::product_lock::LockPolicy;
 use reservation_svc::reconciler::ReconcilerPolicy;
 use reserve_proto::product::v1 as product_pb;
@@ -18,14 +19,6 @@ use reserve_proto::reservation::v1 as pb;
 use reserve_proto::reservation::v1::reservation_service_client::ReservationServiceClient;
 use tonic::Code;
 use tonic::transport::Channel;
-
-struct StopOnDrop(Shutdown);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.trigger();
-    }
-}
 
 fn free_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], mesh_core::testing::free_port()))
@@ -70,8 +63,7 @@ async fn start_product_svc_on(
         .expect("product-svc starts");
     let addr = app.local_addr();
     let internal_addr = app.internal_addr();
-    let shutdown = Shutdown::new();
-    tokio::spawn(app.run(shutdown.clone()));
+    let stop = serve_until_dropped(|shutdown| app.run(shutdown));
     let client = ProductServiceClient::connect(format!("http://{addr}"))
         .await
         .expect("connect product-svc");
@@ -82,7 +74,7 @@ async fn start_product_svc_on(
         client,
         lock,
         internal_addr,
-        _stop: StopOnDrop(shutdown),
+        _stop: stop,
     }
 }
 
@@ -112,12 +104,11 @@ async fn start_reservation_svc(
         .await
         .expect("reservation-svc starts");
     let url = format!("http://{}", app.local_addr());
-    let shutdown = Shutdown::new();
-    tokio::spawn(app.run(shutdown.clone()));
+    let stop = serve_until_dropped(|shutdown| app.run(shutdown));
     let client = ReservationServiceClient::connect(url)
         .await
         .expect("connect reservation-svc");
-    (client, StopOnDrop(shutdown))
+    (client, stop)
 }
 
 fn default_reconciler() -> ReconcilerPolicy {

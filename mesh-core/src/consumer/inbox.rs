@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use diesel::prelude::*;
 
-use super::EventConsumer;
+use reserve_proto::events::v1::EventEnvelope;
+
+use super::{EventConsumer, EventHandler, HandleError};
 use crate::db::{DbConnection, DbError};
 use crate::{clock, events};
 
@@ -16,6 +18,23 @@ diesel::table! {
         event_id -> Text,
         processed_at_ms -> BigInt,
     }
+}
+
+/// Applies `envelope` through `handler` unless `consumer` already did, recording it in the
+/// inbox in the caller's transaction: the one path every delivery takes. Returns whether it
+/// was applied now (false: a redelivery, nothing changed).
+pub(super) fn apply_once(
+    conn: &mut DbConnection,
+    consumer: &str,
+    handler: &dyn EventHandler,
+    envelope: &EventEnvelope,
+) -> Result<bool, HandleError> {
+    if already_processed(conn, consumer, &envelope.event_id)? {
+        return Ok(false);
+    }
+    handler.apply(conn, envelope)?;
+    record_processed(conn, consumer, &envelope.event_id)?;
+    Ok(true)
 }
 
 /// How often a consumer purges its old inbox rows.
@@ -53,7 +72,7 @@ impl EventConsumer {
     }
 }
 
-pub(super) fn already_processed(
+fn already_processed(
     conn: &mut DbConnection,
     consumer: &str,
     event_id: &str,
@@ -66,7 +85,7 @@ pub(super) fn already_processed(
     Ok(found > 0)
 }
 
-pub(super) fn record_processed(
+fn record_processed(
     conn: &mut DbConnection,
     consumer: &str,
     event_id: &str,

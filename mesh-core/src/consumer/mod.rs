@@ -48,7 +48,7 @@ mod liveness;
 
 pub use handler::{ConsumerPolicy, EventHandler, HandleError, Outcome, Subscription};
 
-use inbox::{PURGE_EVERY, already_processed, record_processed};
+use inbox::{PURGE_EVERY, apply_once};
 
 /// The header a replayed dead letter carries: the one consumer it is meant for. Every other
 /// consumer of the subject acks it untouched.
@@ -184,63 +184,8 @@ impl EventConsumer {
     /// the transaction is rolled back and each message is processed on its own, so one bad
     /// event never holds back or dead-letters its neighbours.
     async fn process_batch(&self, batch: &[jetstream::Message]) -> Result<(), async_nats::Error> {
-        let replayed = batch.iter().any(|message| replay_target(message).is_some());
-        if batch.len() > 1 && !replayed {
-            let envelopes: Option<Vec<EventEnvelope>> = batch
-                .iter()
-                .map(|message| EventEnvelope::decode(message.payload.clone()).ok())
-                .collect();
-            if let Some(envelopes) = envelopes {
-                let consumer = self.subscription.durable.clone();
-                let handler = Arc::clone(&self.handler);
-                let spans: Vec<tracing::Span> = batch
-                    .iter()
-                    .zip(&envelopes)
-                    .map(|(message, envelope)| {
-                        event_observability::consume_span(&consumer, message, envelope)
-                    })
-                    .collect();
-                let in_batch: Vec<&jetstream::Message> = batch.iter().collect();
-                let transaction =
-                    self.db
-                        .transaction(move |conn| -> Result<Vec<EventEnvelope>, HandleError> {
-                            // Two consumers of one service may write the same rows in different
-                            // orders; a batch never waits long for the other's locks (which could
-                            // be a deadlock, found only after a second): it gives up and the
-                            // events are applied one by one instead.
-                            if let DbConnection::Postgres(pg) = conn {
-                                pg.batch_execute("SET LOCAL lock_timeout = '50ms'")?;
-                            }
-                            let mut applied = Vec::with_capacity(envelopes.len());
-                            for (envelope, span) in envelopes.into_iter().zip(spans) {
-                                let _in_span = span.enter();
-                                if already_processed(conn, &consumer, &envelope.event_id)? {
-                                    continue;
-                                }
-                                handler.apply(conn, &envelope)?;
-                                record_processed(conn, &consumer, &envelope.event_id)?;
-                                applied.push(envelope);
-                            }
-                            Ok(applied)
-                        });
-                let applied = self.in_progress(&in_batch, transaction).await;
-                if let Ok(applied) = applied {
-                    let durable = &self.subscription.durable;
-                    for envelope in &applied {
-                        self.handler.committed(envelope);
-                        event_observability::applied(durable, envelope);
-                    }
-                    event_observability::settled(durable, "applied", applied.len());
-                    event_observability::settled(durable, "duplicate", batch.len() - applied.len());
-                    if !applied.is_empty() {
-                        self.signal.wake();
-                    }
-                    for message in batch {
-                        events::bounded("ack", message.ack()).await?;
-                    }
-                    return Ok(());
-                }
-            }
+        if self.apply_batch(batch).await? {
+            return Ok(());
         }
         let mut remaining = batch.iter();
         while let Some(message) = remaining.next() {
@@ -259,6 +204,68 @@ impl EventConsumer {
             }
         }
         Ok(())
+    }
+
+    /// Applies a whole batch in one transaction and acks it; `false` when it cannot (one
+    /// message, a replay, an undecodable envelope, a handler error, a lock wait): the caller
+    /// then takes the messages one by one, each with its own outcome.
+    async fn apply_batch(&self, batch: &[jetstream::Message]) -> Result<bool, async_nats::Error> {
+        if batch.len() < 2 || batch.iter().any(|message| replay_target(message).is_some()) {
+            return Ok(false);
+        }
+        let Some(envelopes) = batch
+            .iter()
+            .map(|message| EventEnvelope::decode(message.payload.clone()).ok())
+            .collect::<Option<Vec<EventEnvelope>>>()
+        else {
+            return Ok(false);
+        };
+        let consumer = self.subscription.durable.clone();
+        let handler = Arc::clone(&self.handler);
+        let spans: Vec<tracing::Span> = batch
+            .iter()
+            .zip(&envelopes)
+            .map(|(message, envelope)| {
+                event_observability::consume_span(&consumer, message, envelope)
+            })
+            .collect();
+        let in_batch: Vec<&jetstream::Message> = batch.iter().collect();
+        let transaction =
+            self.db
+                .transaction(move |conn| -> Result<Vec<EventEnvelope>, HandleError> {
+                    // Two consumers of one service may write the same rows in different orders; a
+                    // batch never waits long for the other's locks (which could be a deadlock,
+                    // found only after a second): it gives up and the events are applied one by
+                    // one instead.
+                    if let DbConnection::Postgres(pg) = conn {
+                        pg.batch_execute("SET LOCAL lock_timeout = '50ms'")?;
+                    }
+                    let mut applied = Vec::with_capacity(envelopes.len());
+                    for (envelope, span) in envelopes.into_iter().zip(spans) {
+                        let _in_span = span.enter();
+                        if apply_once(conn, &consumer, handler.as_ref(), &envelope)? {
+                            applied.push(envelope);
+                        }
+                    }
+                    Ok(applied)
+                });
+        let Ok(applied) = self.in_progress(&in_batch, transaction).await else {
+            return Ok(false);
+        };
+        let durable = &self.subscription.durable;
+        for envelope in &applied {
+            self.handler.committed(envelope);
+            event_observability::applied(durable, envelope);
+        }
+        event_observability::settled(durable, "applied", applied.len());
+        event_observability::settled(durable, "duplicate", batch.len() - applied.len());
+        if !applied.is_empty() {
+            self.signal.wake();
+        }
+        for message in batch {
+            events::bounded("ack", message.ack()).await?;
+        }
+        Ok(true)
     }
 
     /// Applies every event already in the stream for this subscription, then returns how many
@@ -322,12 +329,8 @@ impl EventConsumer {
         let transaction = self
             .db
             .transaction(move |conn| -> Result<Option<EventEnvelope>, HandleError> {
-                if already_processed(conn, &consumer, &envelope.event_id)? {
-                    return Ok(None);
-                }
-                handler.apply(conn, &envelope)?;
-                record_processed(conn, &consumer, &envelope.event_id)?;
-                Ok(Some(envelope))
+                let applied = apply_once(conn, &consumer, handler.as_ref(), &envelope)?;
+                Ok(applied.then_some(envelope))
             })
             .instrument(span);
         let applied = self.in_progress(&[message], transaction).await;
