@@ -181,6 +181,27 @@ impl TestNats {
     }
 }
 
+/// Polls `check` every 20 ms until it yields a value, at most `limit`; returns that value.
+/// Fails the test naming `what` when time runs out: what a test does instead of sleeping a
+/// fixed time and hoping the system got there.
+pub async fn wait_until<T, F, Fut>(what: &str, limit: std::time::Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {limit:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// A service a test started in process: asks it to stop (and drain) when dropped, so a test
 /// that ends or panics leaves nothing serving.
 #[derive(Debug)]

@@ -1,0 +1,186 @@
+//! payment-svc in process (port 0) against a fresh PostgreSQL database and a private NATS:
+//! a payment appears from its reservation's event, only its buyer pays it, once, and the
+//! reservation's cancellation refunds it; redelivered events change nothing.
+
+use std::time::Duration;
+
+use mesh_core::auth::Role;
+use mesh_core::db::DbTarget;
+use mesh_core::events::OutgoingEvent;
+use mesh_core::service::ServiceConfig;
+use mesh_core::testing::{
+    StopOnDrop, TestNats, as_user, fresh_postgres_database, serve_until_dropped, test_auth,
+    wait_until,
+};
+use payment_svc::{App, Config};
+use reserve_proto::events::v1::{ReservationCancelled, ReservationPlaced};
+use reserve_proto::payment::v1 as pb;
+use reserve_proto::payment::v1::payment_service_client::PaymentServiceClient;
+use tonic::Code;
+use tonic::transport::Channel;
+
+const SOON: Duration = Duration::from_secs(10);
+
+struct Running {
+    client: PaymentServiceClient<Channel>,
+    nats: TestNats,
+    _stop: StopOnDrop,
+}
+
+async fn start(label: &str) -> Running {
+    let nats = TestNats::start();
+    let config = Config {
+        service: ServiceConfig {
+            auth: test_auth(),
+            ..ServiceConfig::local(
+                DbTarget::Postgres(fresh_postgres_database(label)),
+                &nats.url,
+            )
+        },
+    };
+    let app = App::build(config).await.expect("payment-svc starts");
+    let url = format!("http://{}", app.local_addr());
+    let stop = serve_until_dropped(|shutdown| app.run(shutdown));
+    let client = PaymentServiceClient::connect(url)
+        .await
+        .expect("connect payment-svc");
+    Running {
+        client,
+        nats,
+        _stop: stop,
+    }
+}
+
+fn placed(reservation_id: i64, customer: &str) -> OutgoingEvent {
+    let event = ReservationPlaced {
+        reservation_id,
+        product_id: 3,
+        customer_id: customer.into(),
+        product_name: "Coffee".into(),
+        seller_id: "lee".into(),
+    };
+    OutgoingEvent::new(&event, 1)
+}
+
+/// The reservation's payments, as an admin (who sees them all).
+async fn payments_of(
+    client: &PaymentServiceClient<Channel>,
+    reservation_id: i64,
+) -> Vec<pb::Payment> {
+    let request = pb::ListPaymentsRequest {
+        reservation_id,
+        ..Default::default()
+    };
+    client
+        .clone()
+        .list_payments(as_user(request, "ops", &[Role::Admin]))
+        .await
+        .expect("list payments")
+        .into_inner()
+        .payments
+}
+
+async fn the_payment_of(
+    client: &PaymentServiceClient<Channel>,
+    reservation_id: i64,
+) -> pb::Payment {
+    wait_until("the reservation's payment appears", SOON, || async {
+        payments_of(client, reservation_id).await.into_iter().next()
+    })
+    .await
+}
+
+fn pay(id: i64, buyer: &str) -> tonic::Request<pb::PayRequest> {
+    let request = pb::PayRequest {
+        id,
+        request_id: String::new(),
+    };
+    as_user(request, buyer, &[Role::Buyer])
+}
+
+#[tokio::test]
+async fn a_reservation_event_makes_one_unpaid_payment_that_only_its_buyer_pays_once() {
+    let mut svc = start("payment_flow").await;
+    let event = placed(7, "kim");
+    svc.nats.publish(&event).await;
+    let payment = the_payment_of(&svc.client, 7).await;
+    assert_eq!(payment.status(), pb::PaymentStatus::Unpaid);
+    assert_eq!(payment.customer_id, "kim");
+
+    let stranger = svc
+        .client
+        .pay(pay(payment.id, "lee"))
+        .await
+        .expect_err("not hers");
+    assert_eq!(stranger.code(), Code::PermissionDenied, "{stranger:?}");
+
+    let paid = svc
+        .client
+        .pay(pay(payment.id, "kim"))
+        .await
+        .expect("pays")
+        .into_inner();
+    assert_eq!(paid.status(), pb::PaymentStatus::Paid);
+    let twice = svc
+        .client
+        .pay(pay(payment.id, "kim"))
+        .await
+        .expect_err("paid");
+    assert_eq!(twice.code(), Code::FailedPrecondition, "{twice:?}");
+    assert!(twice.message().contains("already PAID"), "{twice:?}");
+
+    // The same placement again under a new event id (past JetStream's dedup window), then
+    // another reservation's: once that one has its payment, the repeat has been consumed, and
+    // it made no second payment.
+    svc.nats.publish(&placed(7, "kim")).await;
+    svc.nats.publish(&placed(8, "kim")).await;
+    the_payment_of(&svc.client, 8).await;
+    assert_eq!(payments_of(&svc.client, 7).await.len(), 1);
+}
+
+#[tokio::test]
+async fn cancelling_a_paid_reservation_refunds_its_payment() {
+    let mut svc = start("payment_refund").await;
+    svc.nats.publish(&placed(9, "kim")).await;
+    let payment = the_payment_of(&svc.client, 9).await;
+    svc.client.pay(pay(payment.id, "kim")).await.expect("pays");
+    let cancelled = ReservationCancelled {
+        reservation_id: 9,
+        product_id: 3,
+        customer_id: "kim".into(),
+    };
+    svc.nats.publish(&OutgoingEvent::new(&cancelled, 2)).await;
+    wait_until("the payment is refunded", SOON, || async {
+        let payment = payments_of(&svc.client, 9).await.into_iter().next()?;
+        (payment.status() == pb::PaymentStatus::Refunded).then_some(())
+    })
+    .await;
+    let after = svc
+        .client
+        .pay(pay(payment.id, "kim"))
+        .await
+        .expect_err("refunded");
+    assert_eq!(after.code(), Code::FailedPrecondition, "{after:?}");
+}
+
+#[tokio::test]
+async fn bad_ids_are_refused_and_unknown_payments_are_not_found() {
+    let mut svc = start("payment_refusals").await;
+    let zero = svc.client.pay(pay(0, "kim")).await.expect_err("id 0");
+    assert_eq!(zero.code(), Code::InvalidArgument, "{zero:?}");
+    let missing = svc
+        .client
+        .pay(pay(404, "kim"))
+        .await
+        .expect_err("no payment");
+    assert_eq!(missing.code(), Code::NotFound, "{missing:?}");
+    let anonymous = svc
+        .client
+        .pay(tonic::Request::new(pb::PayRequest {
+            id: 1,
+            request_id: String::new(),
+        }))
+        .await
+        .expect_err("no token");
+    assert_eq!(anonymous.code(), Code::Unauthenticated, "{anonymous:?}");
+}
