@@ -1,0 +1,181 @@
+//! notice-svc in process (port 0) against a fresh PostgreSQL database and a private NATS: one
+//! notification per status change, in the configured language, delivered once; a sink that
+//! keeps failing ends FAILED with its reason; each buyer lists only their own.
+
+use std::time::Duration;
+
+use mesh_core::auth::Role;
+use mesh_core::db::DbTarget;
+use mesh_core::events::OutgoingEvent;
+use mesh_core::service::ServiceConfig;
+use mesh_core::testing::{
+    StopOnDrop, TestNats, as_user, fresh_postgres_database, serve_until_dropped, test_auth,
+    wait_until,
+};
+use notice_svc::signature::WebhookSecret;
+use notice_svc::sink::{Sink, Webhook};
+use notice_svc::templates::Lang;
+use notice_svc::{App, Config};
+use reserve_proto::events::v1::{PaymentCompleted, ReservationPlaced};
+use reserve_proto::notice::v1 as pb;
+use reserve_proto::notice::v1::notice_service_client::NoticeServiceClient;
+use tonic::Code;
+use tonic::transport::Channel;
+
+const SOON: Duration = Duration::from_secs(10);
+
+struct Running {
+    client: NoticeServiceClient<Channel>,
+    nats: TestNats,
+    _stop: StopOnDrop,
+}
+
+async fn start(label: &str, lang: Lang, sink: Sink) -> Running {
+    let nats = TestNats::start();
+    let config = Config {
+        service: ServiceConfig {
+            auth: test_auth(),
+            ..ServiceConfig::local(
+                DbTarget::Postgres(fresh_postgres_database(label)),
+                &nats.url,
+            )
+        },
+        lang,
+        sink,
+        max_attempts: 2,
+    };
+    let app = App::build(config).await.expect("notice-svc starts");
+    let url = format!("http://{}", app.local_addr());
+    let stop = serve_until_dropped(|shutdown| app.run(shutdown));
+    let client = NoticeServiceClient::connect(url)
+        .await
+        .expect("connect notice-svc");
+    Running {
+        client,
+        nats,
+        _stop: stop,
+    }
+}
+
+fn placed(reservation_id: i64, customer: &str) -> OutgoingEvent {
+    let event = ReservationPlaced {
+        reservation_id,
+        product_id: 3,
+        customer_id: customer.into(),
+        product_name: "Coffee".into(),
+        seller_id: "lee".into(),
+    };
+    OutgoingEvent::new(&event, 1)
+}
+
+async fn notices_of(client: &NoticeServiceClient<Channel>, buyer: &str) -> Vec<pb::Notice> {
+    client
+        .clone()
+        .list_notices(as_user(
+            pb::ListNoticesRequest::default(),
+            buyer,
+            &[Role::Buyer],
+        ))
+        .await
+        .expect("list notices")
+        .into_inner()
+        .notices
+}
+
+/// Waits until `buyer` has `count` notifications, all settled (none PENDING).
+async fn settled(
+    client: &NoticeServiceClient<Channel>,
+    buyer: &str,
+    count: usize,
+) -> Vec<pb::Notice> {
+    wait_until("the notifications are settled", SOON, || async {
+        let notices = notices_of(client, buyer).await;
+        let done = notices.len() == count && notices.iter().all(|n| n.delivery != "PENDING");
+        done.then_some(notices)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn each_status_change_is_one_notification_delivered_in_the_buyers_language() {
+    let svc = start("notice_flow", Lang::Ko, Sink::Log).await;
+    let placement = placed(6, "kim");
+    svc.nats.publish(&placement).await;
+    let paid = PaymentCompleted {
+        payment_id: 2,
+        reservation_id: 6,
+        product_id: 3,
+        customer_id: "kim".into(),
+    };
+    svc.nats.publish(&OutgoingEvent::new(&paid, 2)).await;
+    svc.nats.publish(&placed(7, "park")).await;
+
+    let notices = settled(&svc.client, "kim", 2).await;
+    // Newest first.
+    let types: Vec<&str> = notices.iter().map(|n| n.event_type.as_str()).collect();
+    assert_eq!(types, ["PaymentCompleted", "ReservationPlaced"]);
+    assert!(
+        notices
+            .iter()
+            .all(|n| n.delivery == "SENT" && n.attempts == 1)
+    );
+    assert_eq!(notices[1].event_id, placement.event_id);
+    assert!(
+        notices[1].message.contains("Coffee 예약(6번)"),
+        "{}",
+        notices[1].message
+    );
+    assert_eq!(settled(&svc.client, "park", 1).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_sink_that_keeps_failing_ends_failed_with_its_reason() {
+    let secret = WebhookSecret::parse("a-test-secret-of-enough-length-0123456789").expect("secret");
+    let unreachable = Webhook::new(
+        "http://127.0.0.1:9/hook".into(),
+        secret,
+        Duration::from_millis(200),
+    )
+    .expect("webhook");
+    let svc = start("notice_failing", Lang::En, Sink::Webhook(unreachable)).await;
+    svc.nats.publish(&placed(8, "kim")).await;
+    let notices = settled(&svc.client, "kim", 1).await;
+    assert_eq!(notices[0].delivery, "FAILED");
+    assert_eq!(notices[0].attempts, 2);
+    assert!(
+        notices[0].last_error.starts_with("webhook unreachable"),
+        "{:?}",
+        notices[0].last_error
+    );
+    assert!(
+        !notices[0].last_error.contains("127.0.0.1"),
+        "the URL is a credential"
+    );
+}
+
+#[tokio::test]
+async fn a_buyer_cannot_list_someone_elses_notifications() {
+    let svc = start("notice_access", Lang::En, Sink::Log).await;
+    let request = pb::ListNoticesRequest {
+        customer_id: "kim".into(),
+        ..Default::default()
+    };
+    let denied = svc
+        .client
+        .clone()
+        .list_notices(as_user(request, "park", &[Role::Buyer]))
+        .await
+        .expect_err("not park's");
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+    let bad_page = pb::ListNoticesRequest {
+        page_token: "not-a-token".into(),
+        ..Default::default()
+    };
+    let refused = svc
+        .client
+        .clone()
+        .list_notices(as_user(bad_page, "kim", &[Role::Buyer]))
+        .await
+        .expect_err("forged page token");
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+}
