@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 mod api;
 pub use api::field_is;
+pub mod bench;
 pub mod binaries;
 pub mod chaos;
 pub mod otlp_collector;

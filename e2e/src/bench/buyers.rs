@@ -1,0 +1,122 @@
+//! The load generator: buyers reserving through the gateway as fast as answers come back,
+//! and a sampler of how long a reservation takes to reach its payment and my page.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::sync::Mutex;
+
+use crate::Mesh;
+
+/// Concurrent buyers.
+pub const USERS: usize = 100;
+
+/// What the buyers saw.
+#[derive(Default)]
+pub struct Tally {
+    /// 201 answers.
+    pub created: usize,
+    /// 409 answers (the product was taken).
+    pub conflicts: usize,
+    /// 503 answers (try again shortly).
+    pub unavailable: usize,
+    /// Anything else, transport failures included.
+    pub other: usize,
+    /// Every request's latency.
+    pub latencies: Vec<Duration>,
+}
+
+/// `USERS` buyers reserving the next product, until `stop`; `products` bounds the ids.
+pub async fn buyers(mesh: &Arc<Mesh>, products: usize, run_for: Duration, first: usize) -> Tally {
+    let next = Arc::new(AtomicUsize::new(first));
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let stop = Instant::now() + run_for;
+    let tasks: Vec<_> = (0..USERS)
+        .map(|_| {
+            let (mesh, next, tally) = (Arc::clone(mesh), Arc::clone(&next), Arc::clone(&tally));
+            tokio::spawn(async move {
+                let mut mine = Tally::default();
+                while Instant::now() < stop {
+                    let product = 1 + next.fetch_add(1, Ordering::Relaxed) % products;
+                    let started = Instant::now();
+                    let status = match mesh
+                        .http
+                        .post(mesh.url("/reservation"))
+                        .json(&json!({"productId": product}))
+                        .send()
+                        .await
+                    {
+                        Ok(response) => {
+                            let status = response.status().as_u16();
+                            let _ = response.bytes().await;
+                            status
+                        }
+                        Err(_) => 0,
+                    };
+                    mine.latencies.push(started.elapsed());
+                    match status {
+                        201 => mine.created += 1,
+                        409 => mine.conflicts += 1,
+                        503 => mine.unavailable += 1,
+                        _ => mine.other += 1,
+                    }
+                }
+                let mut all = tally.lock().await;
+                all.created += mine.created;
+                all.conflicts += mine.conflicts;
+                all.unavailable += mine.unavailable;
+                all.other += mine.other;
+                all.latencies.extend(mine.latencies);
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("buyer");
+    }
+    Arc::try_unwrap(tally)
+        .map(Mutex::into_inner)
+        .unwrap_or_default()
+}
+
+/// The `q` quantile of sorted latencies, in milliseconds (0 for none).
+pub fn percentile(sorted: &[Duration], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[index].as_secs_f64() * 1000.0
+}
+
+/// Reserves one product for its own buyer and waits until both its payment and its my-page
+/// row (with the payment) are readable; returns that time.
+pub async fn converge_once(mesh: &Mesh, product: usize) -> Option<Duration> {
+    let customer = format!("sampler-{product}");
+    let started = Instant::now();
+    let (status, reservation) = mesh
+        .post_as(
+            Some(&mesh.buyer(&customer)),
+            "/reservation",
+            json!({"productId": product, "customerId": customer}),
+        )
+        .await;
+    if status != 201 {
+        return None;
+    }
+    let payment = format!("/payment?reservationId={}", reservation["id"]);
+    let page = format!("/mypage?customerId={customer}");
+    loop {
+        let (_, payments) = mesh.get(&payment).await;
+        let (_, rows) = mesh.get(&page).await;
+        if payments.as_array().is_some_and(|l| !l.is_empty())
+            && rows[0]["paymentStatus"] == "UNPAID"
+        {
+            return Some(started.elapsed());
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
