@@ -173,7 +173,6 @@ impl Mesh {
         let addrs: BTreeMap<Svc, SocketAddr> = Svc::ALL.map(|svc| (svc, free_local_addr())).into();
         let metrics_addrs: BTreeMap<Svc, SocketAddr> =
             addrs.keys().map(|svc| (*svc, free_local_addr())).collect();
-        let url = |svc: Svc| format!("http://{}", addrs[&svc]);
         let nats = TestNats::start();
         provision_jetstream(&nats.url);
         let issuer = DevIssuer::open_or_create(&log_dir.join("auth")).expect("dev token keys");
@@ -184,25 +183,15 @@ impl Mesh {
                 86_400,
             )
         });
-        let auth_env = vec![
-            (
-                "AUTH_MODE".to_owned(),
-                if options.dev_auth { "dev" } else { "jwt" }.to_owned(),
-            ),
-            (
-                "AUTH_JWKS_FILE".to_owned(),
-                issuer.jwks_path().to_string_lossy().into_owned(),
-            ),
-            ("AUTH_ISSUER".to_owned(), DEV_ISSUER.to_owned()),
-        ];
+        let auth_env = auth_env(&issuer, &options);
         let product_internal_addr = free_local_addr();
         let mut mesh = Mesh {
             nats,
-            gateway_url: url(Svc::Gateway),
+            gateway_url: format!("http://{}", addrs[&Svc::Gateway]),
             http: http_client(default_token.as_deref()),
             bare_http: http_client(None),
-            addrs: addrs.clone(),
-            metrics_addrs: metrics_addrs.clone(),
+            addrs,
+            metrics_addrs,
             processes: BTreeMap::new(),
             log_dir,
             issuer,
@@ -210,72 +199,109 @@ impl Mesh {
             product_internal_addr,
         };
         for svc in Svc::GRPC {
-            let mut env = vec![
-                ("GRPC_ADDR".to_owned(), addrs[&svc].to_string()),
-                ("METRICS_ADDR".to_owned(), metrics_addrs[&svc].to_string()),
-                (
-                    "PRODUCT_INTERNAL_URL".to_owned(),
-                    format!("http://{product_internal_addr}"),
-                ),
-                (
-                    "INTERNAL_GRPC_ADDR".to_owned(),
-                    product_internal_addr.to_string(),
-                ),
-                ("NATS_URL".to_owned(), mesh.nats.url.clone()),
-                ("CONSUMER_RETRY_DELAY_MS".to_owned(), "200".to_owned()),
-            ];
-            if options.sqlite {
-                // No DATABASE_URL: the service's own default, a SQLite file under DATA_DIR.
-                env.push((
-                    "DATA_DIR".to_owned(),
-                    mesh.log_dir.join("data").to_string_lossy().into_owned(),
-                ));
-            } else {
-                let database = fresh_postgres_database(&format!("{label}_{}", svc.binary()));
-                env.push(("DATABASE_URL".to_owned(), database));
-            }
-            // Small pools: several meshes share the machine's one PostgreSQL in parallel.
-            env.push(("DB_POOL_SIZE".to_owned(), "6".to_owned()));
-            env.extend(auth_env.iter().cloned());
-            if svc == Svc::Reservation {
-                env.extend([
-                    (
-                        "PRODUCT_LOCK_DEADLINE_MS".to_owned(),
-                        options.lock_deadline_ms.to_string(),
-                    ),
-                    (
-                        "RECONCILE_GRACE_MS".to_owned(),
-                        options.reconcile_grace_ms.to_string(),
-                    ),
-                    (
-                        "RECONCILE_INTERVAL_MS".to_owned(),
-                        options.reconcile_interval_ms.to_string(),
-                    ),
-                ]);
-            }
-            env.extend(extra_env(&options, svc));
+            let env = mesh.service_env(svc, label, &options, &auth_env);
             mesh.spawn(svc, env);
         }
-        let gateway_env = vec![
-            ("HTTP_ADDR".to_owned(), addrs[&Svc::Gateway].to_string()),
+        let env = mesh.gateway_env(&options, auth_env);
+        mesh.spawn(Svc::Gateway, env);
+        mesh.wait_ready(Duration::from_secs(30)).await;
+        mesh
+    }
+
+    /// The environment of a gRPC service of this mesh: its addresses, the database it owns
+    /// (a fresh PostgreSQL database, or SQLite under the log directory), NATS, auth, the lock
+    /// and reconciler settings for reservation-svc, and the test's extras.
+    fn service_env(
+        &self,
+        svc: Svc,
+        label: &str,
+        options: &MeshOptions,
+        auth_env: &[(String, String)],
+    ) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("GRPC_ADDR".to_owned(), self.addrs[&svc].to_string()),
             (
                 "METRICS_ADDR".to_owned(),
-                metrics_addrs[&Svc::Gateway].to_string(),
+                self.metrics_addrs[&svc].to_string(),
             ),
-            ("PRODUCT_SVC_URL".to_owned(), url(Svc::Product)),
-            ("RESERVATION_SVC_URL".to_owned(), url(Svc::Reservation)),
-            ("PAYMENT_SVC_URL".to_owned(), url(Svc::Payment)),
-            ("MYPAGE_SVC_URL".to_owned(), url(Svc::MyPage)),
-            ("NOTICE_SVC_URL".to_owned(), url(Svc::Notice)),
+            (
+                "PRODUCT_INTERNAL_URL".to_owned(),
+                format!("http://{}", self.product_internal_addr),
+            ),
+            (
+                "INTERNAL_GRPC_ADDR".to_owned(),
+                self.product_internal_addr.to_string(),
+            ),
+            ("NATS_URL".to_owned(), self.nats.url.clone()),
+            ("CONSUMER_RETRY_DELAY_MS".to_owned(), "200".to_owned()),
+        ];
+        if options.sqlite {
+            // No DATABASE_URL: the service's own default, a SQLite file under DATA_DIR.
+            env.push((
+                "DATA_DIR".to_owned(),
+                self.log_dir.join("data").to_string_lossy().into_owned(),
+            ));
+        } else {
+            let database = fresh_postgres_database(&format!("{label}_{}", svc.binary()));
+            env.push(("DATABASE_URL".to_owned(), database));
+        }
+        // Small pools: several meshes share the machine's one PostgreSQL in parallel.
+        env.push(("DB_POOL_SIZE".to_owned(), "6".to_owned()));
+        env.extend(auth_env.iter().cloned());
+        if svc == Svc::Reservation {
+            env.extend([
+                (
+                    "PRODUCT_LOCK_DEADLINE_MS".to_owned(),
+                    options.lock_deadline_ms.to_string(),
+                ),
+                (
+                    "RECONCILE_GRACE_MS".to_owned(),
+                    options.reconcile_grace_ms.to_string(),
+                ),
+                (
+                    "RECONCILE_INTERVAL_MS".to_owned(),
+                    options.reconcile_interval_ms.to_string(),
+                ),
+            ]);
+        }
+        env.extend(extra_env(options, svc));
+        env
+    }
+
+    /// The gateway's environment: its addresses, the five services, auth and the extras.
+    fn gateway_env(
+        &self,
+        options: &MeshOptions,
+        auth_env: Vec<(String, String)>,
+    ) -> Vec<(String, String)> {
+        let gateway_env = vec![
+            (
+                "HTTP_ADDR".to_owned(),
+                self.addrs[&Svc::Gateway].to_string(),
+            ),
+            (
+                "METRICS_ADDR".to_owned(),
+                self.metrics_addrs[&Svc::Gateway].to_string(),
+            ),
+            ("PRODUCT_SVC_URL".to_owned(), self.grpc_url(Svc::Product)),
+            (
+                "RESERVATION_SVC_URL".to_owned(),
+                self.grpc_url(Svc::Reservation),
+            ),
+            ("PAYMENT_SVC_URL".to_owned(), self.grpc_url(Svc::Payment)),
+            ("MYPAGE_SVC_URL".to_owned(), self.grpc_url(Svc::MyPage)),
+            ("NOTICE_SVC_URL".to_owned(), self.grpc_url(Svc::Notice)),
         ];
         let mut gateway_env = gateway_env;
         gateway_env.extend(auth_env);
         // Tests place many reservations quickly; the one that tests the limit sets its own.
         gateway_env.push(("RESERVE_RATE_PER_SEC".to_owned(), "0".to_owned()));
-        gateway_env.extend(extra_env(&options, Svc::Gateway));
-        mesh.spawn(Svc::Gateway, gateway_env);
-        mesh.wait_ready(Duration::from_secs(30)).await;
-        mesh
+        gateway_env.extend(extra_env(options, Svc::Gateway));
+        gateway_env
+    }
+
+    fn grpc_url(&self, svc: Svc) -> String {
+        format!("http://{}", self.addrs[&svc])
     }
 
     fn spawn(&mut self, svc: Svc, env: Vec<(String, String)>) {
@@ -517,6 +543,21 @@ pub fn with_token(
         Some(token) => builder.bearer_auth(token),
         None => builder,
     }
+}
+
+/// What every process of a mesh is told about tokens: the mode, the harness issuer's keys.
+fn auth_env(issuer: &DevIssuer, options: &MeshOptions) -> Vec<(String, String)> {
+    vec![
+        (
+            "AUTH_MODE".to_owned(),
+            if options.dev_auth { "dev" } else { "jwt" }.to_owned(),
+        ),
+        (
+            "AUTH_JWKS_FILE".to_owned(),
+            issuer.jwks_path().to_string_lossy().into_owned(),
+        ),
+        ("AUTH_ISSUER".to_owned(), DEV_ISSUER.to_owned()),
+    ]
 }
 
 fn extra_env(options: &MeshOptions, svc: Svc) -> Vec<(String, String)> {

@@ -148,209 +148,270 @@ async fn dead_letters(mesh: &Mesh) -> Result<usize, String> {
 }
 
 fn violations(s: &Snapshot, evidence: &[Evidence]) -> Vec<String> {
+    let checked = Indexed::new(s);
     let mut out = Vec::new();
-    let products: BTreeMap<i64, &Product> = s.products.iter().map(|p| (p.id, p)).collect();
-    let reservations: BTreeMap<i64, &Reservation> = s
-        .reservations
-        .iter()
-        .filter(|r| matches!(r.status.as_str(), "RESERVED" | "CONFIRMED" | "CANCELLED"))
-        .map(|r| (r.id, r))
-        .collect();
-    let payments: BTreeMap<i64, &Payment> =
-        s.payments.iter().map(|p| (p.reservation_id, p)).collect();
-
-    // Intents are settled: the reconciler released every abandoned lock.
-    for r in s
-        .reservations
-        .iter()
-        .filter(|r| !reservations.contains_key(&r.id))
-    {
-        out.push(format!(
-            "reservation {} is still an intent ({})",
-            r.id, r.status
-        ));
-    }
-    // I1: at most one live reservation per product.
-    let mut live_per_product: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
-    for r in reservations.values().filter(|r| r.status != "CANCELLED") {
-        live_per_product.entry(r.product_id).or_default().push(r.id);
-    }
-    for (product, live) in &live_per_product {
-        if live.len() > 1 {
-            out.push(format!(
-                "product {product} has {} live reservations {live:?}",
-                live.len()
-            ));
-        }
-    }
-    // Every held product is held by exactly its one live reservation, in the matching state.
-    for p in &s.products {
-        let expected = match p.status.as_str() {
-            "PENDING" => "RESERVED",
-            "SOLD_OUT" => "CONFIRMED",
-            _ => continue,
-        };
-        match p.reservation_id.and_then(|r| reservations.get(&r)) {
-            Some(r) if r.status == expected && r.product_id == p.id => {}
-            Some(r) => out.push(format!(
-                "product {} is {} for reservation {} which is {} (for product {})",
-                p.id, p.status, r.id, r.status, r.product_id
-            )),
-            None => out.push(format!(
-                "product {} is {} for reservation {:?}, which does not exist",
-                p.id, p.status, p.reservation_id
-            )),
-        }
-    }
-    for r in reservations.values() {
-        let product = products.get(&r.product_id);
-        let holds = product.is_some_and(|p| p.reservation_id == Some(r.id));
-        let wanted = match r.status.as_str() {
-            "RESERVED" => Some("PENDING"),
-            "CONFIRMED" => Some("SOLD_OUT"),
-            _ => None,
-        };
-        match (wanted, product) {
-            (Some(status), Some(p)) if !(holds && p.status == status) => out.push(format!(
-                "reservation {} is {} but product {} is {} for {:?}",
-                r.id, r.status, p.id, p.status, p.reservation_id
-            )),
-            (Some(_), None) => out.push(format!(
-                "reservation {} names missing product {}",
-                r.id, r.product_id
-            )),
-            (None, Some(p)) if holds => out.push(format!(
-                "cancelled reservation {} still holds product {} ({})",
-                r.id, p.id, p.status
-            )),
-            _ => {}
-        }
-        // One payment, in the state that matches.
-        match payments.get(&r.id) {
-            None => out.push(format!(
-                "reservation {} ({}) has no payment",
-                r.id, r.status
-            )),
-            Some(pay) => {
-                let fits = match r.status.as_str() {
-                    "RESERVED" => pay.status == "UNPAID",
-                    "CONFIRMED" => pay.status == "PAID",
-                    _ => matches!(pay.status.as_str(), "VOIDED" | "REFUNDED"),
-                };
-                if !fits {
-                    out.push(format!(
-                        "reservation {} is {} but its payment {} is {}",
-                        r.id, r.status, pay.id, pay.status
-                    ));
-                }
-            }
-        }
-    }
-    for pay in &s.payments {
-        if !reservations.contains_key(&pay.reservation_id) {
-            out.push(format!(
-                "payment {} is for unknown reservation {}",
-                pay.id, pay.reservation_id
-            ));
-        }
-    }
-    // My page equals the sources, row by row.
-    let page: BTreeMap<i64, &PageRow> =
-        s.page.iter().map(|row| (row.reservation_id, row)).collect();
-    for r in reservations.values() {
-        let pay = payments.get(&r.id);
-        match page.get(&r.id) {
-            None => out.push(format!("my page has no row for reservation {}", r.id)),
-            Some(row) => {
-                let same = row.reservation_status.as_deref() == Some(r.status.as_str())
-                    && row.payment_id == pay.map(|p| p.id)
-                    && row.payment_status.as_deref() == pay.map(|p| p.status.as_str());
-                if !same {
-                    out.push(format!(
-                        "my page row {} shows {:?}/{:?} {:?}, sources say {}/{:?} {:?}",
-                        r.id,
-                        row.reservation_status,
-                        row.payment_id,
-                        row.payment_status,
-                        r.status,
-                        pay.map(|p| p.id),
-                        pay.map(|p| p.status.as_str())
-                    ));
-                }
-            }
-        }
-    }
-    for row in &s.page {
-        if !reservations.contains_key(&row.reservation_id) {
-            out.push(format!(
-                "my page shows unknown reservation {}",
-                row.reservation_id
-            ));
-        }
-    }
-    // One notice per status change: none twice, and the final states' are there.
-    let mut notices: BTreeMap<(i64, &str), usize> = BTreeMap::new();
-    for notice in &s.notices {
-        *notices
-            .entry((notice.reservation_id, notice.event_type.as_str()))
-            .or_default() += 1;
-    }
-    for ((reservation, event), count) in &notices {
-        if *count > 1 {
-            out.push(format!(
-                "{count} notices of {event} for reservation {reservation}"
-            ));
-        }
-    }
-    for r in reservations.values() {
-        let mut wanted = BTreeSet::from(["ReservationPlaced"]);
-        match r.status.as_str() {
-            "CANCELLED" => wanted.insert("ReservationCancelled"),
-            "CONFIRMED" => wanted.insert("ReservationConfirmed"),
-            _ => false,
-        };
-        match payments.get(&r.id).map(|p| p.status.as_str()) {
-            Some("UNPAID") => wanted.insert("PaymentRequested"),
-            Some("PAID") => wanted.insert("PaymentCompleted"),
-            Some("VOIDED") => wanted.insert("PaymentVoided"),
-            Some("REFUNDED") => wanted.insert("PaymentRefunded"),
-            _ => false,
-        };
-        for event in wanted {
-            if !notices.contains_key(&(r.id, event)) {
-                out.push(format!("no {event} notice for reservation {}", r.id));
-            }
-        }
-    }
-    // Every 2xx a client saw is in the final state.
-    let paid: BTreeMap<i64, &Payment> = s.payments.iter().map(|p| (p.id, p)).collect();
-    for seen in evidence {
-        match *seen {
-            Evidence::Reserved(id) if !reservations.contains_key(&id) => out.push(format!(
-                "a client got 201 for reservation {id}, which does not exist"
-            )),
-            Evidence::Cancelled(id)
-                if reservations
-                    .get(&id)
-                    .is_none_or(|r| r.status != "CANCELLED") =>
-            {
-                out.push(format!(
-                    "a client cancelled reservation {id}, which is not CANCELLED"
-                ));
-            }
-            Evidence::Paid(id)
-                if paid
-                    .get(&id)
-                    .is_none_or(|p| !matches!(p.status.as_str(), "PAID" | "REFUNDED")) =>
-            {
-                out.push(format!(
-                    "a client paid payment {id}, which is not PAID or REFUNDED"
-                ));
-            }
-            _ => {}
-        }
-    }
+    checked.intents_settled(&mut out);
+    checked.one_live_reservation_per_product(&mut out);
+    checked.held_products_match_their_holders(&mut out);
+    checked.reservations_match_products_and_payments(&mut out);
+    checked.payments_have_reservations(&mut out);
+    checked.my_page_equals_the_sources(&mut out);
+    checked.one_notice_per_status_change(&mut out);
+    checked.every_success_seen_is_final(evidence, &mut out);
     out
+}
+
+/// The snapshot with the lookups every check needs; each check appends what it finds wrong.
+struct Indexed<'a> {
+    s: &'a Snapshot,
+    products: BTreeMap<i64, &'a Product>,
+    /// Reservations in a final state (intents excluded), by id.
+    reservations: BTreeMap<i64, &'a Reservation>,
+    /// Payments by their reservation.
+    payments: BTreeMap<i64, &'a Payment>,
+}
+
+impl<'a> Indexed<'a> {
+    fn new(s: &'a Snapshot) -> Self {
+        Self {
+            s,
+            products: s.products.iter().map(|p| (p.id, p)).collect(),
+            reservations: s
+                .reservations
+                .iter()
+                .filter(|r| matches!(r.status.as_str(), "RESERVED" | "CONFIRMED" | "CANCELLED"))
+                .map(|r| (r.id, r))
+                .collect(),
+            payments: s.payments.iter().map(|p| (p.reservation_id, p)).collect(),
+        }
+    }
+
+    /// Intents are settled: the reconciler released every abandoned lock.
+    fn intents_settled(&self, out: &mut Vec<String>) {
+        for r in self
+            .s
+            .reservations
+            .iter()
+            .filter(|r| !self.reservations.contains_key(&r.id))
+        {
+            out.push(format!(
+                "reservation {} is still an intent ({})",
+                r.id, r.status
+            ));
+        }
+    }
+
+    /// I1: at most one live reservation per product.
+    fn one_live_reservation_per_product(&self, out: &mut Vec<String>) {
+        let mut live_per_product: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+        for r in self
+            .reservations
+            .values()
+            .filter(|r| r.status != "CANCELLED")
+        {
+            live_per_product.entry(r.product_id).or_default().push(r.id);
+        }
+        for (product, live) in &live_per_product {
+            if live.len() > 1 {
+                out.push(format!(
+                    "product {product} has {} live reservations {live:?}",
+                    live.len()
+                ));
+            }
+        }
+    }
+
+    /// Every held product is held by exactly its one live reservation, in the matching state.
+    fn held_products_match_their_holders(&self, out: &mut Vec<String>) {
+        for p in &self.s.products {
+            let expected = match p.status.as_str() {
+                "PENDING" => "RESERVED",
+                "SOLD_OUT" => "CONFIRMED",
+                _ => continue,
+            };
+            match p.reservation_id.and_then(|r| self.reservations.get(&r)) {
+                Some(r) if r.status == expected && r.product_id == p.id => {}
+                Some(r) => out.push(format!(
+                    "product {} is {} for reservation {} which is {} (for product {})",
+                    p.id, p.status, r.id, r.status, r.product_id
+                )),
+                None => out.push(format!(
+                    "product {} is {} for reservation {:?}, which does not exist",
+                    p.id, p.status, p.reservation_id
+                )),
+            }
+        }
+    }
+
+    /// Each reservation holds its product as its state says, and has one payment in the matching state.
+    fn reservations_match_products_and_payments(&self, out: &mut Vec<String>) {
+        for r in self.reservations.values() {
+            let product = self.products.get(&r.product_id);
+            let holds = product.is_some_and(|p| p.reservation_id == Some(r.id));
+            let wanted = match r.status.as_str() {
+                "RESERVED" => Some("PENDING"),
+                "CONFIRMED" => Some("SOLD_OUT"),
+                _ => None,
+            };
+            match (wanted, product) {
+                (Some(status), Some(p)) if !(holds && p.status == status) => out.push(format!(
+                    "reservation {} is {} but product {} is {} for {:?}",
+                    r.id, r.status, p.id, p.status, p.reservation_id
+                )),
+                (Some(_), None) => out.push(format!(
+                    "reservation {} names missing product {}",
+                    r.id, r.product_id
+                )),
+                (None, Some(p)) if holds => out.push(format!(
+                    "cancelled reservation {} still holds product {} ({})",
+                    r.id, p.id, p.status
+                )),
+                _ => {}
+            }
+            // One payment, in the state that matches.
+            match self.payments.get(&r.id) {
+                None => out.push(format!(
+                    "reservation {} ({}) has no payment",
+                    r.id, r.status
+                )),
+                Some(pay) => {
+                    let fits = match r.status.as_str() {
+                        "RESERVED" => pay.status == "UNPAID",
+                        "CONFIRMED" => pay.status == "PAID",
+                        _ => matches!(pay.status.as_str(), "VOIDED" | "REFUNDED"),
+                    };
+                    if !fits {
+                        out.push(format!(
+                            "reservation {} is {} but its payment {} is {}",
+                            r.id, r.status, pay.id, pay.status
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    /// No payment without its reservation.
+    fn payments_have_reservations(&self, out: &mut Vec<String>) {
+        for pay in &self.s.payments {
+            if !self.reservations.contains_key(&pay.reservation_id) {
+                out.push(format!(
+                    "payment {} is for unknown reservation {}",
+                    pay.id, pay.reservation_id
+                ));
+            }
+        }
+    }
+
+    /// My page equals the sources, row by row.
+    fn my_page_equals_the_sources(&self, out: &mut Vec<String>) {
+        let page: BTreeMap<i64, &PageRow> = self
+            .s
+            .page
+            .iter()
+            .map(|row| (row.reservation_id, row))
+            .collect();
+        for r in self.reservations.values() {
+            let pay = self.payments.get(&r.id);
+            match page.get(&r.id) {
+                None => out.push(format!("my page has no row for reservation {}", r.id)),
+                Some(row) => {
+                    let same = row.reservation_status.as_deref() == Some(r.status.as_str())
+                        && row.payment_id == pay.map(|p| p.id)
+                        && row.payment_status.as_deref() == pay.map(|p| p.status.as_str());
+                    if !same {
+                        out.push(format!(
+                            "my page row {} shows {:?}/{:?} {:?}, sources say {}/{:?} {:?}",
+                            r.id,
+                            row.reservation_status,
+                            row.payment_id,
+                            row.payment_status,
+                            r.status,
+                            pay.map(|p| p.id),
+                            pay.map(|p| p.status.as_str())
+                        ));
+                    }
+                }
+            }
+        }
+        for row in &self.s.page {
+            if !self.reservations.contains_key(&row.reservation_id) {
+                out.push(format!(
+                    "my page shows unknown reservation {}",
+                    row.reservation_id
+                ));
+            }
+        }
+    }
+
+    /// One notice per status change: none twice, and the final states' are there.
+    fn one_notice_per_status_change(&self, out: &mut Vec<String>) {
+        let mut notices: BTreeMap<(i64, &str), usize> = BTreeMap::new();
+        for notice in &self.s.notices {
+            *notices
+                .entry((notice.reservation_id, notice.event_type.as_str()))
+                .or_default() += 1;
+        }
+        for ((reservation, event), count) in &notices {
+            if *count > 1 {
+                out.push(format!(
+                    "{count} notices of {event} for reservation {reservation}"
+                ));
+            }
+        }
+        for r in self.reservations.values() {
+            let mut wanted = BTreeSet::from(["ReservationPlaced"]);
+            match r.status.as_str() {
+                "CANCELLED" => wanted.insert("ReservationCancelled"),
+                "CONFIRMED" => wanted.insert("ReservationConfirmed"),
+                _ => false,
+            };
+            match self.payments.get(&r.id).map(|p| p.status.as_str()) {
+                Some("UNPAID") => wanted.insert("PaymentRequested"),
+                Some("PAID") => wanted.insert("PaymentCompleted"),
+                Some("VOIDED") => wanted.insert("PaymentVoided"),
+                Some("REFUNDED") => wanted.insert("PaymentRefunded"),
+                _ => false,
+            };
+            for event in wanted {
+                if !notices.contains_key(&(r.id, event)) {
+                    out.push(format!("no {event} notice for reservation {}", r.id));
+                }
+            }
+        }
+    }
+
+    /// Every 2xx a client saw is in the final state.
+    fn every_success_seen_is_final(&self, evidence: &[Evidence], out: &mut Vec<String>) {
+        let paid: BTreeMap<i64, &Payment> = self.s.payments.iter().map(|p| (p.id, p)).collect();
+        for seen in evidence {
+            match *seen {
+                Evidence::Reserved(id) if !self.reservations.contains_key(&id) => out.push(
+                    format!("a client got 201 for reservation {id}, which does not exist"),
+                ),
+                Evidence::Cancelled(id)
+                    if self
+                        .reservations
+                        .get(&id)
+                        .is_none_or(|r| r.status != "CANCELLED") =>
+                {
+                    out.push(format!(
+                        "a client cancelled reservation {id}, which is not CANCELLED"
+                    ));
+                }
+                Evidence::Paid(id)
+                    if paid
+                        .get(&id)
+                        .is_none_or(|p| !matches!(p.status.as_str(), "PAID" | "REFUNDED")) =>
+                {
+                    out.push(format!(
+                        "a client paid payment {id}, which is not PAID or REFUNDED"
+                    ));
+                }
+                _ => {}
+            }
+        }
+    }
 }
 
 #[cfg(test)]
