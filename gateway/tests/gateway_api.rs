@@ -8,10 +8,8 @@ use std::time::Duration;
 use gateway::upstream::UpstreamConfig;
 use gateway::{App, Config};
 use mesh_core::auth::Role;
-use mesh_core::db::DbTarget;
-use mesh_core::service::ServiceConfig;
 use mesh_core::testing::{
-    StopOnDrop, TestNats, fresh_postgres_database, serve_until_dropped, test_auth, test_issuer,
+    StopOnDrop, TestNats, serve_until_dropped, service_config, test_auth, test_issuer,
 };
 use serde_json::{Value, json};
 
@@ -29,13 +27,7 @@ const NOBODY: &str = "http://127.0.0.1:9";
 async fn start(label: &str) -> Running {
     let nats = TestNats::start();
     let product = product_svc::App::build(product_svc::Config {
-        service: ServiceConfig {
-            auth: test_auth(),
-            ..ServiceConfig::local(
-                DbTarget::Postgres(fresh_postgres_database(label)),
-                &nats.url,
-            )
-        },
+        service: service_config(label, &nats),
         internal_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         faults: Default::default(),
     })

@@ -202,6 +202,40 @@ where
     }
 }
 
+/// The common settings of a service started in process by a test: loopback port 0, a fresh
+/// PostgreSQL database named after `label`, the test's NATS, `jwt` auth over [`test_issuer`].
+pub fn service_config(label: &str, nats: &TestNats) -> crate::service::ServiceConfig {
+    crate::service::ServiceConfig {
+        auth: test_auth(),
+        ..crate::service::ServiceConfig::local(
+            crate::db::DbTarget::Postgres(fresh_postgres_database(label)),
+            &nats.url,
+        )
+    }
+}
+
+/// A channel to a service a test started at `addr`.
+pub async fn channel_to(addr: std::net::SocketAddr) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("a loopback URL")
+        .connect()
+        .await
+        .unwrap_or_else(|err| panic!("connect to the service at {addr}: {err}"))
+}
+
+/// The event that starts every buyer's story, as reservation-svc's outbox would send it
+/// (version 1): reservation `reservation_id` of product 3, "Coffee", sold by "lee".
+pub fn reservation_placed(reservation_id: i64, customer: &str) -> crate::events::OutgoingEvent {
+    let event = reserve_proto::events::v1::ReservationPlaced {
+        reservation_id,
+        product_id: 3,
+        customer_id: customer.into(),
+        product_name: "Coffee".into(),
+        seller_id: "lee".into(),
+    };
+    crate::events::OutgoingEvent::new(&event, 1)
+}
+
 /// A service a test started in process: asks it to stop (and drain) when dropped, so a test
 /// that ends or panics leaves nothing serving.
 #[derive(Debug)]

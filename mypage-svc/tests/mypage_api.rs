@@ -5,15 +5,13 @@
 use std::time::Duration;
 
 use mesh_core::auth::Role;
-use mesh_core::db::DbTarget;
 use mesh_core::events::OutgoingEvent;
-use mesh_core::service::ServiceConfig;
 use mesh_core::testing::{
-    StopOnDrop, TestNats, as_user, fresh_postgres_database, serve_until_dropped, test_auth,
-    wait_until,
+    StopOnDrop, TestNats, as_user, channel_to, reservation_placed, serve_until_dropped,
+    service_config, wait_until,
 };
 use mypage_svc::{App, Config};
-use reserve_proto::events::v1::{PaymentRequested, ReservationCancelled, ReservationPlaced};
+use reserve_proto::events::v1::{PaymentRequested, ReservationCancelled};
 use reserve_proto::mypage::v1 as pb;
 use reserve_proto::mypage::v1::my_page_service_client::MyPageServiceClient;
 use reserve_proto::payment::v1::PaymentStatus;
@@ -32,37 +30,18 @@ struct Running {
 async fn start(label: &str) -> Running {
     let nats = TestNats::start();
     let config = Config {
-        service: ServiceConfig {
-            auth: test_auth(),
-            ..ServiceConfig::local(
-                DbTarget::Postgres(fresh_postgres_database(label)),
-                &nats.url,
-            )
-        },
+        service: service_config(label, &nats),
         max_watchers: 4,
     };
     let app = App::build(config).await.expect("mypage-svc starts");
-    let url = format!("http://{}", app.local_addr());
+    let channel = channel_to(app.local_addr()).await;
     let stop = serve_until_dropped(|shutdown| app.run(shutdown));
-    let client = MyPageServiceClient::connect(url)
-        .await
-        .expect("connect mypage-svc");
+    let client = MyPageServiceClient::new(channel);
     Running {
         client,
         nats,
         _stop: stop,
     }
-}
-
-fn placed(reservation_id: i64, customer: &str) -> OutgoingEvent {
-    let event = ReservationPlaced {
-        reservation_id,
-        product_id: 3,
-        customer_id: customer.into(),
-        product_name: "Coffee".into(),
-        seller_id: "lee".into(),
-    };
-    OutgoingEvent::new(&event, 1)
 }
 
 fn cancelled(reservation_id: i64, customer: &str) -> OutgoingEvent {
@@ -102,7 +81,7 @@ async fn a_late_event_never_overwrites_a_newer_one_and_halves_fill_in() {
     let svc = start("mypage_order").await;
     // The cancellation (version 2) arrives before the placement (version 1) it follows.
     svc.nats.publish(&cancelled(5, "kim")).await;
-    svc.nats.publish(&placed(5, "kim")).await;
+    svc.nats.publish(&reservation_placed(5, "kim")).await;
     svc.nats.publish(&requested(11, 5, "kim")).await;
     let shown = wait_until(
         "both halves and the product's name are shown",
@@ -133,8 +112,8 @@ async fn a_watcher_hears_its_own_changes_only() {
         .await
         .expect("watch")
         .into_inner();
-    svc.nats.publish(&placed(1, "park")).await;
-    svc.nats.publish(&placed(2, "kim")).await;
+    svc.nats.publish(&reservation_placed(1, "park")).await;
+    svc.nats.publish(&reservation_placed(2, "kim")).await;
     let heard = tokio::time::timeout(SOON, stream.message())
         .await
         .expect("a change within the limit")
@@ -150,7 +129,7 @@ async fn a_watcher_hears_its_own_changes_only() {
 #[tokio::test]
 async fn each_buyer_reads_only_their_page_and_bad_ids_are_refused() {
     let svc = start("mypage_access").await;
-    svc.nats.publish(&placed(4, "kim")).await;
+    svc.nats.publish(&reservation_placed(4, "kim")).await;
     wait_until("kim's entry is shown", SOON, || async {
         entry(&svc.client, 4, "kim").await.ok()
     })

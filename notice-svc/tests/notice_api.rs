@@ -5,18 +5,16 @@
 use std::time::Duration;
 
 use mesh_core::auth::Role;
-use mesh_core::db::DbTarget;
 use mesh_core::events::OutgoingEvent;
-use mesh_core::service::ServiceConfig;
 use mesh_core::testing::{
-    StopOnDrop, TestNats, as_user, fresh_postgres_database, serve_until_dropped, test_auth,
-    wait_until,
+    StopOnDrop, TestNats, as_user, channel_to, reservation_placed, serve_until_dropped,
+    service_config, wait_until,
 };
 use notice_svc::signature::WebhookSecret;
 use notice_svc::sink::{Sink, Webhook};
 use notice_svc::templates::Lang;
 use notice_svc::{App, Config};
-use reserve_proto::events::v1::{PaymentCompleted, ReservationPlaced};
+use reserve_proto::events::v1::PaymentCompleted;
 use reserve_proto::notice::v1 as pb;
 use reserve_proto::notice::v1::notice_service_client::NoticeServiceClient;
 use tonic::Code;
@@ -33,39 +31,20 @@ struct Running {
 async fn start(label: &str, lang: Lang, sink: Sink) -> Running {
     let nats = TestNats::start();
     let config = Config {
-        service: ServiceConfig {
-            auth: test_auth(),
-            ..ServiceConfig::local(
-                DbTarget::Postgres(fresh_postgres_database(label)),
-                &nats.url,
-            )
-        },
+        service: service_config(label, &nats),
         lang,
         sink,
         max_attempts: 2,
     };
     let app = App::build(config).await.expect("notice-svc starts");
-    let url = format!("http://{}", app.local_addr());
+    let channel = channel_to(app.local_addr()).await;
     let stop = serve_until_dropped(|shutdown| app.run(shutdown));
-    let client = NoticeServiceClient::connect(url)
-        .await
-        .expect("connect notice-svc");
+    let client = NoticeServiceClient::new(channel);
     Running {
         client,
         nats,
         _stop: stop,
     }
-}
-
-fn placed(reservation_id: i64, customer: &str) -> OutgoingEvent {
-    let event = ReservationPlaced {
-        reservation_id,
-        product_id: 3,
-        customer_id: customer.into(),
-        product_name: "Coffee".into(),
-        seller_id: "lee".into(),
-    };
-    OutgoingEvent::new(&event, 1)
 }
 
 async fn notices_of(client: &NoticeServiceClient<Channel>, buyer: &str) -> Vec<pb::Notice> {
@@ -99,7 +78,7 @@ async fn settled(
 #[tokio::test]
 async fn each_status_change_is_one_notification_delivered_in_the_buyers_language() {
     let svc = start("notice_flow", Lang::Ko, Sink::Log).await;
-    let placement = placed(6, "kim");
+    let placement = reservation_placed(6, "kim");
     svc.nats.publish(&placement).await;
     let paid = PaymentCompleted {
         payment_id: 2,
@@ -108,7 +87,7 @@ async fn each_status_change_is_one_notification_delivered_in_the_buyers_language
         customer_id: "kim".into(),
     };
     svc.nats.publish(&OutgoingEvent::new(&paid, 2)).await;
-    svc.nats.publish(&placed(7, "park")).await;
+    svc.nats.publish(&reservation_placed(7, "park")).await;
 
     let notices = settled(&svc.client, "kim", 2).await;
     // Newest first.
@@ -138,7 +117,7 @@ async fn a_sink_that_keeps_failing_ends_failed_with_its_reason() {
     )
     .expect("webhook");
     let svc = start("notice_failing", Lang::En, Sink::Webhook(unreachable)).await;
-    svc.nats.publish(&placed(8, "kim")).await;
+    svc.nats.publish(&reservation_placed(8, "kim")).await;
     let notices = settled(&svc.client, "kim", 1).await;
     assert_eq!(notices[0].delivery, "FAILED");
     assert_eq!(notices[0].attempts, 2);

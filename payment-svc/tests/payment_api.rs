@@ -5,15 +5,13 @@
 use std::time::Duration;
 
 use mesh_core::auth::Role;
-use mesh_core::db::DbTarget;
 use mesh_core::events::OutgoingEvent;
-use mesh_core::service::ServiceConfig;
 use mesh_core::testing::{
-    StopOnDrop, TestNats, as_user, fresh_postgres_database, serve_until_dropped, test_auth,
-    wait_until,
+    StopOnDrop, TestNats, as_user, channel_to, reservation_placed, serve_until_dropped,
+    service_config, wait_until,
 };
 use payment_svc::{App, Config};
-use reserve_proto::events::v1::{ReservationCancelled, ReservationPlaced};
+use reserve_proto::events::v1::ReservationCancelled;
 use reserve_proto::payment::v1 as pb;
 use reserve_proto::payment::v1::payment_service_client::PaymentServiceClient;
 use tonic::Code;
@@ -30,36 +28,17 @@ struct Running {
 async fn start(label: &str) -> Running {
     let nats = TestNats::start();
     let config = Config {
-        service: ServiceConfig {
-            auth: test_auth(),
-            ..ServiceConfig::local(
-                DbTarget::Postgres(fresh_postgres_database(label)),
-                &nats.url,
-            )
-        },
+        service: service_config(label, &nats),
     };
     let app = App::build(config).await.expect("payment-svc starts");
-    let url = format!("http://{}", app.local_addr());
+    let channel = channel_to(app.local_addr()).await;
     let stop = serve_until_dropped(|shutdown| app.run(shutdown));
-    let client = PaymentServiceClient::connect(url)
-        .await
-        .expect("connect payment-svc");
+    let client = PaymentServiceClient::new(channel);
     Running {
         client,
         nats,
         _stop: stop,
     }
-}
-
-fn placed(reservation_id: i64, customer: &str) -> OutgoingEvent {
-    let event = ReservationPlaced {
-        reservation_id,
-        product_id: 3,
-        customer_id: customer.into(),
-        product_name: "Coffee".into(),
-        seller_id: "lee".into(),
-    };
-    OutgoingEvent::new(&event, 1)
 }
 
 /// The reservation's payments, as an admin (who sees them all).
@@ -101,7 +80,7 @@ fn pay(id: i64, buyer: &str) -> tonic::Request<pb::PayRequest> {
 #[tokio::test]
 async fn a_reservation_event_makes_one_unpaid_payment_that_only_its_buyer_pays_once() {
     let mut svc = start("payment_flow").await;
-    let event = placed(7, "kim");
+    let event = reservation_placed(7, "kim");
     svc.nats.publish(&event).await;
     let payment = the_payment_of(&svc.client, 7).await;
     assert_eq!(payment.status(), pb::PaymentStatus::Unpaid);
@@ -132,8 +111,8 @@ async fn a_reservation_event_makes_one_unpaid_payment_that_only_its_buyer_pays_o
     // The same placement again under a new event id (past JetStream's dedup window), then
     // another reservation's: once that one has its payment, the repeat has been consumed, and
     // it made no second payment.
-    svc.nats.publish(&placed(7, "kim")).await;
-    svc.nats.publish(&placed(8, "kim")).await;
+    svc.nats.publish(&reservation_placed(7, "kim")).await;
+    svc.nats.publish(&reservation_placed(8, "kim")).await;
     the_payment_of(&svc.client, 8).await;
     assert_eq!(payments_of(&svc.client, 7).await.len(), 1);
 }
@@ -141,7 +120,7 @@ async fn a_reservation_event_makes_one_unpaid_payment_that_only_its_buyer_pays_o
 #[tokio::test]
 async fn cancelling_a_paid_reservation_refunds_its_payment() {
     let mut svc = start("payment_refund").await;
-    svc.nats.publish(&placed(9, "kim")).await;
+    svc.nats.publish(&reservation_placed(9, "kim")).await;
     let payment = the_payment_of(&svc.client, 9).await;
     svc.client.pay(pay(payment.id, "kim")).await.expect("pays");
     let cancelled = ReservationCancelled {
