@@ -41,34 +41,10 @@ pub async fn buyers(mesh: &Arc<Mesh>, products: usize, run_for: Duration, first:
                 while Instant::now() < stop {
                     let product = 1 + next.fetch_add(1, Ordering::Relaxed) % products;
                     let started = Instant::now();
-                    let status = match mesh
-                        .http
-                        .post(mesh.url("/reservation"))
-                        .json(&json!({"productId": product}))
-                        .send()
-                        .await
-                    {
-                        Ok(response) => {
-                            let status = response.status().as_u16();
-                            let _ = response.bytes().await;
-                            status
-                        }
-                        Err(_) => 0,
-                    };
-                    mine.latencies.push(started.elapsed());
-                    match status {
-                        201 => mine.created += 1,
-                        409 => mine.conflicts += 1,
-                        503 => mine.unavailable += 1,
-                        _ => mine.other += 1,
-                    }
+                    let status = reserve_once(&mesh, product).await;
+                    mine.count(status, started.elapsed());
                 }
-                let mut all = tally.lock().await;
-                all.created += mine.created;
-                all.conflicts += mine.conflicts;
-                all.unavailable += mine.unavailable;
-                all.other += mine.other;
-                all.latencies.extend(mine.latencies);
+                tally.lock().await.add(mine);
             })
         })
         .collect();
@@ -78,6 +54,46 @@ pub async fn buyers(mesh: &Arc<Mesh>, products: usize, run_for: Duration, first:
     Arc::try_unwrap(tally)
         .map(Mutex::into_inner)
         .unwrap_or_default()
+}
+
+impl Tally {
+    /// Counts one answer (`0`: no answer) and its latency.
+    pub fn count(&mut self, status: u16, latency: Duration) {
+        self.latencies.push(latency);
+        match status {
+            201 => self.created += 1,
+            409 => self.conflicts += 1,
+            503 => self.unavailable += 1,
+            _ => self.other += 1,
+        }
+    }
+
+    /// Adds another tally's counts.
+    pub fn add(&mut self, other: Tally) {
+        self.created += other.created;
+        self.conflicts += other.conflicts;
+        self.unavailable += other.unavailable;
+        self.other += other.other;
+        self.latencies.extend(other.latencies);
+    }
+}
+
+/// One `POST /reservation` of `product` with the harness's token; its status (0: no answer).
+pub async fn reserve_once(mesh: &Mesh, product: usize) -> u16 {
+    let sent = mesh
+        .http
+        .post(mesh.url("/reservation"))
+        .json(&json!({"productId": product}))
+        .send()
+        .await;
+    match sent {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let _ = response.bytes().await;
+            status
+        }
+        Err(_) => 0,
+    }
 }
 
 /// The `q` quantile of sorted latencies, in milliseconds (0 for none).

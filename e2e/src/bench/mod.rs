@@ -7,7 +7,12 @@
 //!   for `BENCH_SECONDS` (10); reports throughput, latency, errors, how long a reservation
 //!   takes to show as a payment and on my page (sampled), each service's idle RSS and time to
 //!   ready, and this run's floors on the same machine: a raw tonic unary call rate and a
-//!   PostgreSQL conditional UPDATE rate, with the ratios.
+//!   PostgreSQL conditional UPDATE rate, with the ratios; and the budgets: CPU µs and
+//!   PostgreSQL commits per fully processed reservation, per service and summed (counted from
+//!   the start of the load until the mesh has settled after it, less what it spends idle).
+//! * [`load`] `embedded`: the same load on the SQLite files `script/server` uses by default.
+//! * [`open`]: open-loop latency at a fixed offered rate (`BENCH_RATE`), measured from each
+//!   request's scheduled send time.
 //! * [`fault`]: the original's scenario. product-svc slowed to 400-620 ms per lock,
 //!   100 buyers for `FAULT_SECONDS` (60) with the lock deadline at `FAULT_LOCK_DEADLINE_MS`
 //!   (610, the original's Hystrix timeout), then the fault switched off; reports answers by
@@ -21,6 +26,7 @@ pub mod buyers;
 pub mod fault;
 pub mod floors;
 pub mod load;
+pub mod open;
 pub mod probes;
 pub mod tracing_cost;
 
