@@ -215,10 +215,16 @@ impl Db {
             }
         };
         // Connections open on demand (one kept idle), not all at start: ten services'
-        // pools must fit in one PostgreSQL's max_connections.
+        // pools must fit in one PostgreSQL's max_connections. No validity query before each
+        // use (r2d2's default): it is a round trip and a transaction on every call, and a
+        // connection that broke (the database restarted) fails its next query instead, is
+        // marked broken by diesel and dropped by the pool; the caller's error is what it
+        // would have been a moment later anyway, and callers already retry or answer
+        // UNAVAILABLE.
         let pool = Pool::builder()
             .max_size(size)
             .min_idle(Some(1))
+            .test_on_check_out(false)
             .connection_timeout(Duration::from_secs(5))
             .connection_customizer(Box::new(SqlitePragmas))
             .build(Connector {

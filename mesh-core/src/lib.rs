@@ -12,6 +12,7 @@ pub mod db;
 pub mod dead_letters;
 pub mod event_observability;
 pub mod events;
+pub mod group_commit;
 pub mod grpc_deadline;
 pub mod grpc_server;
 pub mod ids;

@@ -3,6 +3,7 @@
 //! to reservation-svc alone. Faults switched on through the admin service are injected here.
 
 use mesh_core::Db;
+use mesh_core::group_commit::GroupCommit;
 use mesh_core::rpc_observability::record_id;
 use reserve_proto::product::v1 as pb;
 use tonic::{Request, Response, Status};
@@ -16,13 +17,19 @@ use crate::store;
 #[derive(Clone)]
 pub struct ProductLockApi {
     db: Db,
+    /// Locks arriving together share a commit ([`mesh_core::group_commit`]).
+    locks: GroupCommit,
     faults: FaultSwitch,
 }
 
 impl ProductLockApi {
     /// A lock over `db`, injecting the faults `faults` holds into ReserveProduct.
     pub fn new(db: Db, faults: FaultSwitch) -> Self {
-        Self { db, faults }
+        Self {
+            locks: GroupCommit::new(db.clone()),
+            db,
+            faults,
+        }
     }
 
     /// Applies injected faults (off unless switched on): a delay, then maybe an UNAVAILABLE.
@@ -57,7 +64,7 @@ impl pb::product_lock_service_server::ProductLockService for ProductLockApi {
         record_id("reservation.id", reservation.get());
         self.injected_fault().await?;
         let locked = self
-            .db
+            .locks
             .transaction(move |conn| store::reserve(conn, product, reservation, deadline))
             .await?;
         tracing::info!(product = %product, reservation = %reservation, "product reserved");

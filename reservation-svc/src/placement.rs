@@ -17,6 +17,7 @@
 //! reconciler finds by its age, so no product stays locked by a ghost.
 
 use mesh_core::clock::now_ms;
+use mesh_core::group_commit::GroupCommit;
 use mesh_core::outbox::{self, OutboxSignal};
 use mesh_core::request_log::{self, Answer, Claim, KeyConflict, Recorded, RequestKey};
 use mesh_core::{Db, DbConnection};
@@ -36,6 +37,9 @@ const OPERATION: &str = "place";
 #[derive(Clone)]
 pub struct Placement {
     db: Db,
+    /// Intents and confirmations arriving together share a commit
+    /// ([`mesh_core::group_commit`]).
+    commits: GroupCommit,
     lock: ProductLock,
     outbox: OutboxSignal,
 }
@@ -51,7 +55,12 @@ enum Start {
 impl Placement {
     /// Placement over `db`, locking through `lock`, waking the outbox relay with `outbox`.
     pub fn new(db: Db, lock: ProductLock, outbox: OutboxSignal) -> Self {
-        Self { db, lock, outbox }
+        Self {
+            commits: GroupCommit::new(db.clone()),
+            db,
+            lock,
+            outbox,
+        }
     }
 
     /// Reserves `product` for `customer`: RESERVED once locked, or an error and nothing stored.
@@ -68,7 +77,7 @@ impl Placement {
         let started = tokio::time::Instant::now();
         let request_key = key.as_ref().map(|key| key.key.clone());
         let start = self
-            .db
+            .commits
             .transaction(move |conn| begin(conn, product, &customer, request_key.as_deref()))
             .await?;
         let intent = match start {
@@ -90,8 +99,18 @@ impl Placement {
                 Err(refusal.into())
             }
             IntentFate::Abandon(err) => {
-                self.abandon(intent.id).await?;
                 tracing::warn!(reservation = %intent.id, product = %product, reason = %err, "product lock outcome unknown; intent left to the reconciler");
+                // The buyer hears "try again shortly" now, not after one more write: the
+                // deadline has passed already. Marking the intent ABANDONED only lets the
+                // reconciler take it without waiting for its age (it takes PLACING intents
+                // by age too), so a crash or a failure here changes nothing but that.
+                let placement = self.clone();
+                let id = intent.id;
+                tokio::spawn(async move {
+                    if let Err(err) = placement.abandon(id).await {
+                        tracing::warn!(reservation = %id, %err, "could not mark the intent abandoned; the reconciler will find it by its age");
+                    }
+                });
                 Err(err.into())
             }
         }
@@ -119,7 +138,7 @@ impl Placement {
             .as_ref()
             .map(|key| (key.key.clone(), (key.encode)(&placed)));
         let settled = self
-            .db
+            .commits
             .transaction(move |conn| {
                 let settled =
                     store::settle_intent(conn, id, ReservationState::Reserved, &seller, now_ms())?;

@@ -6,6 +6,7 @@
 //! - [`config`]: `AUTH_*` from the environment; `jwt` mode (default) or `dev` mode.
 //! - [`key_set`]: the JWKS document, re-read on an unknown key id at most every 30 s.
 //! - [`verifier`]: `Authorization: Bearer …` → [`Caller`].
+//! - [`verified`]: tokens verified moments ago, so a reused token costs one signature check.
 //! - [`grpc`]: the server layer that does it for every gRPC call.
 //! - [`dev_keys`]: dev mode's local issuer (`script/token`), also used by tests.
 
@@ -14,6 +15,7 @@ pub mod config;
 pub mod dev_keys;
 pub mod grpc;
 pub mod key_set;
+pub mod verified;
 pub mod verifier;
 
 pub use caller::{ANONYMOUS, Caller, Denied, Role};

@@ -12,6 +12,7 @@ use super::AuthError;
 use super::caller::{Caller, Role};
 use super::config::{AuthConfig, AuthMode};
 use super::key_set::{ACCEPTED_ALGORITHMS, KeySet};
+use super::verified::VerifiedTokens;
 
 /// Verifies callers for one process; share it behind an `Arc`.
 pub struct Authenticator {
@@ -21,6 +22,7 @@ pub struct Authenticator {
     audience: String,
     roles_claim: String,
     clock_skew: Duration,
+    verified: VerifiedTokens,
 }
 
 impl Authenticator {
@@ -33,6 +35,7 @@ impl Authenticator {
             audience: config.audience.clone(),
             roles_claim: config.roles_claim.clone(),
             clock_skew: config.clock_skew,
+            verified: VerifiedTokens::default(),
         }
     }
 
@@ -67,8 +70,19 @@ impl Authenticator {
         self.verify(token).await
     }
 
-    /// Verifies a bare token.
+    /// Verifies a bare token (once: a token verified moments ago is taken at its word, see
+    /// [`super::verified`]).
     pub async fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+        if let Some(caller) = self.verified.get(token) {
+            return Ok(caller);
+        }
+        let (caller, exp) = self.verify_signature(token).await?;
+        self.verified.remember(token, &caller, exp);
+        Ok(caller)
+    }
+
+    /// Checks the token's signature and claims; the caller and the token's `exp`.
+    async fn verify_signature(&self, token: &str) -> Result<(Caller, u64), AuthError> {
         let header = decode_header(token)
             .map_err(|_| AuthError::Invalid("the bearer token is not a JWT".into()))?;
         if !ACCEPTED_ALGORITHMS.contains(&header.alg) {
@@ -91,7 +105,10 @@ impl Authenticator {
         let mut last = AuthError::Invalid("the token's signature does not verify".into());
         for key in keys {
             match decode::<Map<String, Value>>(token, &key.key, &validation) {
-                Ok(data) => return self.caller(&data.claims),
+                Ok(data) => {
+                    let exp = data.claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
+                    return Ok((self.caller(&data.claims)?, exp));
+                }
                 Err(err) if matches!(err.kind(), ErrorKind::InvalidSignature) => continue,
                 Err(err) => {
                     last = AuthError::Invalid(explain(err.kind()));

@@ -44,6 +44,10 @@ pub const CONSUMER_EVENT_AGE_SECONDS: &str = "consumer_event_age_seconds";
 pub const CONSUMER_STALLS: &str = "consumer_stalls_total";
 /// Database pool connections, by `state` (`in_use`, `idle`).
 pub const DB_POOL_CONNECTIONS: &str = "db_pool_connections";
+/// Commits of grouped transactions ([`crate::group_commit`]).
+pub const DB_GROUP_COMMITS: &str = "db_group_commits_total";
+/// Transactions those commits carried: divided by the commits, the sharing the load allowed.
+pub const DB_GROUP_COMMIT_MEMBERS: &str = "db_group_commit_members_total";
 /// Histogram buckets (seconds) for every latency: 1 ms to 10 s.
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
@@ -103,4 +107,9 @@ pub fn describe() {
         "Consumer subscriptions that went quiet while events waited and were made anew."
     );
     describe_gauge!(DB_POOL_CONNECTIONS, "Database pool connections, by state.");
+    describe_counter!(DB_GROUP_COMMITS, "Commits of grouped transactions.");
+    describe_counter!(
+        DB_GROUP_COMMIT_MEMBERS,
+        "Transactions carried by grouped commits."
+    );
 }
