@@ -29,11 +29,12 @@ pub(super) fn apply_once(
     handler: &dyn EventHandler,
     envelope: &EventEnvelope,
 ) -> Result<bool, HandleError> {
-    if already_processed(conn, consumer, &envelope.event_id)? {
+    // The inbox row first, in one statement that also tells a repeat apart: if the effect
+    // fails, the transaction takes the row back with it.
+    if !claim(conn, consumer, &envelope.event_id)? {
         return Ok(false);
     }
     handler.apply(conn, envelope)?;
-    record_processed(conn, consumer, &envelope.event_id)?;
     Ok(true)
 }
 
@@ -72,30 +73,26 @@ impl EventConsumer {
     }
 }
 
-fn already_processed(
+/// Records that `consumer` applies `event_id` now; false when it already had (a redelivery).
+/// `ON CONFLICT DO NOTHING`: a replica applying the same event at the same moment waits for
+/// the other's transaction, then finds the row and skips.
+fn claim(
     conn: &mut DbConnection,
     consumer: &str,
     event_id: &str,
 ) -> Result<bool, diesel::result::Error> {
-    let found: i64 = processed_events::table
-        .filter(processed_events::consumer.eq(consumer))
-        .filter(processed_events::event_id.eq(event_id))
-        .count()
-        .get_result(conn)?;
-    Ok(found > 0)
-}
-
-fn record_processed(
-    conn: &mut DbConnection,
-    consumer: &str,
-    event_id: &str,
-) -> Result<(), diesel::result::Error> {
-    diesel::insert_into(processed_events::table)
+    let insert = diesel::insert_into(processed_events::table)
         .values((
             processed_events::consumer.eq(consumer),
             processed_events::event_id.eq(event_id),
             processed_events::processed_at_ms.eq(clock::now_ms()),
         ))
-        .execute(conn)?;
-    Ok(())
+        .on_conflict((processed_events::consumer, processed_events::event_id))
+        .do_nothing();
+    // Both backends speak ON CONFLICT; diesel's multi-backend connection does not render it.
+    let inserted = match conn {
+        DbConnection::Postgres(pg) => insert.execute(pg)?,
+        DbConnection::Sqlite(sqlite) => insert.execute(sqlite)?,
+    };
+    Ok(inserted == 1)
 }
