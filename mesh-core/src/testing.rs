@@ -259,6 +259,39 @@ where
     StopOnDrop(shutdown)
 }
 
+/// A service a test runs in process: a client of it, the private NATS it uses, and the guard
+/// that stops it when the test ends.
+pub struct InProcess<C> {
+    /// A client connected to the service.
+    pub client: C,
+    /// The service's NATS, for publishing the events it consumes.
+    pub nats: TestNats,
+    _stop: StopOnDrop,
+}
+
+impl<C> InProcess<C> {
+    /// Serves a built service listening at `addr` (`run`: `|shutdown| app.run(shutdown)`) and
+    /// connects `client` (e.g. `FooServiceClient::new`) to it.
+    pub async fn serve<F>(
+        nats: TestNats,
+        addr: std::net::SocketAddr,
+        run: impl FnOnce(crate::Shutdown) -> F,
+        client: impl FnOnce(tonic::transport::Channel) -> C,
+    ) -> Self
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let channel = channel_to(addr).await;
+        let stop = serve_until_dropped(run);
+        Self {
+            client: client(channel),
+            nats,
+            _stop: stop,
+        }
+    }
+}
+
 /// The token issuer of in-process tests: one dev key pair per test process.
 pub fn test_issuer() -> &'static crate::auth::dev_keys::DevIssuer {
     static ISSUER: std::sync::OnceLock<crate::auth::dev_keys::DevIssuer> =

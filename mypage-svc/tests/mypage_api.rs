@@ -7,8 +7,7 @@ use std::time::Duration;
 use mesh_core::auth::Role;
 use mesh_core::events::OutgoingEvent;
 use mesh_core::testing::{
-    StopOnDrop, TestNats, as_user, channel_to, reservation_placed, serve_until_dropped,
-    service_config, wait_until,
+    InProcess, TestNats, as_user, reservation_placed, service_config, wait_until,
 };
 use mypage_svc::{App, Config};
 use reserve_proto::events::v1::{PaymentRequested, ReservationCancelled};
@@ -21,27 +20,21 @@ use tonic::transport::Channel;
 
 const SOON: Duration = Duration::from_secs(10);
 
-struct Running {
-    client: MyPageServiceClient<Channel>,
-    nats: TestNats,
-    _stop: StopOnDrop,
-}
-
-async fn start(label: &str) -> Running {
+async fn start(label: &str) -> InProcess<MyPageServiceClient<Channel>> {
     let nats = TestNats::start();
     let config = Config {
         service: service_config(label, &nats),
         max_watchers: 4,
     };
     let app = App::build(config).await.expect("mypage-svc starts");
-    let channel = channel_to(app.local_addr()).await;
-    let stop = serve_until_dropped(|shutdown| app.run(shutdown));
-    let client = MyPageServiceClient::new(channel);
-    Running {
-        client,
+    let addr = app.local_addr();
+    InProcess::serve(
         nats,
-        _stop: stop,
-    }
+        addr,
+        |shutdown| app.run(shutdown),
+        MyPageServiceClient::new,
+    )
+    .await
 }
 
 fn cancelled(reservation_id: i64, customer: &str) -> OutgoingEvent {

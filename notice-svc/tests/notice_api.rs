@@ -7,8 +7,7 @@ use std::time::Duration;
 use mesh_core::auth::Role;
 use mesh_core::events::OutgoingEvent;
 use mesh_core::testing::{
-    StopOnDrop, TestNats, as_user, channel_to, reservation_placed, serve_until_dropped,
-    service_config, wait_until,
+    InProcess, TestNats, as_user, reservation_placed, service_config, wait_until,
 };
 use notice_svc::signature::WebhookSecret;
 use notice_svc::sink::{Sink, Webhook};
@@ -22,13 +21,7 @@ use tonic::transport::Channel;
 
 const SOON: Duration = Duration::from_secs(10);
 
-struct Running {
-    client: NoticeServiceClient<Channel>,
-    nats: TestNats,
-    _stop: StopOnDrop,
-}
-
-async fn start(label: &str, lang: Lang, sink: Sink) -> Running {
+async fn start(label: &str, lang: Lang, sink: Sink) -> InProcess<NoticeServiceClient<Channel>> {
     let nats = TestNats::start();
     let config = Config {
         service: service_config(label, &nats),
@@ -37,14 +30,14 @@ async fn start(label: &str, lang: Lang, sink: Sink) -> Running {
         max_attempts: 2,
     };
     let app = App::build(config).await.expect("notice-svc starts");
-    let channel = channel_to(app.local_addr()).await;
-    let stop = serve_until_dropped(|shutdown| app.run(shutdown));
-    let client = NoticeServiceClient::new(channel);
-    Running {
-        client,
+    let addr = app.local_addr();
+    InProcess::serve(
         nats,
-        _stop: stop,
-    }
+        addr,
+        |shutdown| app.run(shutdown),
+        NoticeServiceClient::new,
+    )
+    .await
 }
 
 async fn notices_of(client: &NoticeServiceClient<Channel>, buyer: &str) -> Vec<pb::Notice> {

@@ -7,8 +7,7 @@ use std::time::Duration;
 use mesh_core::auth::Role;
 use mesh_core::events::OutgoingEvent;
 use mesh_core::testing::{
-    StopOnDrop, TestNats, as_user, channel_to, reservation_placed, serve_until_dropped,
-    service_config, wait_until,
+    InProcess, TestNats, as_user, reservation_placed, service_config, wait_until,
 };
 use payment_svc::{App, Config};
 use reserve_proto::events::v1::ReservationCancelled;
@@ -19,26 +18,20 @@ use tonic::transport::Channel;
 
 const SOON: Duration = Duration::from_secs(10);
 
-struct Running {
-    client: PaymentServiceClient<Channel>,
-    nats: TestNats,
-    _stop: StopOnDrop,
-}
-
-async fn start(label: &str) -> Running {
+async fn start(label: &str) -> InProcess<PaymentServiceClient<Channel>> {
     let nats = TestNats::start();
     let config = Config {
         service: service_config(label, &nats),
     };
     let app = App::build(config).await.expect("payment-svc starts");
-    let channel = channel_to(app.local_addr()).await;
-    let stop = serve_until_dropped(|shutdown| app.run(shutdown));
-    let client = PaymentServiceClient::new(channel);
-    Running {
-        client,
+    let addr = app.local_addr();
+    InProcess::serve(
         nats,
-        _stop: stop,
-    }
+        addr,
+        |shutdown| app.run(shutdown),
+        PaymentServiceClient::new,
+    )
+    .await
 }
 
 /// The reservation's payments, as an admin (who sees them all).
