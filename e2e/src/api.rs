@@ -5,8 +5,6 @@
 
 use std::time::{Duration, Instant};
 
-use mesh_core::auth::Role;
-
 use crate::{Mesh, Svc, read, with_token};
 
 impl Mesh {
@@ -98,19 +96,23 @@ impl Mesh {
     /// Reserves `product` for `customer` through the gateway (asserting 201); returns the
     /// reservation id.
     pub async fn reserve(&self, product: i64, customer: &str) -> i64 {
-        let token = self.token(customer, &[Role::Buyer]);
-        let (status, reservation) = self
-            .post_as(
-                Some(&token),
-                "/reservation",
-                serde_json::json!({"productId": product, "customerId": customer}),
-            )
-            .await;
+        let (status, reservation) = self.reserve_as_buyer(product, customer).await;
         assert_eq!(
             status, 201,
             "reserving {product} for {customer}: {reservation}"
         );
         reservation["id"].as_i64().expect("a reservation id")
+    }
+
+    /// `POST /reservation` of `product` by `customer`, with a buyer token of their own; the
+    /// answer, whatever it is.
+    pub async fn reserve_as_buyer(&self, product: i64, customer: &str) -> (u16, serde_json::Value) {
+        self.post_as(
+            Some(&self.buyer(customer)),
+            "/reservation",
+            serde_json::json!({"productId": product, "customerId": customer}),
+        )
+        .await
     }
 
     /// Waits (up to `limit`) for the payment made from `reservation`'s event; returns its id.

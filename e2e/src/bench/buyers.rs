@@ -110,13 +110,8 @@ pub fn percentile(sorted: &[Duration], q: f64) -> f64 {
 pub async fn converge_once(mesh: &Mesh, product: usize) -> Option<Duration> {
     let customer = format!("sampler-{product}");
     let started = Instant::now();
-    let (status, reservation) = mesh
-        .post_as(
-            Some(&mesh.buyer(&customer)),
-            "/reservation",
-            json!({"productId": product, "customerId": customer}),
-        )
-        .await;
+    let product = i64::try_from(product).ok()?;
+    let (status, reservation) = mesh.reserve_as_buyer(product, &customer).await;
     if status != 201 {
         return None;
     }

@@ -87,13 +87,8 @@ fn report(name: &str, lags: &mut [Duration]) {
 async fn reserve_pay_and_watch(mesh: &Mesh, product: usize) -> (Duration, Duration) {
     let customer = format!("bench-buyer-{product}");
     let sent = Instant::now();
-    let (status, reservation) = mesh
-        .post_as(
-            Some(&mesh.buyer(&customer)),
-            "/reservation",
-            json!({ "productId": product, "customerId": customer }),
-        )
-        .await;
+    let product = i64::try_from(product).expect("a product id");
+    let (status, reservation) = mesh.reserve_as_buyer(product, &customer).await;
     assert_eq!(status, 201, "reserving product {product}: {reservation}");
     let payments = poll(
         mesh,
