@@ -42,7 +42,8 @@ pub struct Config {
     /// their own rather than a share of `max_in_flight`.
     pub max_streams: usize,
     /// The services behind it (`PRODUCT_SVC_URL`, `RESERVATION_SVC_URL`, `PAYMENT_SVC_URL`,
-    /// `MYPAGE_SVC_URL`, `NOTICE_SVC_URL`, `UPSTREAM_TIMEOUT_MS`).
+    /// `MYPAGE_SVC_URL`, `NOTICE_SVC_URL`: each one URL or a comma-separated list;
+    /// `UPSTREAM_TIMEOUT_MS`, `UPSTREAM_REFRESH_MS`).
     pub upstream: UpstreamConfig,
     /// How callers are verified (`AUTH_*`).
     pub auth: AuthConfig,
@@ -67,6 +68,7 @@ impl Config {
                 mypage_url: env_or("MYPAGE_SVC_URL", "http://127.0.0.1:8084".to_owned())?,
                 notice_url: env_or("NOTICE_SVC_URL", "http://127.0.0.1:8085".to_owned())?,
                 timeout: env_millis("UPSTREAM_TIMEOUT_MS", Duration::from_millis(5000))?,
+                refresh: env_millis("UPSTREAM_REFRESH_MS", mesh_core::upstream::DEFAULT_REFRESH)?,
             },
             auth: AuthConfig::from_env()?,
             reserve_rate_per_sec: env_or("RESERVE_RATE_PER_SEC", 1.0)?,
@@ -86,8 +88,7 @@ pub struct App {
 impl App {
     /// Prepares the upstream clients and binds the listener.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
-        let upstreams = Upstreams::connect(&config.upstream)
-            .map_err(|(url, err)| ConfigError::new("*_SVC_URL", &url, err.to_string()))?;
+        let upstreams = Upstreams::connect(&config.upstream)?;
         let listener = mesh_core::startup::bind(config.http_addr).await?;
         let local_addr = listener.local_addr().map_err(|source| StartupError::Bind {
             addr: config.http_addr,

@@ -1,15 +1,20 @@
 //! gRPC clients of the services behind the gateway, over lazily connected channels: the
 //! gateway starts (and answers 503) while a service is down, and reconnects when it is back.
+//! Each client balances its calls over every replica of its service
+//! ([`mesh_core::upstream`]): a URL may name one host, resolved to all of its addresses, or
+//! a comma-separated list.
 
 use std::time::Duration;
 
+use mesh_core::ConfigError;
 use mesh_core::trace_context::{SendTraceContext, TracedChannel};
+use mesh_core::upstream::{UpstreamTargets, balanced_channel};
 use reserve_proto::mypage::v1::my_page_service_client::MyPageServiceClient;
 use reserve_proto::notice::v1::notice_service_client::NoticeServiceClient;
 use reserve_proto::payment::v1::payment_service_client::PaymentServiceClient;
 use reserve_proto::product::v1::product_service_client::ProductServiceClient;
 use reserve_proto::reservation::v1::reservation_service_client::ReservationServiceClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -29,6 +34,8 @@ pub struct UpstreamConfig {
     pub notice_url: String,
     /// Deadline of every upstream call.
     pub timeout: Duration,
+    /// How often each service's hosts are resolved again (`UPSTREAM_REFRESH_MS`).
+    pub refresh: Duration,
 }
 
 /// One named upstream service.
@@ -57,21 +64,25 @@ pub struct Upstreams {
 }
 
 impl Upstreams {
-    /// Prepares the clients; connects on first use.
-    pub fn connect(config: &UpstreamConfig) -> Result<Self, (String, tonic::transport::Error)> {
-        let channel = |url: &str| -> Result<Channel, (String, tonic::transport::Error)> {
-            Ok(Endpoint::from_shared(url.to_owned())
-                .map_err(|err| (url.to_owned(), err))?
-                .connect_timeout(config.timeout)
-                .timeout(config.timeout)
-                .tcp_nodelay(true)
-                .connect_lazy())
+    /// Prepares the clients; connects on first use. Must run inside a Tokio runtime (each
+    /// client keeps its replicas' addresses current in a background task).
+    pub fn connect(config: &UpstreamConfig) -> Result<Self, ConfigError> {
+        let channel = |setting: &str, urls: &str| -> Result<Channel, ConfigError> {
+            let targets = UpstreamTargets::parse(setting, urls)?;
+            let timeout = config.timeout;
+            let configure = move |endpoint: tonic::transport::Endpoint| {
+                endpoint
+                    .connect_timeout(timeout)
+                    .timeout(timeout)
+                    .tcp_nodelay(true)
+            };
+            Ok(balanced_channel(targets, configure, config.refresh))
         };
-        let product = channel(&config.product_url)?;
-        let reservation = channel(&config.reservation_url)?;
-        let payment = channel(&config.payment_url)?;
-        let mypage = channel(&config.mypage_url)?;
-        let notice = channel(&config.notice_url)?;
+        let product = channel("PRODUCT_SVC_URL", &config.product_url)?;
+        let reservation = channel("RESERVATION_SVC_URL", &config.reservation_url)?;
+        let payment = channel("PAYMENT_SVC_URL", &config.payment_url)?;
+        let mypage = channel("MYPAGE_SVC_URL", &config.mypage_url)?;
+        let notice = channel("NOTICE_SVC_URL", &config.notice_url)?;
         Ok(Self {
             product: ProductServiceClient::with_interceptor(product.clone(), SendTraceContext),
             reservation: ReservationServiceClient::with_interceptor(

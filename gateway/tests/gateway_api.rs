@@ -46,6 +46,7 @@ async fn start(label: &str) -> Running {
             mypage_url: NOBODY.into(),
             notice_url: NOBODY.into(),
             timeout: Duration::from_secs(2),
+            refresh: mesh_core::upstream::DEFAULT_REFRESH,
         },
         auth: test_auth(),
         reserve_rate_per_sec: 0.0,

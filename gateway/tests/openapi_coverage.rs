@@ -21,6 +21,7 @@ fn unreachable_upstreams() -> Upstreams {
         mypage_url: url.clone(),
         notice_url: url,
         timeout: Duration::from_millis(200),
+        refresh: mesh_core::upstream::DEFAULT_REFRESH,
     })
     .expect("upstream clients")
 }

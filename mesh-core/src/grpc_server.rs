@@ -2,7 +2,8 @@
 //! used by Kubernetes `grpc:` probes and `grpcurl`), server reflection in both protocol
 //! versions (grpcurl 1.8 still asks for `v1alpha`), and graceful shutdown that turns health to
 //! NOT_SERVING before draining in-flight calls. Every call is traced and measured
-//! ([`crate::rpc_observability`]).
+//! ([`crate::rpc_observability`]). Connections are told to go away after
+//! [`MAX_CONNECTION_AGE`], so long-lived clients rebalance over replicas added since.
 
 use tokio::net::TcpListener;
 use tokio_stream::StreamExt as _;
@@ -27,6 +28,13 @@ use crate::rpc_observability::RpcObservabilityLayer;
 /// (undecodable requests answered INVALID_ARGUMENT).
 pub type MeshRouter =
     Router<Stack<InvalidProtobufLayer, Stack<AuthLayer, Stack<RpcObservabilityLayer, Identity>>>>;
+
+/// How long a client connection is served before the server asks it to go away (HTTP/2
+/// GOAWAY): its calls in flight and open streams (a my-page watch) finish on it, new calls
+/// open a connection that the client's balancer may place on a replica added since
+/// ([`crate::upstream`]). Without it a client connected before a scale-up would never reach
+/// the new pods. No forced close after it: tonic's grace setting skips the graceful step.
+pub const MAX_CONNECTION_AGE: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// A server already carrying health and reflection; add the service's own API to `router`.
 pub struct GrpcShell {
@@ -69,6 +77,7 @@ impl GrpcShell {
             .build_v1alpha()
             .map_err(|err| ReflectionError(err.to_string()))?;
         let router = Server::builder()
+            .max_connection_age(MAX_CONNECTION_AGE)
             .layer(RpcObservabilityLayer)
             .layer(AuthLayer::new(authenticator))
             .layer(InvalidProtobufLayer)

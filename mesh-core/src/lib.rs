@@ -32,6 +32,7 @@ pub mod telemetry;
 pub mod testing;
 pub mod text;
 pub mod trace_context;
+pub mod upstream;
 
 pub use config::ConfigError;
 pub use db::{Db, DbConnection, DbError, Migrations};

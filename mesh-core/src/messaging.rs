@@ -77,6 +77,11 @@ impl Messaging {
         })
     }
 
+    /// The NATS client, for core (unkept) subjects such as signals between replicas.
+    pub fn client(&self) -> async_nats::Client {
+        self.js.client()
+    }
+
     /// Wakes the relay; hand it to whatever commits outbox rows.
     pub fn signal(&self) -> OutboxSignal {
         self.signal.clone()

@@ -8,6 +8,16 @@
 //! between publish and stamp: the row is published again and JetStream's duplicate window (or
 //! the consumer's inbox) drops the copy.
 //!
+//! **Several replicas.** Each replica runs a relay over the one outbox of its service. A relay
+//! [`claim`]s a batch (the oldest unclaimed rows, `FOR UPDATE SKIP LOCKED`, held for
+//! `CLAIM_MS`), publishes it, stamps what JetStream acked and hands back the rest; so relays
+//! take disjoint batches and never publish the same row twice while alive, and a crashed
+//! relay's batch is taken by another once its claim runs out. The price is order: two relays
+//! publish their batches side by side, so a consumer may receive a later row before an
+//! earlier one (it could already, on a redelivery). Consumers are built for that: each effect
+//! is idempotent (the inbox) and ordered by the aggregate's version, not by arrival (an older
+//! status never overwrites a newer one; my page fills in whichever half arrives first).
+//!
 //! Every wait on NATS is bounded ([`events::bounded`]): a publish or ack that gets no answer
 //! (a server restarting under load) fails the pass, and the relay provisions the streams
 //! again before the next one, so a server that came back with an empty store is usable
@@ -21,6 +31,7 @@ use async_nats::jetstream;
 use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::message::PublishMessage;
 use diesel::prelude::*;
+use diesel::sql_types::BigInt;
 use tokio::sync::Notify;
 
 use crate::db::{Db, DbConnection, DbError};
@@ -41,6 +52,7 @@ mod schema {
             traceparent -> Nullable<Text>,
             created_at_ms -> BigInt,
             published_at_ms -> Nullable<BigInt>,
+            claimed_until_ms -> Nullable<BigInt>,
         }
     }
 }
@@ -63,7 +75,7 @@ pub fn enqueue(
     Ok(())
 }
 
-/// Rows not yet published, oldest first.
+/// Rows not yet published, oldest first (for inspection and tests; the relay [`claim`]s).
 pub fn pending(
     conn: &mut DbConnection,
     limit: i64,
@@ -83,6 +95,37 @@ pub fn pending(
         .load(conn)
 }
 
+/// Claims up to `limit` unpublished rows that no relay holds (or whose holder's claim ran
+/// out), oldest first, until `until_ms`. On PostgreSQL the rows another relay is claiming
+/// at this instant are skipped, not waited for (`FOR UPDATE SKIP LOCKED`), so relays of
+/// several replicas take disjoint batches; SQLite has one writer at a time and needs no
+/// such clause.
+pub fn claim(
+    conn: &mut DbConnection,
+    now_ms: i64,
+    until_ms: i64,
+    limit: i64,
+) -> Result<Vec<PendingRow>, diesel::result::Error> {
+    let locking = match conn {
+        DbConnection::Postgres(_) => "FOR UPDATE SKIP LOCKED",
+        DbConnection::Sqlite(_) => "",
+    };
+    let mut rows: Vec<PendingRow> = diesel::sql_query(format!(
+        "UPDATE outbox SET claimed_until_ms = $1 WHERE id IN ( \
+           SELECT id FROM outbox \
+           WHERE published_at_ms IS NULL AND (claimed_until_ms IS NULL OR claimed_until_ms < $2) \
+           ORDER BY id LIMIT $3 {locking}) \
+         RETURNING id, event_id, subject, payload, traceparent, created_at_ms"
+    ))
+    .bind::<BigInt, _>(until_ms)
+    .bind::<BigInt, _>(now_ms)
+    .bind::<BigInt, _>(limit)
+    .load(conn)?;
+    // RETURNING promises no order.
+    rows.sort_unstable_by_key(|row| row.id);
+    Ok(rows)
+}
+
 /// How many rows wait to be published (the backlog a dashboard shows).
 pub fn backlog(conn: &mut DbConnection) -> Result<i64, diesel::result::Error> {
     outbox::table
@@ -91,10 +134,23 @@ pub fn backlog(conn: &mut DbConnection) -> Result<i64, diesel::result::Error> {
         .get_result(conn)
 }
 
-fn mark_published(conn: &mut DbConnection, ids: &[i64]) -> Result<(), diesel::result::Error> {
-    diesel::update(outbox::table.filter(outbox::id.eq_any(ids)))
-        .set(outbox::published_at_ms.eq(crate::clock::now_ms()))
-        .execute(conn)?;
+/// Stamps the `published` rows and gives back the claim on the `unpublished` ones, so the
+/// next pass of any relay takes them again at once.
+fn settle(
+    conn: &mut DbConnection,
+    published: &[i64],
+    unpublished: &[i64],
+) -> Result<(), diesel::result::Error> {
+    if !published.is_empty() {
+        diesel::update(outbox::table.filter(outbox::id.eq_any(published)))
+            .set(outbox::published_at_ms.eq(crate::clock::now_ms()))
+            .execute(conn)?;
+    }
+    if !unpublished.is_empty() {
+        diesel::update(outbox::table.filter(outbox::id.eq_any(unpublished)))
+            .set(outbox::claimed_until_ms.eq(None::<i64>))
+            .execute(conn)?;
+    }
     Ok(())
 }
 
@@ -106,7 +162,8 @@ fn purge_published(
 }
 
 /// An outbox row waiting for the relay.
-#[derive(Queryable, Debug)]
+#[derive(Queryable, QueryableByName, Debug)]
+#[diesel(table_name = outbox)]
 pub struct PendingRow {
     /// Row id (publishing order).
     pub id: i64,
@@ -151,6 +208,11 @@ pub struct OutboxRelay {
     poll: Duration,
     batch: i64,
 }
+
+/// How long a relay holds the rows it claimed: longer than a batch can take to publish
+/// (each publish and the batch's acks are bounded by [`events::NATS_TIMEOUT`]), short enough
+/// that a crashed replica's rows are published by another soon after.
+const CLAIM_MS: i64 = 30_000;
 
 /// How often the relay counts its backlog.
 const BACKLOG_EVERY: Duration = Duration::from_secs(1);
@@ -247,13 +309,16 @@ impl OutboxRelay {
     /// acked rows are stamped. Returns how many were published.
     pub async fn publish_batch(&self) -> Result<usize, RelayError> {
         let batch = self.batch;
+        let now = crate::clock::now_ms();
+        let until = now.saturating_add(CLAIM_MS);
         let rows = self
             .db
-            .run(move |conn| pending(conn, batch).map_err(DbError::from))
+            .run(move |conn| claim(conn, now, until, batch).map_err(DbError::from))
             .await?;
         if rows.is_empty() {
             return Ok(0);
         }
+        let claimed: Vec<i64> = rows.iter().map(|row| row.id).collect();
         let mut in_flight: Vec<InFlight> = Vec::with_capacity(rows.len());
         let mut failure = None;
         for row in rows {
@@ -307,11 +372,13 @@ impl OutboxRelay {
         }
         let published = acked.len();
         metrics::counter!(catalog::OUTBOX_PUBLISHED).increment(published as u64);
-        if !acked.is_empty() {
-            self.db
-                .run(move |conn| mark_published(conn, &acked).map_err(DbError::from))
-                .await?;
-        }
+        let unpublished: Vec<i64> = claimed
+            .into_iter()
+            .filter(|id| !acked.contains(id))
+            .collect();
+        self.db
+            .run(move |conn| settle(conn, &acked, &unpublished).map_err(DbError::from))
+            .await?;
         match failure {
             Some(err) if published == 0 => Err(err),
             Some(err) => {

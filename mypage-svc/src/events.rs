@@ -4,9 +4,9 @@
 use mesh_core::DbConnection;
 use mesh_core::consumer::{EventHandler, HandleError};
 use reserve_proto::events::v1::EventEnvelope;
-use tokio::sync::broadcast;
 
 use crate::domain::{Id, UnreadableEvent, change_of};
+use crate::fanout::ChangeFeed;
 use crate::store;
 
 /// An entry changed (sent after its transaction committed).
@@ -18,15 +18,16 @@ pub struct EntryChanged {
     pub customer_id: String,
 }
 
-/// Applies events to the read model and tells watchers. The broadcast channel never blocks
-/// the consumer: a watcher too slow to keep up misses signals and re-reads its whole page.
+/// Applies events to the read model and tells watchers on every replica ([`ChangeFeed`]).
+/// Announcing never blocks the consumer: a watcher too slow to keep up misses signals and
+/// re-reads its whole page.
 pub struct MyPageProjection {
-    changes: broadcast::Sender<EntryChanged>,
+    changes: ChangeFeed,
 }
 
 impl MyPageProjection {
     /// A projection announcing changes on `changes`.
-    pub fn new(changes: broadcast::Sender<EntryChanged>) -> Self {
+    pub fn new(changes: ChangeFeed) -> Self {
         Self { changes }
     }
 }
@@ -41,8 +42,7 @@ impl EventHandler for MyPageProjection {
 
     fn committed(&self, event: &EventEnvelope) {
         if let Ok(Some(change)) = change_of(event) {
-            // No receiver is fine: nobody is watching.
-            let _ = self.changes.send(EntryChanged {
+            self.changes.announce(EntryChanged {
                 reservation_id: change.reservation_id(),
                 customer_id: change.customer_id().to_owned(),
             });

@@ -2,10 +2,12 @@
 //!
 //! Built only from events (no calls to other services), idempotent and order-safe by the
 //! aggregates' versions, served by gRPC with a live `WatchMyPage` stream, and disposable: see
-//! [`rebuild`].
+//! [`rebuild`]. Any number of replicas: they share the event consumers and the database, and
+//! tell each other's watchers of their changes ([`fanout`]).
 
 pub mod domain;
 pub mod events;
+pub mod fanout;
 pub mod grpc;
 pub mod rebuild;
 pub mod store;
@@ -21,6 +23,7 @@ use reserve_proto::mypage::v1::my_page_service_server::{MyPageServiceServer, SER
 use tokio::sync::broadcast;
 
 use crate::events::MyPageProjection;
+use crate::fanout::ChangeFeed;
 use crate::grpc::MyPageApi;
 
 /// Change signals buffered for watchers before a slow one is told it lagged.
@@ -67,7 +70,9 @@ impl App {
         )
         .await?;
         let (changes, _) = broadcast::channel(CHANGE_BUFFER);
-        let projection = Arc::new(MyPageProjection::new(changes.clone()));
+        let feed = ChangeFeed::new(changes.clone(), host.messaging().client());
+        let projection = Arc::new(MyPageProjection::new(feed.clone()));
+        host.spawn_on_run(|shutdown| feed.listen(shutdown));
         for aggregate in ["reservation", "payment"] {
             host.messaging().subscribe(
                 &format!("mypage-svc-{aggregate}s"),

@@ -15,6 +15,7 @@ use tokio::sync::broadcast;
 
 use crate::Config;
 use crate::events::MyPageProjection;
+use crate::fanout::ChangeFeed;
 use crate::store;
 
 /// What a rebuild did.
@@ -39,7 +40,8 @@ pub async fn rebuild(config: Config) -> Result<RebuildReport, StartupError> {
         .map_err(|err| nats_error(&config, err))?;
     let cleared = db.run(store::clear).await?;
     let (changes, _) = broadcast::channel(1);
-    let projection = Arc::new(MyPageProjection::new(changes));
+    // Replicas still running (pointed at this database) re-read what their watchers show.
+    let projection = Arc::new(MyPageProjection::new(ChangeFeed::new(changes, js.client())));
     let run = mesh_core::clock::now_ms();
     let mut applied = 0;
     for aggregate in ["reservation", "payment"] {

@@ -42,8 +42,11 @@ pub struct Config {
     /// `DB_POOL_SIZE`, `NATS_URL`, `CONSUMER_*`).
     pub service: ServiceConfig,
     /// product-svc's internal gRPC URL, where the lock is served (`PRODUCT_INTERNAL_URL`,
-    /// default `http://127.0.0.1:7081`).
+    /// default `http://127.0.0.1:7081`): one host, resolved to every replica, or a
+    /// comma-separated list.
     pub product_internal_url: String,
+    /// How often product-svc's hosts are resolved again (`UPSTREAM_REFRESH_MS`, default 5 s).
+    pub upstream_refresh: Duration,
     /// The product lock call's policy (`PRODUCT_LOCK_*`).
     pub lock: LockPolicy,
     /// The reconciler's policy (`RECONCILE_*`).
@@ -59,6 +62,10 @@ impl Config {
             product_internal_url: env_or(
                 "PRODUCT_INTERNAL_URL",
                 "http://127.0.0.1:7081".to_owned(),
+            )?,
+            upstream_refresh: env_millis(
+                "UPSTREAM_REFRESH_MS",
+                mesh_core::upstream::DEFAULT_REFRESH,
             )?,
             lock: LockPolicy {
                 deadline: env_millis("PRODUCT_LOCK_DEADLINE_MS", defaults.deadline)?,
@@ -102,14 +109,11 @@ impl App {
             &[SERVICE_NAME],
         )
         .await?;
-        let lock = ProductLock::connect(&config.product_internal_url, config.lock.clone())
-            .map_err(|err| {
-                ConfigError::new(
-                    "PRODUCT_INTERNAL_URL",
-                    &config.product_internal_url,
-                    err.to_string(),
-                )
-            })?;
+        let lock = ProductLock::connect(
+            &config.product_internal_url,
+            config.lock.clone(),
+            config.upstream_refresh,
+        )?;
         host.messaging().subscribe(
             "reservation-svc-payment-completed",
             subject_of::<PaymentCompleted>(),

@@ -32,7 +32,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crate::lock_metrics::{LOCK_BREAKER, PRODUCT_LOCK_CALLS, PRODUCT_LOCK_SECONDS};
+use mesh_core::ConfigError;
 use mesh_core::trace_context::{SendTraceContext, TracedChannel};
+use mesh_core::upstream::{UpstreamTargets, balanced_channel};
 use reserve_proto::product::v1 as pb;
 use reserve_proto::product::v1::product_lock_service_client::ProductLockServiceClient;
 use tonic::transport::{Channel, Endpoint};
@@ -87,16 +89,23 @@ pub struct ProductLock {
 
 impl ProductLock {
     /// Builds the stack over a lazily connected channel: reservation-svc starts even while
-    /// product-svc is down, and reconnects by itself when it comes back.
+    /// product-svc is down, and reconnects by itself when it comes back. `product_svc_urls`
+    /// is one URL (its host resolved to every replica's address) or a comma-separated list;
+    /// calls are balanced over the replicas ([`mesh_core::upstream`]), and a retried attempt
+    /// may go to another one. Must run inside a Tokio runtime.
     pub fn connect(
-        product_svc_url: &str,
+        product_svc_urls: &str,
         policy: LockPolicy,
-    ) -> Result<Self, tonic::transport::Error> {
-        let channel = Endpoint::from_shared(product_svc_url.to_owned())?
-            .connect_timeout(policy.deadline)
-            .tcp_nodelay(true)
-            .connect_lazy();
-        Ok(Self::over_channel(channel, policy))
+        refresh: Duration,
+    ) -> Result<Self, ConfigError> {
+        let targets = UpstreamTargets::parse("PRODUCT_INTERNAL_URL", product_svc_urls)?;
+        let deadline = policy.deadline;
+        let configure =
+            move |endpoint: Endpoint| endpoint.connect_timeout(deadline).tcp_nodelay(true);
+        Ok(Self::over_channel(
+            balanced_channel(targets, configure, refresh),
+            policy,
+        ))
     }
 
     fn over_channel(channel: Channel, policy: LockPolicy) -> Self {
@@ -543,8 +552,12 @@ mod tests {
             retry_percent: 100.0,
             ..LockPolicy::default()
         };
-        let lock =
-            ProductLock::connect(&format!("http://127.0.0.1:{port}"), policy).expect("client");
+        let lock = ProductLock::connect(
+            &format!("http://127.0.0.1:{port}"),
+            policy,
+            mesh_core::upstream::DEFAULT_REFRESH,
+        )
+        .expect("client");
         let until = tokio::time::Instant::now() + Duration::from_millis(1000);
         let id = |raw| Id::parse(raw, "id").expect("id");
         let locked = lock

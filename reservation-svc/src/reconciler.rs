@@ -6,6 +6,10 @@
 //! reservation is freed), and then the intent is deleted. A failed release leaves the claim in
 //! place, so the intent comes round again after another grace period.
 //!
+//! Several replicas each run a reconciler over the one table; the claim is a compare-and-set
+//! on the intent's age ([`store::claim_intent`]), so exactly one of them handles an intent
+//! per grace period and they never release the same lock twice at once.
+//!
 //! The grace period must exceed the longest time a `ReserveProduct` can still be applied after
 //! its deadline, so that a release never overtakes the lock it undoes.
 
@@ -70,18 +74,18 @@ impl Reconciler {
             .await?;
         let mut cleaned = 0;
         for intent in stale {
-            if self.clean_up(&intent).await? {
+            if self.clean_up(&intent, cutoff).await? {
                 cleaned += 1;
             }
         }
         Ok(cleaned)
     }
 
-    async fn clean_up(&self, intent: &Reservation) -> Result<bool, StoreError> {
+    async fn clean_up(&self, intent: &Reservation, cutoff: i64) -> Result<bool, StoreError> {
         let id = intent.id;
         let claimed = self
             .db
-            .run(move |conn| store::claim_intent(conn, id, now_ms()))
+            .run(move |conn| store::claim_intent(conn, id, cutoff, now_ms()))
             .await?;
         if !claimed {
             return Ok(false);

@@ -226,13 +226,22 @@ pub fn stale_intents(
         .collect()
 }
 
-/// Claims a stale intent for the reconciler: PLACING or ABANDONED → ABANDONED. False when the
-/// request path settled it in the meantime.
-pub fn claim_intent(conn: &mut DbConnection, id: Id, now_ms: i64) -> Result<bool, StoreError> {
+/// Claims a stale intent for the reconciler: PLACING or ABANDONED → ABANDONED, only while it
+/// is still older than `stale_before_ms`. False when the request path settled it in the
+/// meantime, or when another replica's reconciler claimed it first (a claim stamps the
+/// intent with `now_ms`, so it is no longer stale for anyone else until the grace period
+/// passes again): reconcilers of several replicas never handle the same intent at once.
+pub fn claim_intent(
+    conn: &mut DbConnection,
+    id: Id,
+    stale_before_ms: i64,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
     let claimed = diesel::update(
         reservations::table
             .find(id.get())
-            .filter(reservations::status.eq_any(intent_states())),
+            .filter(reservations::status.eq_any(intent_states()))
+            .filter(reservations::updated_at_ms.lt(stale_before_ms)),
     )
     .set((
         reservations::status.eq(ReservationState::Abandoned.as_str()),

@@ -97,6 +97,7 @@ async fn start_reservation_svc(
             )
         },
         product_internal_url: format!("http://{product_internal}"),
+        upstream_refresh: mesh_core::upstream::DEFAULT_REFRESH,
         lock,
         reconciler,
     };
