@@ -108,9 +108,23 @@ pub struct MeshOptions {
     /// `AUTH_MODE=dev` (requests without a token are `anonymous`) instead of `jwt`; the
     /// harness's own requests then carry no token.
     pub dev_auth: bool,
+    /// How many processes of a gRPC service run side by side (default one), sharing its
+    /// database; the gateway and reservation-svc balance over all of them.
+    pub replicas: BTreeMap<Svc, usize>,
 }
 
 impl MeshOptions {
+    /// Runs `count` replicas of `svc`.
+    pub fn with_replicas(mut self, svc: Svc, count: usize) -> Self {
+        self.replicas.insert(svc, count.max(1));
+        self
+    }
+
+    /// How many replicas of `svc` run (the gateway: one).
+    pub fn replicas_of(&self, svc: Svc) -> usize {
+        self.replicas.get(&svc).copied().unwrap_or(1)
+    }
+
     /// Sets `name=value` for every service and the gateway.
     pub fn everywhere(mut self, name: &str, value: &str) -> Self {
         for svc in Svc::ALL {
@@ -130,6 +144,7 @@ impl Default for MeshOptions {
             extra_env: Vec::new(),
             sqlite: false,
             dev_auth: false,
+            replicas: BTreeMap::new(),
         }
     }
 }
@@ -150,14 +165,18 @@ pub struct Mesh {
     pub bare_http: reqwest::Client,
     /// The mesh's own NATS server (JetStream), which a test may restart.
     pub nats: TestNats,
-    addrs: BTreeMap<Svc, SocketAddr>,
-    metrics_addrs: BTreeMap<Svc, SocketAddr>,
-    processes: BTreeMap<Svc, Process>,
+    addrs: BTreeMap<Replica, SocketAddr>,
+    metrics_addrs: BTreeMap<Replica, SocketAddr>,
+    product_internal_addrs: BTreeMap<Replica, SocketAddr>,
+    processes: BTreeMap<Replica, Process>,
     log_dir: PathBuf,
     issuer: DevIssuer,
     default_token: Option<String>,
-    product_internal_addr: SocketAddr,
 }
+
+/// One process of the mesh: a service and its replica number (0 for the first, the one the
+/// methods that take only a [`Svc`] act on).
+pub type Replica = (Svc, usize);
 
 /// The harness's own identity: an admin who is also a buyer and seller, so it may read and
 /// act on everything.
@@ -170,9 +189,18 @@ impl Mesh {
         // Each run's logs alone: a restart within the run appends, a new run starts afresh.
         let _ = std::fs::remove_dir_all(&log_dir);
         std::fs::create_dir_all(&log_dir).expect("create e2e log dir");
-        let addrs: BTreeMap<Svc, SocketAddr> = Svc::ALL.map(|svc| (svc, free_local_addr())).into();
-        let metrics_addrs: BTreeMap<Svc, SocketAddr> =
-            addrs.keys().map(|svc| (*svc, free_local_addr())).collect();
+        let replicas: Vec<Replica> = Svc::ALL
+            .iter()
+            .flat_map(|svc| (0..options.replicas_of(*svc)).map(|replica| (*svc, replica)))
+            .collect();
+        let addrs: BTreeMap<Replica, SocketAddr> =
+            replicas.iter().map(|key| (*key, free_local_addr())).collect();
+        let metrics_addrs = replicas.iter().map(|key| (*key, free_local_addr())).collect();
+        let product_internal_addrs = replicas
+            .iter()
+            .filter(|(svc, _)| *svc == Svc::Product)
+            .map(|key| (*key, free_local_addr()))
+            .collect();
         let nats = TestNats::start();
         provision_jetstream(&nats.url);
         let issuer = DevIssuer::open_or_create(&log_dir.join("auth")).expect("dev token keys");
@@ -184,66 +212,70 @@ impl Mesh {
             )
         });
         let auth_env = auth_env(&issuer, &options);
-        let product_internal_addr = free_local_addr();
         let mut mesh = Mesh {
             nats,
-            gateway_url: format!("http://{}", addrs[&Svc::Gateway]),
+            gateway_url: format!("http://{}", addrs[&(Svc::Gateway, 0)]),
             http: http_client(default_token.as_deref()),
             bare_http: http_client(None),
             addrs,
             metrics_addrs,
+            product_internal_addrs,
             processes: BTreeMap::new(),
             log_dir,
             issuer,
             default_token,
-            product_internal_addr,
         };
         for svc in Svc::GRPC {
-            let env = mesh.service_env(svc, label, &options, &auth_env);
-            mesh.spawn(svc, env);
+            let database = mesh.database_for(svc, label, &options);
+            for replica in 0..options.replicas_of(svc) {
+                let env = mesh.service_env((svc, replica), &database, &options, &auth_env);
+                mesh.spawn((svc, replica), env);
+            }
         }
         let env = mesh.gateway_env(&options, auth_env);
-        mesh.spawn(Svc::Gateway, env);
+        mesh.spawn((Svc::Gateway, 0), env);
         mesh.wait_ready(Duration::from_secs(30)).await;
         mesh
     }
 
-    /// The environment of a gRPC service of this mesh: its addresses, the database it owns
-    /// (a fresh PostgreSQL database, or SQLite under the log directory), NATS, auth, the lock
-    /// and reconciler settings for reservation-svc, and the test's extras.
+    /// Where a service's replicas keep their data: one fresh PostgreSQL database shared by
+    /// them, or (`sqlite`) the service's default file under the log directory.
+    fn database_for(&self, svc: Svc, label: &str, options: &MeshOptions) -> (String, String) {
+        if options.sqlite {
+            // No DATABASE_URL: the service's own default, a SQLite file under DATA_DIR.
+            (
+                "DATA_DIR".to_owned(),
+                self.log_dir.join("data").to_string_lossy().into_owned(),
+            )
+        } else {
+            let database = fresh_postgres_database(&format!("{label}_{}", svc.binary()));
+            ("DATABASE_URL".to_owned(), database)
+        }
+    }
+
+    /// The environment of one replica of a gRPC service: its addresses, the database its
+    /// service owns, NATS, auth, the lock and reconciler settings for reservation-svc, and
+    /// the test's extras.
     fn service_env(
         &self,
-        svc: Svc,
-        label: &str,
+        key: Replica,
+        database: &(String, String),
         options: &MeshOptions,
         auth_env: &[(String, String)],
     ) -> Vec<(String, String)> {
+        let svc = key.0;
         let mut env = vec![
-            ("GRPC_ADDR".to_owned(), self.addrs[&svc].to_string()),
-            (
-                "METRICS_ADDR".to_owned(),
-                self.metrics_addrs[&svc].to_string(),
-            ),
-            (
-                "PRODUCT_INTERNAL_URL".to_owned(),
-                format!("http://{}", self.product_internal_addr),
-            ),
-            (
-                "INTERNAL_GRPC_ADDR".to_owned(),
-                self.product_internal_addr.to_string(),
-            ),
+            ("GRPC_ADDR".to_owned(), self.addrs[&key].to_string()),
+            ("METRICS_ADDR".to_owned(), self.metrics_addrs[&key].to_string()),
+            ("PRODUCT_INTERNAL_URL".to_owned(), self.product_internal_urls()),
             ("NATS_URL".to_owned(), self.nats.url.clone()),
             ("CONSUMER_RETRY_DELAY_MS".to_owned(), "200".to_owned()),
+            // Replicas that stop answering leave the balancer within half a second.
+            ("UPSTREAM_REFRESH_MS".to_owned(), "500".to_owned()),
+            database.clone(),
         ];
-        if options.sqlite {
-            // No DATABASE_URL: the service's own default, a SQLite file under DATA_DIR.
-            env.push((
-                "DATA_DIR".to_owned(),
-                self.log_dir.join("data").to_string_lossy().into_owned(),
-            ));
-        } else {
-            let database = fresh_postgres_database(&format!("{label}_{}", svc.binary()));
-            env.push(("DATABASE_URL".to_owned(), database));
+        if let Some(internal) = self.product_internal_addrs.get(&key) {
+            env.push(("INTERNAL_GRPC_ADDR".to_owned(), internal.to_string()));
         }
         // Small pools: several meshes share the machine's one PostgreSQL in parallel.
         env.push(("DB_POOL_SIZE".to_owned(), "6".to_owned()));
@@ -274,15 +306,11 @@ impl Mesh {
         options: &MeshOptions,
         auth_env: Vec<(String, String)>,
     ) -> Vec<(String, String)> {
+        let gateway = (Svc::Gateway, 0);
         let gateway_env = vec![
-            (
-                "HTTP_ADDR".to_owned(),
-                self.addrs[&Svc::Gateway].to_string(),
-            ),
-            (
-                "METRICS_ADDR".to_owned(),
-                self.metrics_addrs[&Svc::Gateway].to_string(),
-            ),
+            ("HTTP_ADDR".to_owned(), self.addrs[&gateway].to_string()),
+            ("METRICS_ADDR".to_owned(), self.metrics_addrs[&gateway].to_string()),
+            ("UPSTREAM_REFRESH_MS".to_owned(), "500".to_owned()),
             ("PRODUCT_SVC_URL".to_owned(), self.grpc_url(Svc::Product)),
             (
                 "RESERVATION_SVC_URL".to_owned(),
@@ -300,13 +328,31 @@ impl Mesh {
         gateway_env
     }
 
+    /// Every replica of `svc`, as the list of URLs its clients are given.
     fn grpc_url(&self, svc: Svc) -> String {
-        format!("http://{}", self.addrs[&svc])
+        let urls: Vec<String> = self
+            .addrs
+            .iter()
+            .filter(|((of, _), _)| *of == svc)
+            .map(|(_, addr)| format!("http://{addr}"))
+            .collect();
+        urls.join(",")
     }
 
-    fn spawn(&mut self, svc: Svc, env: Vec<(String, String)>) {
+    /// Every product-svc replica's internal listener, as reservation-svc is given them.
+    fn product_internal_urls(&self) -> String {
+        let urls: Vec<String> = self
+            .product_internal_addrs
+            .values()
+            .map(|addr| format!("http://{addr}"))
+            .collect();
+        urls.join(",")
+    }
+
+    fn spawn(&mut self, key: Replica, env: Vec<(String, String)>) {
+        let svc = key.0;
         let binary = svc.fresh_binary();
-        let log_path = self.log_dir.join(format!("{}.log", svc.binary()));
+        let log_path = self.replica_log_path(key);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -321,17 +367,35 @@ impl Mesh {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|err| panic!("cannot start {}: {err}", binary.display()));
-        self.processes.insert(svc, Process { child, env });
+        self.processes.insert(key, Process { child, env });
     }
 
     /// Where `svc` writes its log.
     pub fn log_path(&self, svc: Svc) -> PathBuf {
-        self.log_dir.join(format!("{}.log", svc.binary()))
+        self.replica_log_path((svc, 0))
+    }
+
+    /// Where a replica writes its log (`<service>.log` for the first, `<service>-<n>.log`).
+    pub fn replica_log_path(&self, (svc, replica): Replica) -> PathBuf {
+        match replica {
+            0 => self.log_dir.join(format!("{}.log", svc.binary())),
+            n => self.log_dir.join(format!("{}-{n}.log", svc.binary())),
+        }
     }
 
     /// The URL of `svc`'s Prometheus metrics.
     pub fn metrics_url(&self, svc: Svc) -> String {
-        format!("http://{}/metrics", self.metrics_addrs[&svc])
+        self.replica_metrics_url((svc, 0))
+    }
+
+    /// The URL of a replica's Prometheus metrics.
+    pub fn replica_metrics_url(&self, key: Replica) -> String {
+        format!("http://{}/metrics", self.metrics_addrs[&key])
+    }
+
+    /// How many replicas of `svc` this mesh runs.
+    pub fn replicas(&self, svc: Svc) -> usize {
+        self.addrs.keys().filter(|(of, _)| *of == svc).count()
     }
 
     /// Waits until `/readyz` answers 200 (every upstream SERVING).
@@ -362,14 +426,19 @@ impl Mesh {
         format!("{}{path}", self.gateway_url)
     }
 
-    /// The loopback address a service listens on.
+    /// The loopback address a service listens on (its first replica's).
     pub fn addr(&self, svc: Svc) -> SocketAddr {
-        self.addrs[&svc]
+        self.addrs[&(svc, 0)]
     }
 
-    /// product-svc's internal listener (the lock and the admin service).
+    /// The loopback address a replica listens on.
+    pub fn replica_addr(&self, key: Replica) -> SocketAddr {
+        self.addrs[&key]
+    }
+
+    /// product-svc's internal listener (the lock and the admin service; its first replica's).
     pub fn product_internal_addr(&self) -> SocketAddr {
-        self.product_internal_addr
+        self.product_internal_addrs[&(Svc::Product, 0)]
     }
 
     /// A token for `subject` with `roles`, trusted by this mesh, valid for a day.
@@ -397,7 +466,7 @@ impl Mesh {
     pub async fn set_reserve_faults(&self, faults: reserve_proto::product::v1::ReserveFaults) {
         use reserve_proto::product::v1::product_admin_service_client::ProductAdminServiceClient;
         let mut admin =
-            ProductAdminServiceClient::connect(format!("http://{}", self.product_internal_addr))
+            ProductAdminServiceClient::connect(format!("http://{}", self.product_internal_addr()))
                 .await
                 .expect("product-svc's admin API");
         let authorization = self
@@ -420,7 +489,7 @@ impl Mesh {
 
     /// Stops a service with SIGTERM (graceful), waiting for it to exit.
     pub fn stop(&mut self, svc: Svc) {
-        if let Some(process) = self.processes.get_mut(&svc) {
+        if let Some(process) = self.processes.get_mut(&(svc, 0)) {
             signal(&process.child, "TERM");
             let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline {
@@ -439,16 +508,16 @@ impl Mesh {
         self.stop(svc);
         let env = self
             .processes
-            .remove(&svc)
+            .remove(&(svc, 0))
             .map(|process| process.env)
             .expect("service was started before");
-        self.spawn(svc, env);
+        self.spawn((svc, 0), env);
     }
 
     /// Runs the service's binary once with `args` and its environment (database, NATS, …),
     /// e.g. `mypage-svc rebuild`; returns its standard output, failing the test if it fails.
     pub fn run_command(&self, svc: Svc, args: &[&str]) -> String {
-        let env = &self.processes[&svc].env;
+        let env = &self.processes[&(svc, 0)].env;
         let output = Command::new(svc.fresh_binary())
             .args(args)
             .envs(env.iter().map(|(k, v)| (k, v)))
@@ -467,7 +536,12 @@ impl Mesh {
 
     /// Kills a service at once (SIGKILL): no drain, no flush, as a crash or an OOM kill.
     pub fn kill(&mut self, svc: Svc) {
-        if let Some(process) = self.processes.get_mut(&svc) {
+        self.kill_replica((svc, 0));
+    }
+
+    /// Kills one replica at once (SIGKILL).
+    pub fn kill_replica(&mut self, key: Replica) {
+        if let Some(process) = self.processes.get_mut(&key) {
             let _ = process.child.kill();
             let _ = process.child.wait();
         }
@@ -476,13 +550,13 @@ impl Mesh {
     /// Whether a service's process has exited (crashed, or failed to start).
     pub fn has_exited(&mut self, svc: Svc) -> bool {
         self.processes
-            .get_mut(&svc)
+            .get_mut(&(svc, 0))
             .is_none_or(|process| !matches!(process.child.try_wait(), Ok(None)))
     }
 
     /// The PostgreSQL URL of a service's database (`None` on SQLite, and for the gateway).
     pub fn database_url(&self, svc: Svc) -> Option<String> {
-        self.processes[&svc]
+        self.processes[&(svc, 0)]
             .env
             .iter()
             .find(|(name, _)| name == "DATABASE_URL")
@@ -491,18 +565,18 @@ impl Mesh {
 
     /// The process id of a running service.
     pub fn pid(&self, svc: Svc) -> u32 {
-        self.processes[&svc].child.id()
+        self.processes[&(svc, 0)].child.id()
     }
 
     /// Freezes a service (SIGSTOP): it keeps its connections but answers nothing, like a
     /// service stuck in a long pause.
     pub fn pause(&self, svc: Svc) {
-        signal(&self.processes[&svc].child, "STOP");
+        signal(&self.processes[&(svc, 0)].child, "STOP");
     }
 
     /// Thaws a paused service (SIGCONT).
     pub fn resume(&self, svc: Svc) {
-        signal(&self.processes[&svc].child, "CONT");
+        signal(&self.processes[&(svc, 0)].child, "CONT");
     }
 }
 

@@ -59,10 +59,11 @@ async fn a_relay_crash_between_publish_and_mark_publishes_no_duplicate() {
     enqueue(&fx.db, vec![placed(1)]).await;
     assert_eq!(relay.publish_batch().await.expect("publish"), 1);
 
-    // The crash: the publish was acked, but the row was never stamped.
+    // The crash: the publish was acked, but the row was never stamped; some time later its
+    // relay's claim has run out.
     fx.db
         .run(|conn| {
-            diesel::sql_query("UPDATE outbox SET published_at_ms = NULL")
+            diesel::sql_query("UPDATE outbox SET published_at_ms = NULL, claimed_until_ms = 1")
                 .execute(conn)
                 .map_err(DbError::from)
         })
@@ -70,6 +71,70 @@ async fn a_relay_crash_between_publish_and_mark_publishes_no_duplicate() {
         .expect("unstamp");
     assert_eq!(relay.publish_batch().await.expect("publish again"), 1);
     assert_eq!(stream_messages(&fx.js, events::EVENTS_STREAM).await, 1);
+}
+
+/// Relays of several replicas over one outbox: every row published, none by two relays, and
+/// a claim that a crashed relay left behind is taken over once it runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn relays_of_several_replicas_share_one_outbox_without_publishing_a_row_twice() {
+    const ROWS: i64 = 600;
+    let fx = fixture("outbox_replicas").await;
+    enqueue(&fx.db, (1..=ROWS).map(placed).collect()).await;
+    let relays = (0..3).map(|_| {
+        let relay = OutboxRelay::new(fx.db.clone(), fx.js.clone(), OutboxSignal::default());
+        tokio::spawn(async move {
+            let mut published = 0;
+            loop {
+                match relay.publish_batch().await.expect("a pass") {
+                    0 => return published,
+                    rows => published += rows,
+                }
+            }
+        })
+    });
+    let mut shares = Vec::new();
+    for relay in relays {
+        shares.push(relay.await.expect("relay task"));
+    }
+    assert_eq!(
+        shares.iter().sum::<usize>(),
+        ROWS as usize,
+        "each row published by exactly one relay: {shares:?}"
+    );
+    assert_eq!(backlog(&fx.db).await, 0);
+    assert_eq!(
+        stream_messages(&fx.js, events::EVENTS_STREAM).await,
+        ROWS as u64
+    );
+
+    // A relay claimed a row and died: nobody takes it while the claim holds, anyone after.
+    enqueue(&fx.db, vec![placed(ROWS + 1)]).await;
+    let claim_held = |until: i64| {
+        fx.db.run(move |conn| {
+            diesel::sql_query(format!(
+                "UPDATE outbox SET claimed_until_ms = {until} WHERE published_at_ms IS NULL"
+            ))
+            .execute(conn)
+            .map_err(DbError::from)
+        })
+    };
+    claim_held(mesh_core::clock::now_ms() + 60_000)
+        .await
+        .expect("claim");
+    let survivor = OutboxRelay::new(fx.db.clone(), fx.js.clone(), OutboxSignal::default());
+    assert_eq!(
+        survivor.publish_batch().await.expect("a pass"),
+        0,
+        "a live claim is respected"
+    );
+    claim_held(mesh_core::clock::now_ms() - 1)
+        .await
+        .expect("claim runs out");
+    assert_eq!(
+        survivor.publish_batch().await.expect("a pass"),
+        1,
+        "an expired claim is taken over"
+    );
 }
 
 #[tokio::test]
