@@ -193,9 +193,14 @@ impl Mesh {
             .iter()
             .flat_map(|svc| (0..options.replicas_of(*svc)).map(|replica| (*svc, replica)))
             .collect();
-        let addrs: BTreeMap<Replica, SocketAddr> =
-            replicas.iter().map(|key| (*key, free_local_addr())).collect();
-        let metrics_addrs = replicas.iter().map(|key| (*key, free_local_addr())).collect();
+        let addrs: BTreeMap<Replica, SocketAddr> = replicas
+            .iter()
+            .map(|key| (*key, free_local_addr()))
+            .collect();
+        let metrics_addrs = replicas
+            .iter()
+            .map(|key| (*key, free_local_addr()))
+            .collect();
         let product_internal_addrs = replicas
             .iter()
             .filter(|(svc, _)| *svc == Svc::Product)
@@ -266,8 +271,14 @@ impl Mesh {
         let svc = key.0;
         let mut env = vec![
             ("GRPC_ADDR".to_owned(), self.addrs[&key].to_string()),
-            ("METRICS_ADDR".to_owned(), self.metrics_addrs[&key].to_string()),
-            ("PRODUCT_INTERNAL_URL".to_owned(), self.product_internal_urls()),
+            (
+                "METRICS_ADDR".to_owned(),
+                self.metrics_addrs[&key].to_string(),
+            ),
+            (
+                "PRODUCT_INTERNAL_URL".to_owned(),
+                self.product_internal_urls(),
+            ),
             ("NATS_URL".to_owned(), self.nats.url.clone()),
             ("CONSUMER_RETRY_DELAY_MS".to_owned(), "200".to_owned()),
             // Replicas that stop answering leave the balancer within half a second.
@@ -309,7 +320,10 @@ impl Mesh {
         let gateway = (Svc::Gateway, 0);
         let gateway_env = vec![
             ("HTTP_ADDR".to_owned(), self.addrs[&gateway].to_string()),
-            ("METRICS_ADDR".to_owned(), self.metrics_addrs[&gateway].to_string()),
+            (
+                "METRICS_ADDR".to_owned(),
+                self.metrics_addrs[&gateway].to_string(),
+            ),
             ("UPSTREAM_REFRESH_MS".to_owned(), "500".to_owned()),
             ("PRODUCT_SVC_URL".to_owned(), self.grpc_url(Svc::Product)),
             (

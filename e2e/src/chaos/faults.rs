@@ -191,6 +191,24 @@ impl Schedule {
     }
 }
 
+/// Kills the last replica of each gRPC service with SIGKILL, one every `length / 6`, and
+/// leaves it dead: what a node lost under a scaled-out mesh looks like.
+pub(super) async fn kill_one_replica_of_each(
+    mesh: &mut Mesh,
+    length: Duration,
+    report: &mut Report,
+) {
+    let pause = length / (Target::SERVICES.len() as u32 + 1);
+    for svc in Target::SERVICES {
+        tokio::time::sleep(pause).await;
+        let last = mesh.replicas(svc).saturating_sub(1);
+        println!("chaos: kill -9 {} replica {last}", svc.binary());
+        mesh.kill_replica((svc, last));
+        *report.kills.entry(Target::Process(svc)).or_default() += 1;
+    }
+    tokio::time::sleep(pause).await;
+}
+
 fn admin() -> Result<PgConnection, String> {
     PgConnection::establish(&mesh_core::testing::admin_url()).map_err(|err| err.to_string())
 }

@@ -140,9 +140,9 @@ impl Report {
     }
 }
 
-/// Runs the chaos scenario and reports.
-pub async fn run(config: ChaosConfig) -> Report {
-    let options = MeshOptions {
+/// The mesh a chaos run drives: quick reconciling, retries that come back within seconds.
+pub fn mesh_options() -> MeshOptions {
+    MeshOptions {
         lock_deadline_ms: 1000,
         reconcile_grace_ms: 3000,
         reconcile_interval_ms: 500,
@@ -150,24 +150,48 @@ pub async fn run(config: ChaosConfig) -> Report {
     }
     // Retries of events failing during the outage come back within seconds after it.
     .everywhere("CONSUMER_RETRY_MAX_DELAY_MS", "2000")
-    .everywhere("CONSUMER_STALL_AFTER_MS", "5000");
-    let mut mesh = Mesh::start("chaos", options).await;
-    buyers::register_products(&mesh, config.products).await;
+    .everywhere("CONSUMER_STALL_AFTER_MS", "5000")
+}
+
+/// What goes wrong during a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Faults {
+    /// Every kind of process killed and restarted, one database cut off (one replica each).
+    KillsAndOutage,
+    /// The last replica of each gRPC service killed for good, one after the other, spread
+    /// over the run: the other replicas must carry on without losing anything.
+    OneReplicaOfEach,
+}
+
+/// Runs the chaos scenario on a mesh of its own and reports.
+pub async fn run(config: ChaosConfig) -> Report {
+    let mut mesh = Mesh::start("chaos", mesh_options()).await;
+    run_on(&mut mesh, &config, Faults::KillsAndOutage).await
+}
+
+/// Runs the load with `faults` on `mesh` (started with [`mesh_options`]), then waits for
+/// every invariant to hold and reports.
+pub async fn run_on(mesh: &mut Mesh, config: &ChaosConfig, faults: Faults) -> Report {
+    buyers::register_products(mesh, config.products).await;
 
     let stop = Arc::new(AtomicBool::new(false));
-    let load = buyers::start(&mesh, &config, Arc::clone(&stop));
+    let load = buyers::start(mesh, config, Arc::clone(&stop));
     let mut report = Report {
         seed: config.seed,
         seconds: config.seconds,
         ..Report::default()
     };
-    let mut schedule = faults::Schedule::new(&config);
-    schedule
-        .run(&mut mesh, Duration::from_secs(config.seconds), &mut report)
-        .await;
+    let length = Duration::from_secs(config.seconds);
+    let mut schedule = faults::Schedule::new(config);
+    match faults {
+        Faults::KillsAndOutage => schedule.run(mesh, length, &mut report).await,
+        Faults::OneReplicaOfEach => {
+            faults::kill_one_replica_of_each(mesh, length, &mut report).await
+        }
+    }
     stop.store(true, Ordering::SeqCst);
     let seen = load.finish().await;
-    schedule.heal(&mut mesh).await;
+    schedule.heal(mesh).await;
     report.ops = seen.ops;
     report.client_2xx = seen.ok;
     report.client_503 = seen.unavailable;
@@ -176,8 +200,8 @@ pub async fn run(config: ChaosConfig) -> Report {
     let started = Instant::now();
     loop {
         // Anything that crashed on its own (a restart during the outage) is started again.
-        schedule.supervise(&mut mesh);
-        let violations = invariants::check(&mesh, &seen.evidence).await;
+        schedule.supervise(mesh);
+        let violations = invariants::check(mesh, &seen.evidence).await;
         if violations.is_empty() {
             report.converge_s = Some(started.elapsed().as_secs_f64());
             break;
