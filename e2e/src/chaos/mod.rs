@@ -186,7 +186,7 @@ pub async fn run_on(mesh: &mut Mesh, config: &ChaosConfig, faults: Faults) -> Re
     match faults {
         Faults::KillsAndOutage => schedule.run(mesh, length, &mut report).await,
         Faults::OneReplicaOfEach => {
-            faults::kill_one_replica_of_each(mesh, length, &mut report).await
+            faults::kill_one_replica_of_each(mesh, length, &mut report).await;
         }
     }
     stop.store(true, Ordering::SeqCst);
