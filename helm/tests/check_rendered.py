@@ -300,6 +300,8 @@ def check_monitoring(by_kind):
             for expression in selector.get("matchExpressions", []):
                 if expression["operator"] == "In" and labels.get(expression["key"]) not in expression["values"]:
                     return False
+                if expression["operator"] == "DoesNotExist" and expression["key"] in labels:
+                    return False
             return True
         picked = [s for s in services if picks(s)]
         names = {s["metadata"]["labels"]["app.kubernetes.io/name"] for s in picked}
@@ -368,6 +370,30 @@ def check_bundled_stores(by_kind, deployments):
             callers = peers_of(policy["spec"]["ingress"][0], deployments)
             check(callers == DATABASES, f"{name}: only the five services reach it ({callers})")
             check(policy["spec"].get("egress") == [], f"{name}: reaches nothing")
+
+
+def check_balanced_clients(by_kind, deployments):
+    """Every gRPC component has a headless Service selecting its pods, and every client URL in
+    the services' ConfigMap names one: clients resolve it to every replica and balance calls."""
+    headless = {}
+    for service in by_kind.get("Service", []):
+        spec = service["spec"]
+        if spec.get("clusterIP") == "None":
+            headless[service["metadata"]["name"]] = service
+    for name, deployment in deployments.items():
+        if name.endswith("-gateway"):
+            continue
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        matching = [n for n, svc in headless.items()
+                    if all(labels.get(k) == v for k, v in svc["spec"]["selector"].items())]
+        check(len(matching) == 1, f"{name}: one headless Service selects its pods ({matching})")
+    config = next((c for c in by_kind.get("ConfigMap", []) if c["metadata"]["name"].endswith("-config")), None)
+    data = (config or {}).get("data", {})
+    urls = ["PRODUCT_INTERNAL_URL", "PRODUCT_SVC_URL", "RESERVATION_SVC_URL", "PAYMENT_SVC_URL",
+            "MYPAGE_SVC_URL", "NOTICE_SVC_URL"]
+    for key in urls:
+        host = data.get(key, "").split("://")[-1].rsplit(":", 1)[0]
+        check(host in headless, f"{key} names a headless Service ({data.get(key)!r})")
 
 
 def main():
@@ -454,6 +480,7 @@ def main():
     check_pool_budget(by_kind, deployments, hpas)
     check_monitoring(by_kind)
     check_helm_test(by_kind)
+    check_balanced_clients(by_kind, deployments)
     if "--bundled" in sys.argv:
         check_bundled_stores(by_kind, deployments)
 

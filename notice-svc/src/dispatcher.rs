@@ -1,7 +1,8 @@
 //! Delivers recorded notifications through the sink, apart from the event stream: a slow or
 //! failing sink delays notifications, never events. Each failure is recorded and retried with
 //! back-off; after `max_attempts` the notification is marked FAILED with its reason (the dead
-//! letter), and stays listed.
+//! letter), and stays listed. Replicas each run a dispatcher; a pass claims what it sends
+//! ([`store::claim`]), so no two replicas attempt the same notification at once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +26,15 @@ pub struct Dispatcher {
 
 /// Longest sleep between looks for due notifications.
 const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// How long a pass holds the notifications it claimed ([`store::claim`]); a dispatcher that
+/// dies mid-pass leaves them to the other replicas after this.
+const CLAIM: Duration = Duration::from_secs(300);
+
+/// A pass starts no delivery after this much of its claim is spent (the rest is given back),
+/// so a delivery in flight (bounded by the webhook timeout) ends before the claim does and no
+/// other replica sends the same notification meanwhile.
+const SEND_WINDOW: Duration = Duration::from_secs(120);
 
 impl Dispatcher {
     /// A dispatcher of `db`'s notifications through `sink`, woken by `wake`.
@@ -67,13 +77,26 @@ impl Dispatcher {
         }
     }
 
-    /// One pass over the due notifications; returns how many were attempted.
+    /// One pass over the due notifications this replica claimed; returns how many were
+    /// attempted.
     pub async fn pass(&self) -> Result<usize, StoreError> {
-        let due = self.db.run(|conn| store::due(conn, 100)).await?;
-        let attempted = due.len();
+        let until = now_ms() + i64::try_from(CLAIM.as_millis()).unwrap_or(i64::MAX);
+        let claimed = self
+            .db
+            .run(move |conn| {
+                let due = store::due(conn, 100)?;
+                store::claim(conn, due, until)
+            })
+            .await?;
+        let started = std::time::Instant::now();
         let mut outcomes: Vec<(Id, Delivery, Option<i64>, Option<String>)> =
-            Vec::with_capacity(attempted);
-        for (notice, traceparent) in due {
+            Vec::with_capacity(claimed.len());
+        let mut unattempted = Vec::new();
+        for (notice, traceparent) in claimed {
+            if started.elapsed() > SEND_WINDOW {
+                unattempted.push(notice.id);
+                continue;
+            }
             let span = tracing::info_span!(
                 "notice.deliver",
                 otel.kind = "producer",
@@ -100,11 +123,15 @@ impl Dispatcher {
             };
             outcomes.push((notice.id, delivery, retry_at, error));
         }
+        let attempted = outcomes.len();
         // One commit for the whole pass.
         self.db
             .transaction(move |conn| {
                 for (id, delivery, retry_at, error) in &outcomes {
                     store::record_attempt(conn, *id, *delivery, *retry_at, error.as_deref())?;
+                }
+                for id in &unattempted {
+                    store::release(conn, *id)?;
                 }
                 Ok::<_, StoreError>(())
             })

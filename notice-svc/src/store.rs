@@ -156,6 +156,49 @@ pub fn due(
         .collect()
 }
 
+/// Claims the `due` notifications for this replica's dispatcher until `until_ms` (their next
+/// attempt moved there), returning those it got: a notification another replica's dispatcher
+/// claimed in the meantime is no longer due and is left out. One conditional UPDATE: on
+/// PostgreSQL a concurrent claim of the same row waits for the first, then finds it no longer
+/// due; SQLite has one writer at a time. So each delivery attempt is made by one replica.
+pub fn claim(
+    conn: &mut DbConnection,
+    due: Vec<(Notice, Option<String>)>,
+    until_ms: i64,
+) -> Result<Vec<(Notice, Option<String>)>, StoreError> {
+    if due.is_empty() {
+        return Ok(due);
+    }
+    let ids: Vec<i64> = due.iter().map(|(notice, _)| notice.id.get()).collect();
+    let claimed: std::collections::HashSet<i64> = diesel::update(
+        notices::table
+            .filter(notices::id.eq_any(&ids))
+            .filter(notices::delivery.eq(Delivery::Pending.as_str()))
+            .filter(notices::next_attempt_at_ms.le(now_ms())),
+    )
+    .set(notices::next_attempt_at_ms.eq(until_ms))
+    .returning(notices::id)
+    .get_results::<i64>(conn)?
+    .into_iter()
+    .collect();
+    Ok(due
+        .into_iter()
+        .filter(|(notice, _)| claimed.contains(&notice.id.get()))
+        .collect())
+}
+
+/// Gives back the claim on a notification this dispatcher did not get to: due again now.
+pub fn release(conn: &mut DbConnection, id: Id) -> Result<(), DbError> {
+    diesel::update(
+        notices::table
+            .find(id.get())
+            .filter(notices::delivery.eq(Delivery::Pending.as_str())),
+    )
+    .set(notices::next_attempt_at_ms.eq(now_ms()))
+    .execute(conn)?;
+    Ok(())
+}
+
 /// Milliseconds until the next PENDING notification is due, if any.
 pub fn next_due_in_ms(conn: &mut DbConnection) -> Result<Option<i64>, DbError> {
     let next: Option<i64> = notices::table

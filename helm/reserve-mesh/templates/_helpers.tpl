@@ -119,14 +119,20 @@ exec:
 {{- end -}}
 {{- end -}}
 
-{{/* In-cluster gRPC URL of a component. */}}
-{{- define "reserve-mesh.url" -}}
-{{- printf "http://%s:%v" (include "reserve-mesh.componentName" (dict "root" .root "component" .component)) (index .root.Values.components .component).port -}}
+{{/* The headless Service of a component (every ready pod's address in DNS). */}}
+{{- define "reserve-mesh.headlessName" -}}
+{{- printf "%s-headless" (include "reserve-mesh.componentName" (dict "root" .root "component" .component) | trunc 54 | trimSuffix "-") -}}
 {{- end -}}
 
-{{/* In-cluster URL of product-svc's internal listener (the lock). */}}
+{{/* In-cluster gRPC URL of a component: its headless Service, which the clients resolve to
+every replica and balance their calls over. */}}
+{{- define "reserve-mesh.url" -}}
+{{- printf "http://%s:%v" (include "reserve-mesh.headlessName" (dict "root" .root "component" .component)) (index .root.Values.components .component).port -}}
+{{- end -}}
+
+{{/* In-cluster URL of product-svc's internal listener (the lock), over every replica. */}}
 {{- define "reserve-mesh.internalUrl" -}}
-{{- printf "http://%s:%v" (include "reserve-mesh.componentName" (dict "root" . "component" "product")) .Values.components.product.internalPort -}}
+{{- printf "http://%s:%v" (include "reserve-mesh.headlessName" (dict "root" . "component" "product")) .Values.components.product.internalPort -}}
 {{- end -}}
 
 {{/* Checksum of the named templates as rendered (root, files): a pod annotated with it
