@@ -35,9 +35,48 @@ struct LoadRun {
     converge: Vec<Duration>,
 }
 
-/// Runs the load on PostgreSQL and prints its figures.
+/// Runs the load on PostgreSQL and prints its figures; with `BENCH_REPLICAS` above 1, runs
+/// it with 1 and with that many product-svc and reservation-svc replicas instead
+/// ([`run_replicated`]).
 pub async fn run() {
-    run_on("bench_load", bench_options(), true).await;
+    let replicas: usize = number("BENCH_REPLICAS", 1);
+    if replicas > 1 {
+        run_replicated(replicas).await;
+    } else {
+        run_on("bench_load", bench_options(), true).await;
+    }
+}
+
+/// The load on a fresh mesh with one product-svc and reservation-svc, then on one with
+/// `replicas` of each (the gateway balancing over them, reservation-svc over the product-svc
+/// replicas), printed side by side: `reserve_rps_replicas_<n>`, `reserve_p99_ms_replicas_<n>`,
+/// `errors_replicas_<n>`. On one machine the replicas share its cores: the figure shows what
+/// spreading costs or buys here, not what more nodes would.
+async fn run_replicated(replicas: usize) {
+    let run_for = seconds("BENCH_SECONDS", 10);
+    let products: usize = number("BENCH_PRODUCTS", 30_000);
+    let mut lines = Vec::new();
+    for count in [1, replicas] {
+        let options = bench_options()
+            .with_replicas(Svc::Product, count)
+            .with_replicas(Svc::Reservation, count);
+        let mesh = Arc::new(Mesh::start(&format!("bench_replicas_{count}"), options).await);
+        eprintln!("{count} replica(s): registering {products} products…");
+        register_products(&mesh, products).await;
+        eprintln!("{count} replica(s): {USERS} buyers for {run_for:?}…");
+        let mut tally = buyers(&mesh, products - 1000, run_for, 0).await;
+        tally.latencies.sort();
+        let rps = tally.created as f64 / run_for.as_secs_f64();
+        lines.push(format!("reserve_rps_replicas_{count}={rps:.0}"));
+        lines.push(format!(
+            "reserve_p99_ms_replicas_{count}={:.2}",
+            percentile(&tally.latencies, 0.99)
+        ));
+        lines.push(format!("errors_replicas_{count}={}", tally.other));
+    }
+    for line in lines {
+        println!("{line}");
+    }
 }
 
 /// Runs the load on the embedded SQLite default and prints its figures.

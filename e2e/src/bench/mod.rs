@@ -10,6 +10,8 @@
 //!   PostgreSQL conditional UPDATE rate, with the ratios; and the budgets: CPU µs and
 //!   PostgreSQL commits per fully processed reservation, per service and summed (counted from
 //!   the start of the load until the mesh has settled after it, less what it spends idle).
+//!   With `BENCH_REPLICAS` (n > 1): the load with 1 and with n product-svc and reservation-svc
+//!   replicas, `reserve_rps_replicas_<n>` side by side.
 //! * [`load`] `embedded`: the same load on the SQLite files `script/server` uses by default.
 //! * [`open`]: open-loop latency at a fixed offered rate (`BENCH_RATE`), measured from each
 //!   request's scheduled send time.
