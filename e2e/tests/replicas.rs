@@ -9,7 +9,7 @@
 //! hold afterwards: every event's effect happened exactly once, nothing was lost.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use e2e::chaos::{self, ChaosConfig, Faults, Target};
 use e2e::{Mesh, Svc};
@@ -157,29 +157,24 @@ async fn the_watcher_heard_every_change(
     reservations: &[i64],
 ) {
     let paid = PaymentStatus::Paid as i32;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let missing: Vec<i64> = {
-            let seen = seen.lock().expect("not poisoned");
-            reservations
-                .iter()
-                .copied()
-                .filter(|id| {
-                    !seen
-                        .iter()
-                        .any(|entry| entry.reservation_id == *id && entry.payment_status == paid)
-                })
-                .collect()
-        };
-        if missing.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the watcher on mypage-svc replica 0 never saw these reservations paid: {missing:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let unseen = || -> Vec<i64> {
+        let seen = seen.lock().expect("not poisoned");
+        reservations
+            .iter()
+            .copied()
+            .filter(|id| {
+                !seen
+                    .iter()
+                    .any(|entry| entry.reservation_id == *id && entry.payment_status == paid)
+            })
+            .collect()
+    };
+    e2e::waiting::wait_until(
+        "the watcher on mypage-svc replica 0 sees every reservation paid",
+        Duration::from_secs(30),
+        || async { unseen().is_empty().then_some(()) },
+    )
+    .await;
     let mut applied = Vec::new();
     for replica in 0..mesh.replicas(Svc::MyPage) {
         let url = mesh.replica_metrics_url((Svc::MyPage, replica));
