@@ -325,6 +325,11 @@ impl Mesh {
                 self.metrics_addrs[&gateway].to_string(),
             ),
             ("UPSTREAM_REFRESH_MS".to_owned(), "500".to_owned()),
+            // As the chart sets it: answered within the lock deadline + 100 ms.
+            (
+                "RESERVE_TIMEOUT_MS".to_owned(),
+                (options.lock_deadline_ms + 100).to_string(),
+            ),
             ("PRODUCT_SVC_URL".to_owned(), self.grpc_url(Svc::Product)),
             (
                 "RESERVATION_SVC_URL".to_owned(),

@@ -43,7 +43,7 @@ pub struct Config {
     pub max_streams: usize,
     /// The services behind it (`PRODUCT_SVC_URL`, `RESERVATION_SVC_URL`, `PAYMENT_SVC_URL`,
     /// `MYPAGE_SVC_URL`, `NOTICE_SVC_URL`: each one URL or a comma-separated list;
-    /// `UPSTREAM_TIMEOUT_MS`, `UPSTREAM_REFRESH_MS`).
+    /// `UPSTREAM_TIMEOUT_MS`, `UPSTREAM_REFRESH_MS`, `RESERVE_TIMEOUT_MS`).
     pub upstream: UpstreamConfig,
     /// How callers are verified (`AUTH_*`).
     pub auth: AuthConfig,
@@ -69,6 +69,7 @@ impl Config {
                 notice_url: env_or("NOTICE_SVC_URL", "http://127.0.0.1:8085".to_owned())?,
                 timeout: env_millis("UPSTREAM_TIMEOUT_MS", Duration::from_millis(5000))?,
                 refresh: env_millis("UPSTREAM_REFRESH_MS", mesh_core::upstream::DEFAULT_REFRESH)?,
+                reserve_timeout: env_millis("RESERVE_TIMEOUT_MS", Duration::from_millis(1100))?,
             },
             auth: AuthConfig::from_env()?,
             reserve_rate_per_sec: env_or("RESERVE_RATE_PER_SEC", 1.0)?,

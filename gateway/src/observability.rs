@@ -14,8 +14,22 @@ use tracing::Instrument;
 /// Routes probed every few seconds: counted, not traced.
 const PROBES: [&str; 3] = ["/healthz", "/readyz", "/actuator/health"];
 
+/// When a request reached the gateway (a request extension set by [`observe`]): deadlines a
+/// handler passes on count from here, so time spent queueing in the gateway counts too.
+#[derive(Clone, Copy, Debug)]
+pub struct Arrival(pub Instant);
+
+impl Arrival {
+    /// What is left of `budget` since the request arrived (zero once it is spent).
+    pub fn remaining(self, budget: std::time::Duration) -> std::time::Duration {
+        budget.saturating_sub(self.0.elapsed())
+    }
+}
+
 /// The middleware (`axum::middleware::from_fn(observe)`).
-pub async fn observe(request: Request, next: Next) -> Response {
+pub async fn observe(mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    request.extensions_mut().insert(Arrival(started));
     let method = method_label(request.method()).to_owned();
     // The route template (`/product/{id}`), never the raw path: bounded label values.
     let route = request
@@ -36,7 +50,6 @@ pub async fn observe(request: Request, next: Next) -> Response {
         trace_context::adopt(&span, trace_context::from_headers(request.headers()));
         span
     };
-    let started = Instant::now();
     let response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();
     span.record("http.response.status_code", status);

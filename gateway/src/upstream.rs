@@ -36,6 +36,10 @@ pub struct UpstreamConfig {
     pub timeout: Duration,
     /// How often each service's hosts are resolved again (`UPSTREAM_REFRESH_MS`).
     pub refresh: Duration,
+    /// How long after its arrival a reservation request is answered at the latest
+    /// (`RESERVE_TIMEOUT_MS`): passed on to reservation-svc as the call's deadline, which
+    /// ends its product lock early enough to answer in time.
+    pub reserve_timeout: Duration,
 }
 
 /// One named upstream service.
@@ -61,6 +65,7 @@ pub struct Upstreams {
     pub notice: NoticeServiceClient<TracedChannel>,
     all: Vec<Upstream>,
     timeout: Duration,
+    reserve_timeout: Duration,
 }
 
 impl Upstreams {
@@ -115,7 +120,13 @@ impl Upstreams {
                 },
             ],
             timeout: config.timeout,
+            reserve_timeout: config.reserve_timeout,
         })
+    }
+
+    /// How long after its arrival a reservation request is answered at the latest.
+    pub fn reserve_timeout(&self) -> Duration {
+        self.reserve_timeout
     }
 
     /// Asks every upstream's gRPC health service; `(name, serving)` for each, in order.

@@ -47,6 +47,7 @@ async fn start(label: &str) -> Running {
             notice_url: NOBODY.into(),
             timeout: Duration::from_secs(2),
             refresh: mesh_core::upstream::DEFAULT_REFRESH,
+            reserve_timeout: Duration::from_millis(1100),
         },
         auth: test_auth(),
         reserve_rate_per_sec: 0.0,

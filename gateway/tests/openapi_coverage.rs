@@ -22,6 +22,7 @@ fn unreachable_upstreams() -> Upstreams {
         notice_url: url,
         timeout: Duration::from_millis(200),
         refresh: mesh_core::upstream::DEFAULT_REFRESH,
+        reserve_timeout: Duration::from_millis(1100),
     })
     .expect("upstream clients")
 }

@@ -44,6 +44,8 @@ impl pb::reservation_service_server::ReservationService for ReservationApi {
         request: Request<pb::CreateReservationRequest>,
     ) -> Result<Response<pb::Reservation>, Status> {
         let caller = caller(&request)?;
+        let answer_by = mesh_core::grpc_deadline::deadline_of(request.metadata())
+            .map(tokio::time::Instant::from_std);
         let request = request.into_inner();
         let product = Id::parse(request.product_id, "product id")?;
         let customer = CustomerId::parse(&reserving_customer(&caller, &request.customer_id)?)?;
@@ -55,7 +57,7 @@ impl pb::reservation_service_server::ReservationService for ReservationApi {
         // finds the outcome instead.
         let placement = self.placement.clone();
         let placing = tokio::spawn(
-            async move { placement.place(product, customer, key).await }
+            async move { placement.place(product, customer, key, answer_by).await }
                 .instrument(tracing::Span::current()),
         );
         let placed = placing.await.map_err(|err| {

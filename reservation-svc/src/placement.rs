@@ -16,6 +16,8 @@
 //! locked by a reservation that does not exist. A crash at any step leaves an intent that the
 //! reconciler finds by its age, so no product stays locked by a ghost.
 
+use std::time::Duration;
+
 use mesh_core::clock::now_ms;
 use mesh_core::group_commit::GroupCommit;
 use mesh_core::outbox::{self, OutboxSignal};
@@ -66,15 +68,19 @@ impl Placement {
     /// Reserves `product` for `customer`: RESERVED once locked, or an error and nothing stored.
     /// With a `key`, a retry of the same request gets the first answer, even when that answer
     /// never reached the caller (its call timed out after the reservation committed).
+    /// `answer_by` is when the caller stops waiting (its `grpc-timeout`), if it said.
     pub async fn place(
         &self,
         product: Id,
         customer: CustomerId,
         key: Option<RequestKey<Reservation>>,
+        answer_by: Option<tokio::time::Instant>,
     ) -> Result<Answer<Reservation>, StoreError> {
         // The deadline bounds recording the intent and the lock together, so a busy database
-        // does not stretch a buyer's wait past it.
-        let started = tokio::time::Instant::now();
+        // does not stretch a buyer's wait past it; and it ends early enough to answer the
+        // caller in time, whatever the request spent before it got here.
+        let lock_until =
+            lock_deadline(tokio::time::Instant::now(), self.lock.deadline(), answer_by);
         let request_key = key.as_ref().map(|key| key.key.clone());
         let start = self
             .commits
@@ -89,7 +95,7 @@ impl Placement {
         };
         let lock = self
             .lock
-            .reserve_within(product, intent.id, started + self.lock.deadline())
+            .reserve_within(product, intent.id, lock_until)
             .await;
         match fate_of_intent(lock) {
             IntentFate::Reserve(locked) => self.confirm(intent, locked, key).await,
@@ -232,4 +238,47 @@ fn begin(
     let intent = store::record_intent(conn, product, customer, now_ms())?;
     request_log::set_target(conn, OPERATION, key, intent.id.get())?;
     Ok(Start::Fresh(intent))
+}
+
+/// Time kept after the lock for committing the reservation and answering the caller.
+pub const ANSWER_MARGIN: Duration = Duration::from_millis(60);
+
+/// When the lock must be had: the lock deadline counted from `now`, or earlier if the caller
+/// stops waiting sooner (less [`ANSWER_MARGIN`]): time the request spent queueing before it
+/// reached this service (in the gateway, on the wire, waiting for a thread) counts, so a
+/// buyer is answered within the deadline the gateway promised from the request's arrival.
+pub fn lock_deadline(
+    now: tokio::time::Instant,
+    lock_deadline: Duration,
+    answer_by: Option<tokio::time::Instant>,
+) -> tokio::time::Instant {
+    let own = now + lock_deadline;
+    match answer_by {
+        Some(answer_by) => own.min(answer_by.checked_sub(ANSWER_MARGIN).unwrap_or(now).max(now)),
+        None => own,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_lock_ends_by_its_own_deadline_or_in_time_to_answer_the_caller() {
+        let now = tokio::time::Instant::now();
+        let deadline = Duration::from_millis(610);
+        assert_eq!(lock_deadline(now, deadline, None), now + deadline);
+        // A caller with time to spare: the lock's own deadline.
+        let patient = now + Duration::from_secs(5);
+        assert_eq!(lock_deadline(now, deadline, Some(patient)), now + deadline);
+        // The request queued 150 ms before it got here: the caller waits 560 ms more.
+        let hurried = now + Duration::from_millis(560);
+        assert_eq!(
+            lock_deadline(now, deadline, Some(hurried)),
+            hurried - ANSWER_MARGIN
+        );
+        // A caller out of time already: no lock attempt outlives now.
+        let gone = now + Duration::from_millis(10);
+        assert_eq!(lock_deadline(now, deadline, Some(gone)), now);
+    }
 }

@@ -15,6 +15,9 @@ pub async fn run() {
     let run_for = seconds("FAULT_SECONDS", 60);
     // The original protected the same call with a 610 ms Hystrix timeout.
     let deadline_ms = number("FAULT_LOCK_DEADLINE_MS", 610);
+    // The harness gives the gateway RESERVE_TIMEOUT_MS = the lock deadline + 100 ms: every
+    // answer is due that long after the request reached the gateway.
+    let answer_ms = deadline_ms + 100;
     let options = MeshOptions {
         lock_deadline_ms: deadline_ms,
         ..bench_options()
@@ -53,6 +56,7 @@ pub async fn run() {
     };
     tally.latencies.sort();
     println!("lock_deadline_ms={deadline_ms}");
+    println!("reserve_timeout_ms={answer_ms}");
     println!("ok={}", tally.created + tally.conflicts);
     println!("fast_fail_503={}", tally.unavailable);
     println!("other_errors={}", tally.other);

@@ -17,6 +17,7 @@ use crate::api_error::ApiError;
 use crate::auth::Credentials;
 use crate::body::{JsonBody, QueryParams, WireId};
 use crate::idempotency::IdempotencyKey;
+use crate::observability::Arrival;
 use crate::paging::{Page, PageQuery};
 use crate::rate_limit::RateLimiter;
 use crate::status_names::{parse_reservation_status, reservation_status_name};
@@ -77,6 +78,7 @@ impl From<pb::Reservation> for ReservationJson {
 pub(super) async fn create(
     State(upstreams): State<Upstreams>,
     Extension(limiter): Extension<Arc<RateLimiter>>,
+    arrival: Option<Extension<Arrival>>,
     credentials: Credentials,
     IdempotencyKey(request_id): IdempotencyKey,
     JsonBody(body): JsonBody<CreateReservation>,
@@ -96,14 +98,19 @@ pub(super) async fn create(
             "a new reservation starts RESERVED (01), not {status:?}"
         )));
     }
+    let mut request = credentials.request(pb::CreateReservationRequest {
+        product_id: body.product_id.0,
+        customer_id,
+        request_id,
+    });
+    // The answer is due `reserve_timeout` after the request reached the gateway, not after
+    // it reached this line: reservation-svc ends the product lock in time for that.
+    let budget = upstreams.reserve_timeout();
+    request.set_timeout(arrival.map_or(budget, |Extension(arrival)| arrival.remaining(budget)));
     let reservation = upstreams
         .reservation
         .clone()
-        .create_reservation(credentials.request(pb::CreateReservationRequest {
-            product_id: body.product_id.0,
-            customer_id,
-            request_id,
-        }))
+        .create_reservation(request)
         .await?
         .into_inner();
     let location = format!("/reservation/{}", reservation.id);
