@@ -63,15 +63,14 @@ pub fn enqueue(
     conn: &mut DbConnection,
     event: &OutgoingEvent,
 ) -> Result<(), diesel::result::Error> {
-    diesel::insert_into(outbox::table)
-        .values((
-            outbox::event_id.eq(&event.event_id),
-            outbox::subject.eq(&event.subject),
-            outbox::payload.eq(&event.payload),
-            outbox::traceparent.eq(&event.traceparent),
-            outbox::created_at_ms.eq(crate::clock::now_ms()),
-        ))
-        .execute(conn)?;
+    let insert = diesel::insert_into(outbox::table).values((
+        outbox::event_id.eq(&event.event_id),
+        outbox::subject.eq(&event.subject),
+        outbox::payload.eq(&event.payload),
+        outbox::traceparent.eq(&event.traceparent),
+        outbox::created_at_ms.eq(crate::clock::now_ms()),
+    ));
+    crate::on_backend!(conn, |c| insert.execute(c))?;
     Ok(())
 }
 

@@ -105,14 +105,13 @@ pub fn apply(conn: &mut DbConnection, change: &Change) -> Result<bool, DbError> 
             let newer = my_page::table
                 .find(id)
                 .filter(my_page::reservation_version.lt(version));
-            diesel::update(newer)
-                .set((
-                    my_page::reservation_status.eq(status.name()),
-                    my_page::reservation_version.eq(version),
-                    my_page::customer_id.eq(customer_id),
-                    my_page::updated_at_ms.eq(now_ms()),
-                ))
-                .execute(conn)?
+            let update = diesel::update(newer).set((
+                my_page::reservation_status.eq(status.name()),
+                my_page::reservation_version.eq(version),
+                my_page::customer_id.eq(customer_id),
+                my_page::updated_at_ms.eq(now_ms()),
+            ));
+            mesh_core::on_backend!(conn, |c| update.execute(c))?
         }
         Change::Payment {
             payment_id,
@@ -124,15 +123,14 @@ pub fn apply(conn: &mut DbConnection, change: &Change) -> Result<bool, DbError> 
             let newer = my_page::table
                 .find(id)
                 .filter(my_page::payment_version.lt(version));
-            diesel::update(newer)
-                .set((
-                    my_page::payment_status.eq(status.name()),
-                    my_page::payment_version.eq(version),
-                    my_page::payment_id.eq(payment_id.get()),
-                    my_page::customer_id.eq(customer_id),
-                    my_page::updated_at_ms.eq(now_ms()),
-                ))
-                .execute(conn)?
+            let update = diesel::update(newer).set((
+                my_page::payment_status.eq(status.name()),
+                my_page::payment_version.eq(version),
+                my_page::payment_id.eq(payment_id.get()),
+                my_page::customer_id.eq(customer_id),
+                my_page::updated_at_ms.eq(now_ms()),
+            ));
+            mesh_core::on_backend!(conn, |c| update.execute(c))?
         }
     };
     // updated == 0: a late or repeated event; that half already shows newer state.
@@ -175,14 +173,14 @@ fn fill_in_product(conn: &mut DbConnection, change: &Change) -> Result<bool, DbE
     };
     let mut filled = 0;
     if let Some(product) = change.product_id() {
-        filled += diesel::update(my_page::table.find(id).filter(my_page::product_id.eq(0)))
-            .set(my_page::product_id.eq(product.get()))
-            .execute(conn)?;
+        let update = diesel::update(my_page::table.find(id).filter(my_page::product_id.eq(0)))
+            .set(my_page::product_id.eq(product.get()));
+        filled += mesh_core::on_backend!(conn, |c| update.execute(c))?;
     }
     if let Some(name) = product_name.filter(|name| !name.is_empty()) {
-        filled += diesel::update(my_page::table.find(id).filter(my_page::product_name.eq("")))
-            .set(my_page::product_name.eq(name))
-            .execute(conn)?;
+        let update = diesel::update(my_page::table.find(id).filter(my_page::product_name.eq("")))
+            .set(my_page::product_name.eq(name));
+        filled += mesh_core::on_backend!(conn, |c| update.execute(c))?;
     }
     Ok(filled > 0)
 }

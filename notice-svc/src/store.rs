@@ -122,19 +122,18 @@ pub struct NewNotice<'a> {
 /// Records a notification as PENDING, due now, in the trace of the change it announces.
 pub fn record(conn: &mut DbConnection, notice: &NewNotice<'_>) -> Result<(), DbError> {
     let now = now_ms();
-    diesel::insert_into(notices::table)
-        .values((
-            notices::traceparent.eq(mesh_core::trace_context::current_traceparent()),
-            notices::event_id.eq(notice.event_id),
-            notices::customer_id.eq(notice.customer_id),
-            notices::event_type.eq(notice.event_type),
-            notices::reservation_id.eq(notice.reservation_id.get()),
-            notices::message.eq(notice.message),
-            notices::created_at_ms.eq(now),
-            notices::delivery.eq(Delivery::Pending.as_str()),
-            notices::next_attempt_at_ms.eq(now),
-        ))
-        .execute(conn)?;
+    let insert = diesel::insert_into(notices::table).values((
+        notices::traceparent.eq(mesh_core::trace_context::current_traceparent()),
+        notices::event_id.eq(notice.event_id),
+        notices::customer_id.eq(notice.customer_id),
+        notices::event_type.eq(notice.event_type),
+        notices::reservation_id.eq(notice.reservation_id.get()),
+        notices::message.eq(notice.message),
+        notices::created_at_ms.eq(now),
+        notices::delivery.eq(Delivery::Pending.as_str()),
+        notices::next_attempt_at_ms.eq(now),
+    ));
+    mesh_core::on_backend!(conn, |c| insert.execute(c))?;
     Ok(())
 }
 
@@ -144,13 +143,13 @@ pub fn due(
     conn: &mut DbConnection,
     limit: i64,
 ) -> Result<Vec<(Notice, Option<String>)>, StoreError> {
-    notices::table
+    let query = notices::table
         .filter(notices::delivery.eq(Delivery::Pending.as_str()))
         .filter(notices::next_attempt_at_ms.le(now_ms()))
         .order(notices::id)
         .limit(limit)
-        .select((COLUMNS, notices::traceparent))
-        .load::<(NoticeRow, Option<String>)>(conn)?
+        .select((COLUMNS, notices::traceparent));
+    mesh_core::on_backend!(conn, |c| query.load::<(NoticeRow, Option<String>)>(c))?
         .into_iter()
         .map(|(row, traceparent)| Ok((Notice::try_from(row)?, traceparent)))
         .collect()
@@ -216,14 +215,13 @@ pub fn record_attempt(
     retry_at_ms: Option<i64>,
     error: Option<&str>,
 ) -> Result<(), DbError> {
-    diesel::update(notices::table.find(id.get()))
-        .set((
-            notices::delivery.eq(delivery.as_str()),
-            notices::attempts.eq(notices::attempts + 1),
-            notices::next_attempt_at_ms.eq(retry_at_ms.unwrap_or_else(now_ms)),
-            notices::last_error.eq(error),
-        ))
-        .execute(conn)?;
+    let update = diesel::update(notices::table.find(id.get())).set((
+        notices::delivery.eq(delivery.as_str()),
+        notices::attempts.eq(notices::attempts + 1),
+        notices::next_attempt_at_ms.eq(retry_at_ms.unwrap_or_else(now_ms)),
+        notices::last_error.eq(error),
+    ));
+    mesh_core::on_backend!(conn, |c| update.execute(c))?;
     Ok(())
 }
 

@@ -117,7 +117,7 @@ pub struct NewPayment<'a> {
 /// Inserts the payment of a reservation, remembering the trace it was created in (the
 /// reservation's), which paying links back to.
 pub fn create(conn: &mut DbConnection, new: &NewPayment<'_>) -> Result<Payment, StoreError> {
-    let row: PaymentRow = diesel::insert_into(payments::table)
+    let row = diesel::insert_into(payments::table)
         .values((
             payments::origin_traceparent.eq(mesh_core::trace_context::current_traceparent()),
             payments::reservation_id.eq(new.reservation_id.get()),
@@ -128,8 +128,8 @@ pub fn create(conn: &mut DbConnection, new: &NewPayment<'_>) -> Result<Payment, 
             payments::version.eq(1),
             payments::updated_at_ms.eq(now_ms()),
         ))
-        .returning(PAYMENT_COLUMNS)
-        .get_result(conn)?;
+        .returning(PAYMENT_COLUMNS);
+    let row: PaymentRow = mesh_core::on_backend!(conn, |c| row.get_result(c))?;
     row.try_into()
 }
 
@@ -145,10 +145,8 @@ pub fn origin_trace(conn: &mut DbConnection, id: Id) -> Result<Option<String>, S
 
 /// One payment, or `NotFound`.
 pub fn find(conn: &mut DbConnection, id: Id) -> Result<Payment, StoreError> {
-    payments::table
-        .find(id.get())
-        .select(PAYMENT_COLUMNS)
-        .first::<PaymentRow>(conn)
+    let query = payments::table.find(id.get()).select(PAYMENT_COLUMNS);
+    mesh_core::on_backend!(conn, |c| query.first::<PaymentRow>(c))
         .optional()?
         .ok_or(PaymentError::NotFound(id))?
         .try_into()
@@ -159,10 +157,10 @@ pub fn find_by_reservation(
     conn: &mut DbConnection,
     reservation: Id,
 ) -> Result<Option<Payment>, StoreError> {
-    payments::table
+    let query = payments::table
         .filter(payments::reservation_id.eq(reservation.get()))
-        .select(PAYMENT_COLUMNS)
-        .first::<PaymentRow>(conn)
+        .select(PAYMENT_COLUMNS);
+    mesh_core::on_backend!(conn, |c| query.first::<PaymentRow>(c))
         .optional()?
         .map(Payment::try_from)
         .transpose()
@@ -218,8 +216,8 @@ pub fn transition(
         payments::status.eq(to.as_str()),
         payments::version.eq(payments::version + 1),
         payments::updated_at_ms.eq(now_ms()),
-    ))
-    .execute(conn)?;
+    ));
+    let moved = mesh_core::on_backend!(conn, |c| moved.execute(c))?;
     if moved == 0 {
         return Ok(None);
     }

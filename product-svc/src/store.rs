@@ -108,13 +108,14 @@ pub fn register(
 
 /// One product, or `NotFound`.
 pub fn find(conn: &mut DbConnection, id: Id) -> Result<Product, StoreError> {
-    products::table
+    // Built inside: `as_select()` names its backend.
+    mesh_core::on_backend!(conn, |c| products::table
         .find(id.get())
         .select(ProductRow::as_select())
-        .first(conn)
-        .optional()?
-        .ok_or(ProductError::NotFound(id))?
-        .try_into()
+        .first(c))
+    .optional()?
+    .ok_or(ProductError::NotFound(id))?
+    .try_into()
 }
 
 /// At most `limit` products after id `after`, oldest first: one page, read by the primary
@@ -205,9 +206,8 @@ pub fn reserve(
         products::reservation_id.eq(reservation.get()),
         products::version.eq(products::version + 1),
     ))
-    .returning(PRODUCT_COLUMNS)
-    .get_result::<ProductRow>(conn)
-    .optional()?;
+    .returning(PRODUCT_COLUMNS);
+    let taken = mesh_core::on_backend!(conn, |c| taken.get_result::<ProductRow>(c)).optional()?;
     if let Some(locked) = taken {
         domain::check_in_time(deadline, std::time::Instant::now())?;
         return locked.try_into();
@@ -237,8 +237,8 @@ pub fn release(conn: &mut DbConnection, id: Id, reservation: Id) -> Result<Produ
         products::status.eq(ProductStatus::Available.as_str()),
         products::reservation_id.eq(None::<i64>),
         products::version.eq(products::version + 1),
-    ))
-    .execute(conn)?;
+    ));
+    let released = mesh_core::on_backend!(conn, |c| released.execute(c))?;
     let product = find(conn, id)?;
     if released == 1 {
         tracing::info!(product = %id, reservation = %reservation, "product released");
@@ -268,7 +268,7 @@ pub fn transition_if_held(
         products::status.eq(to.as_str()),
         products::reservation_id.eq(holder),
         products::version.eq(products::version + 1),
-    ))
-    .execute(conn)?;
+    ));
+    let moved = mesh_core::on_backend!(conn, |c| moved.execute(c))?;
     Ok(moved == 1)
 }

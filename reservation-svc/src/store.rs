@@ -117,15 +117,15 @@ pub fn record_intent(
     customer: &CustomerId,
     now_ms: i64,
 ) -> Result<Reservation, StoreError> {
-    let row: ReservationRow = diesel::insert_into(reservations::table)
+    let insert = diesel::insert_into(reservations::table)
         .values((
             reservations::product_id.eq(product.get()),
             reservations::customer_id.eq(customer.as_str()),
             reservations::status.eq(ReservationState::Placing.as_str()),
             reservations::updated_at_ms.eq(now_ms),
         ))
-        .returning(RESERVATION_COLUMNS)
-        .get_result(conn)?;
+        .returning(RESERVATION_COLUMNS);
+    let row: ReservationRow = mesh_core::on_backend!(conn, |c| insert.get_result(c))?;
     row.try_into()
 }
 
@@ -150,8 +150,8 @@ pub fn settle_intent(
         reservations::version.eq(version),
         reservations::updated_at_ms.eq(now_ms),
         reservations::seller_id.eq(seller),
-    ))
-    .execute(conn)?;
+    ));
+    let moved = mesh_core::on_backend!(conn, |c| moved.execute(c))?;
     Ok(moved == 1)
 }
 
@@ -174,8 +174,8 @@ pub fn transition(
         reservations::status.eq(to.as_str()),
         reservations::version.eq(reservations::version + 1),
         reservations::updated_at_ms.eq(now_ms),
-    ))
-    .execute(conn)?;
+    ));
+    let moved = mesh_core::on_backend!(conn, |c| moved.execute(c))?;
     if moved == 0 {
         return Ok(None);
     }
@@ -184,10 +184,10 @@ pub fn transition(
 
 /// A reservation in any state, intents included, or `NotFound`.
 pub fn find_any(conn: &mut DbConnection, id: Id) -> Result<Reservation, StoreError> {
-    reservations::table
+    let query = reservations::table
         .find(id.get())
-        .select(RESERVATION_COLUMNS)
-        .first::<ReservationRow>(conn)
+        .select(RESERVATION_COLUMNS);
+    mesh_core::on_backend!(conn, |c| query.first::<ReservationRow>(c))
         .optional()?
         .ok_or(ReservationError::NotFound(id))?
         .try_into()
