@@ -79,12 +79,26 @@ impl Placement {
         // The deadline bounds recording the intent and the lock together, so a busy database
         // does not stretch a buyer's wait past it; and it ends early enough to answer the
         // caller in time, whatever the request spent before it got here.
-        let lock_until =
-            lock_deadline(tokio::time::Instant::now(), self.lock.deadline(), answer_by);
+        let Some(lock_until) =
+            lock_deadline(tokio::time::Instant::now(), self.lock.deadline(), answer_by)
+        else {
+            // Too late to be answered in time: refused before any write or call, so a backlog
+            // (an open-loop surge queueing in front of the service) is shed cheaply instead of
+            // each hopeless request recording an intent and timing out its lock.
+            return Err(too_late());
+        };
         let request_key = key.as_ref().map(|key| key.key.clone());
+        // The intent waits its turn in the group commit; if that wait leaves too little for
+        // the lock, it is not written at all (the same refusal, decided when the group runs).
+        let write_by = (lock_until - MIN_LOCK_TIME.min(self.lock.deadline())).into_std();
         let start = self
             .commits
-            .transaction(move |conn| begin(conn, product, &customer, request_key.as_deref()))
+            .transaction(move |conn| {
+                if std::time::Instant::now() > write_by {
+                    return Err(too_late());
+                }
+                begin(conn, product, &customer, request_key.as_deref())
+            })
             .await?;
         let intent = match start {
             Start::Fresh(intent) => intent,
@@ -240,23 +254,37 @@ fn begin(
     Ok(Start::Fresh(intent))
 }
 
+/// The refusal of a request that waited too long to be placed before its deadline.
+fn too_late() -> StoreError {
+    ReservationError::TryAgainShortly(
+        "the request waited too long to be placed before its deadline".into(),
+    )
+    .into()
+}
+
 /// Time kept after the lock for committing the reservation and answering the caller.
 pub const ANSWER_MARGIN: Duration = Duration::from_millis(60);
+
+/// Less time than this left for the lock, and the request is refused before it starts:
+/// recording an intent and calling product-svc takes about this long under load.
+pub const MIN_LOCK_TIME: Duration = Duration::from_millis(100);
 
 /// When the lock must be had: the lock deadline counted from `now`, or earlier if the caller
 /// stops waiting sooner (less [`ANSWER_MARGIN`]): time the request spent queueing before it
 /// reached this service (in the gateway, on the wire, waiting for a thread) counts, so a
 /// buyer is answered within the deadline the gateway promised from the request's arrival.
+/// `None` when less than [`MIN_LOCK_TIME`] would be left: too late to try.
 pub fn lock_deadline(
     now: tokio::time::Instant,
     lock_deadline: Duration,
     answer_by: Option<tokio::time::Instant>,
-) -> tokio::time::Instant {
+) -> Option<tokio::time::Instant> {
     let own = now + lock_deadline;
-    match answer_by {
+    let until = match answer_by {
         Some(answer_by) => own.min(answer_by.checked_sub(ANSWER_MARGIN).unwrap_or(now).max(now)),
         None => own,
-    }
+    };
+    (until.saturating_duration_since(now) >= MIN_LOCK_TIME.min(lock_deadline)).then_some(until)
 }
 
 #[cfg(test)]
@@ -267,18 +295,30 @@ mod tests {
     async fn the_lock_ends_by_its_own_deadline_or_in_time_to_answer_the_caller() {
         let now = tokio::time::Instant::now();
         let deadline = Duration::from_millis(610);
-        assert_eq!(lock_deadline(now, deadline, None), now + deadline);
+        assert_eq!(lock_deadline(now, deadline, None), Some(now + deadline));
         // A caller with time to spare: the lock's own deadline.
         let patient = now + Duration::from_secs(5);
-        assert_eq!(lock_deadline(now, deadline, Some(patient)), now + deadline);
+        assert_eq!(
+            lock_deadline(now, deadline, Some(patient)),
+            Some(now + deadline)
+        );
         // The request queued 150 ms before it got here: the caller waits 560 ms more.
         let hurried = now + Duration::from_millis(560);
         assert_eq!(
             lock_deadline(now, deadline, Some(hurried)),
-            hurried - ANSWER_MARGIN
+            Some(hurried - ANSWER_MARGIN)
         );
-        // A caller out of time already: no lock attempt outlives now.
+        // Too little left for a lock (it queued for most of its budget), or none at all:
+        // refused before it starts.
+        let late = now + ANSWER_MARGIN + MIN_LOCK_TIME - Duration::from_millis(1);
+        assert_eq!(lock_deadline(now, deadline, Some(late)), None);
         let gone = now + Duration::from_millis(10);
-        assert_eq!(lock_deadline(now, deadline, Some(gone)), now);
+        assert_eq!(lock_deadline(now, deadline, Some(gone)), None);
+        // Just enough: tried.
+        let enough = now + ANSWER_MARGIN + MIN_LOCK_TIME;
+        assert_eq!(
+            lock_deadline(now, deadline, Some(enough)),
+            Some(now + MIN_LOCK_TIME)
+        );
     }
 }

@@ -245,6 +245,43 @@ async fn refusals_store_nothing() {
     assert_eq!(all[0].customer_id, "kim");
 }
 
+/// A caller with too little time left for the lock (its request queued for most of its
+/// deadline) is told to try again shortly before anything is written or locked.
+#[tokio::test]
+async fn a_request_out_of_time_is_refused_before_it_locks_anything() {
+    let nats = TestNats::start();
+    let mut products = start_product_svc(free_addr(), "placement_late_product", &nats).await;
+    let (mut reservations, _r) = start_reservation_svc(
+        products.internal_addr,
+        "placement_late_reservation",
+        LockPolicy::default(),
+        default_reconciler(),
+        &nats,
+    )
+    .await;
+    let id = register(&mut products.client, "Phone").await;
+    let mut late = reserve(id, "kim");
+    // Less than the answer margin (60 ms) plus the least time worth a lock (100 ms).
+    late.set_timeout(std::time::Duration::from_millis(120));
+    let err = reservations
+        .create_reservation(late)
+        .await
+        .expect_err("too late to place");
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(err.message().contains("try again shortly"), "{err:?}");
+    assert_eq!(
+        product(&mut products.client, id).await.status(),
+        product_pb::ProductStatus::Available,
+        "nothing was locked"
+    );
+    assert!(visible(&mut reservations).await.is_empty());
+    // With time to spare, the same buyer gets it.
+    reservations
+        .create_reservation(reserve(id, "kim"))
+        .await
+        .expect("placed");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_buyers_get_one_reservation() {
     let nats = TestNats::start();
