@@ -7,8 +7,10 @@
 //! more URLs (`http://product-svc-headless:8081` or `http://10.0.0.1:8081,http://10.0.0.2:8081`);
 //! a background task resolves each host to all of its addresses (a headless Service answers
 //! with one address per ready pod) every refresh period and feeds the differences to tonic's
-//! balancing channel, which connects to each address and sends every call to the less busy
-//! of two picked at random (power of two choices).
+//! balancing channel, which connects to each address and sends each call to one of two ready
+//! replicas picked at random (tower's power-of-two-choices balancer; tonic's connections
+//! report equal load, so the pick is uniform among the ready ones, and a replica that is not
+//! ready, still connecting or backed up, is passed over).
 //!
 //! An address that refuses a TCP connection at a refresh is left out until it accepts again,
 //! so a killed replica stops receiving calls within one period even when its name still
