@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::{Mesh, Svc, read, with_token};
+use crate::{Mesh, Replica, Svc, read, with_token};
 
 impl Mesh {
     /// PATCHes `body` (a JSON value) to `path`; returns the status and the JSON answer.
@@ -49,8 +49,32 @@ impl Mesh {
 
     /// `svc`'s `/metrics` exposition, if it answers.
     pub async fn metrics_text(&self, svc: Svc) -> Option<String> {
-        let response = self.http.get(self.metrics_url(svc)).send().await.ok()?;
+        self.replica_metrics_text((svc, 0)).await
+    }
+
+    /// A replica's `/metrics` exposition, if it answers.
+    pub async fn replica_metrics_text(&self, key: Replica) -> Option<String> {
+        let response = self
+            .http
+            .get(self.replica_metrics_url(key))
+            .send()
+            .await
+            .ok()?;
         response.text().await.ok()
+    }
+
+    /// The sum of a replica's series of metric `name` whose labels include every one of
+    /// `labels` (`key="value"`); 0 when none does or the replica does not answer.
+    pub async fn replica_metric_sum(&self, key: Replica, name: &str, labels: &[&str]) -> f64 {
+        let text = self.replica_metrics_text(key).await.unwrap_or_default();
+        text.lines()
+            .filter(|line| {
+                line.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+            })
+            .filter(|line| labels.iter().all(|label| line.contains(label)))
+            .filter_map(|line| line.rsplit(' ').next()?.trim().parse::<f64>().ok())
+            .sum()
     }
 
     /// The value of a metric with one series (besides the global `service` label) in `svc`'s

@@ -49,13 +49,7 @@ async fn replicas_share_the_load_and_losing_one_of_each_loses_nothing() {
     let report = chaos::run_on(&mut mesh, &config, Faults::OneReplicaOfEach).await;
     let lines = report.lines().join("\n");
     println!("{lines}");
-    for svc in [
-        Svc::Product,
-        Svc::Reservation,
-        Svc::Payment,
-        Svc::MyPage,
-        Svc::Notice,
-    ] {
+    for svc in Svc::GRPC {
         assert_eq!(
             report.kills.get(&Target::Process(svc)).copied(),
             Some(1),
@@ -119,21 +113,14 @@ async fn reserve_and_pay(mesh: &Mesh, customer: &str) -> Vec<i64> {
 async fn lock_calls_are_shared(mesh: &Mesh) {
     let mut served = Vec::new();
     for replica in 0..mesh.replicas(Svc::Product) {
-        let url = mesh.replica_metrics_url((Svc::Product, replica));
-        let text = mesh
-            .http
-            .get(url)
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
-        served.push(sum_of(
-            &text,
-            "grpc_server_handled_total",
-            "grpc_method=\"ReserveProduct\"",
-        ));
+        let calls = mesh
+            .replica_metric_sum(
+                (Svc::Product, replica),
+                "grpc_server_handled_total",
+                &["grpc_method=\"ReserveProduct\""],
+            )
+            .await;
+        served.push(calls);
     }
     let total: f64 = served.iter().sum();
     println!("lock calls served by each product-svc replica: {served:?} of {total}");
@@ -177,40 +164,19 @@ async fn the_watcher_heard_every_change(
     .await;
     let mut applied = Vec::new();
     for replica in 0..mesh.replicas(Svc::MyPage) {
-        let url = mesh.replica_metrics_url((Svc::MyPage, replica));
-        let text = mesh
-            .http
-            .get(url)
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
         // The payment events: the last change of each entry the watcher waited for.
-        let payments = text
-            .lines()
-            .filter(|line| line.contains("consumer=\"mypage-svc-payments\""))
-            .collect::<Vec<_>>()
-            .join("\n");
-        applied.push(sum_of(
-            &payments,
-            "consumer_events_total",
-            "outcome=\"applied\"",
-        ));
+        let events = mesh
+            .replica_metric_sum(
+                (Svc::MyPage, replica),
+                "consumer_events_total",
+                &["consumer=\"mypage-svc-payments\"", "outcome=\"applied\""],
+            )
+            .await;
+        applied.push(events);
     }
     println!("events applied by each mypage-svc replica: {applied:?}");
     assert!(
         applied.iter().all(|events| *events > 0.0),
         "both mypage-svc replicas applied payment events: {applied:?}"
     );
-}
-
-/// The sum of a counter's series whose labels contain `label`.
-fn sum_of(metrics: &str, name: &str, label: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|line| line.starts_with(name) && line.contains(label))
-        .filter_map(|line| line.rsplit(' ').next()?.trim().parse::<f64>().ok())
-        .sum()
 }

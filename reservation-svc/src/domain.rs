@@ -1,6 +1,7 @@
 //! Reservations and the rules of placing one, as pure types: no I/O, no diesel, no tonic.
 
 use std::fmt;
+use std::time::{Duration, Instant};
 
 use reserve_proto::StatusName;
 use reserve_proto::reservation::v1::ReservationStatus as WireStatus;
@@ -228,6 +229,31 @@ pub enum ReservationError {
     TryAgainShortly(String),
 }
 
+/// Time kept after the lock for committing the reservation and answering the caller.
+pub const ANSWER_MARGIN: Duration = Duration::from_millis(60);
+
+/// Less time than this left for the lock, and the request is refused before it starts:
+/// recording an intent and calling product-svc takes about this long under load.
+pub const MIN_LOCK_TIME: Duration = Duration::from_millis(100);
+
+/// When the lock must be had: the lock deadline counted from `now`, or earlier if the caller
+/// stops waiting sooner (less [`ANSWER_MARGIN`]): time the request spent queueing before it
+/// reached this service (in the gateway, on the wire, waiting for a thread) counts, so a
+/// buyer is answered within the deadline the gateway promised from the request's arrival.
+/// `None` when less than [`MIN_LOCK_TIME`] would be left: too late to try.
+pub fn lock_deadline(
+    now: Instant,
+    lock_deadline: Duration,
+    answer_by: Option<Instant>,
+) -> Option<Instant> {
+    let own = now + lock_deadline;
+    let until = match answer_by {
+        Some(answer_by) => own.min(answer_by.checked_sub(ANSWER_MARGIN).unwrap_or(now).max(now)),
+        None => own,
+    };
+    (until.saturating_duration_since(now) >= MIN_LOCK_TIME.min(lock_deadline)).then_some(until)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,5 +368,36 @@ mod tests {
         assert_eq!(CustomerId::parse("  ").expect("ok").as_str(), "anonymous");
         assert_eq!(CustomerId::parse(" kim ").expect("ok").as_str(), "kim");
         assert!(CustomerId::parse(&"k".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn the_lock_ends_by_its_own_deadline_or_in_time_to_answer_the_caller() {
+        let now = Instant::now();
+        let deadline = Duration::from_millis(610);
+        assert_eq!(lock_deadline(now, deadline, None), Some(now + deadline));
+        // A caller with time to spare: the lock's own deadline.
+        let patient = now + Duration::from_secs(5);
+        assert_eq!(
+            lock_deadline(now, deadline, Some(patient)),
+            Some(now + deadline)
+        );
+        // The request queued 150 ms before it got here: the caller waits 560 ms more.
+        let hurried = now + Duration::from_millis(560);
+        assert_eq!(
+            lock_deadline(now, deadline, Some(hurried)),
+            Some(hurried - ANSWER_MARGIN)
+        );
+        // Too little left for a lock (it queued for most of its budget), or none at all:
+        // refused before it starts.
+        let late = now + ANSWER_MARGIN + MIN_LOCK_TIME - Duration::from_millis(1);
+        assert_eq!(lock_deadline(now, deadline, Some(late)), None);
+        let gone = now + Duration::from_millis(10);
+        assert_eq!(lock_deadline(now, deadline, Some(gone)), None);
+        // Just enough: tried.
+        let enough = now + ANSWER_MARGIN + MIN_LOCK_TIME;
+        assert_eq!(
+            lock_deadline(now, deadline, Some(enough)),
+            Some(now + MIN_LOCK_TIME)
+        );
     }
 }

@@ -44,8 +44,7 @@ impl pb::reservation_service_server::ReservationService for ReservationApi {
         request: Request<pb::CreateReservationRequest>,
     ) -> Result<Response<pb::Reservation>, Status> {
         let caller = caller(&request)?;
-        let answer_by = mesh_core::grpc_deadline::deadline_of(request.metadata())
-            .map(tokio::time::Instant::from_std);
+        let answer_by = mesh_core::grpc_deadline::deadline_of(request.metadata());
         let request = request.into_inner();
         let product = Id::parse(request.product_id, "product id")?;
         let customer = CustomerId::parse(&reserving_customer(&caller, &request.customer_id)?)?;

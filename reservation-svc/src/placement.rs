@@ -16,8 +16,6 @@
 //! locked by a reservation that does not exist. A crash at any step leaves an intent that the
 //! reconciler finds by its age, so no product stays locked by a ghost.
 
-use std::time::Duration;
-
 use mesh_core::clock::now_ms;
 use mesh_core::group_commit::GroupCommit;
 use mesh_core::outbox::{self, OutboxSignal};
@@ -25,8 +23,8 @@ use mesh_core::request_log::{self, Answer, Claim, KeyConflict, Recorded, Request
 use mesh_core::{Db, DbConnection};
 
 use crate::domain::{
-    CustomerId, Id, IntentFate, LockedProduct, Reservation, ReservationError, ReservationState,
-    fate_of_intent,
+    CustomerId, Id, IntentFate, LockedProduct, MIN_LOCK_TIME, Reservation, ReservationError,
+    ReservationState, fate_of_intent, lock_deadline,
 };
 use crate::events;
 use crate::product_lock::ProductLock;
@@ -74,13 +72,13 @@ impl Placement {
         product: Id,
         customer: CustomerId,
         key: Option<RequestKey<Reservation>>,
-        answer_by: Option<tokio::time::Instant>,
+        answer_by: Option<std::time::Instant>,
     ) -> Result<Answer<Reservation>, StoreError> {
         // The deadline bounds recording the intent and the lock together, so a busy database
         // does not stretch a buyer's wait past it; and it ends early enough to answer the
         // caller in time, whatever the request spent before it got here.
         let Some(lock_until) =
-            lock_deadline(tokio::time::Instant::now(), self.lock.deadline(), answer_by)
+            lock_deadline(std::time::Instant::now(), self.lock.deadline(), answer_by)
         else {
             // Too late to be answered in time: refused before any write or call, so a backlog
             // (an open-loop surge queueing in front of the service) is shed cheaply instead of
@@ -90,7 +88,7 @@ impl Placement {
         let request_key = key.as_ref().map(|key| key.key.clone());
         // The intent waits its turn in the group commit; if that wait leaves too little for
         // the lock, it is not written at all (the same refusal, decided when the group runs).
-        let write_by = (lock_until - MIN_LOCK_TIME.min(self.lock.deadline())).into_std();
+        let write_by = lock_until - MIN_LOCK_TIME.min(self.lock.deadline());
         let start = self
             .commits
             .transaction(move |conn| {
@@ -109,7 +107,11 @@ impl Placement {
         };
         let lock = self
             .lock
-            .reserve_within(product, intent.id, lock_until)
+            .reserve_within(
+                product,
+                intent.id,
+                tokio::time::Instant::from_std(lock_until),
+            )
             .await;
         match fate_of_intent(lock) {
             IntentFate::Reserve(locked) => self.confirm(intent, locked, key).await,
@@ -260,65 +262,4 @@ fn too_late() -> StoreError {
         "the request waited too long to be placed before its deadline".into(),
     )
     .into()
-}
-
-/// Time kept after the lock for committing the reservation and answering the caller.
-pub const ANSWER_MARGIN: Duration = Duration::from_millis(60);
-
-/// Less time than this left for the lock, and the request is refused before it starts:
-/// recording an intent and calling product-svc takes about this long under load.
-pub const MIN_LOCK_TIME: Duration = Duration::from_millis(100);
-
-/// When the lock must be had: the lock deadline counted from `now`, or earlier if the caller
-/// stops waiting sooner (less [`ANSWER_MARGIN`]): time the request spent queueing before it
-/// reached this service (in the gateway, on the wire, waiting for a thread) counts, so a
-/// buyer is answered within the deadline the gateway promised from the request's arrival.
-/// `None` when less than [`MIN_LOCK_TIME`] would be left: too late to try.
-pub fn lock_deadline(
-    now: tokio::time::Instant,
-    lock_deadline: Duration,
-    answer_by: Option<tokio::time::Instant>,
-) -> Option<tokio::time::Instant> {
-    let own = now + lock_deadline;
-    let until = match answer_by {
-        Some(answer_by) => own.min(answer_by.checked_sub(ANSWER_MARGIN).unwrap_or(now).max(now)),
-        None => own,
-    };
-    (until.saturating_duration_since(now) >= MIN_LOCK_TIME.min(lock_deadline)).then_some(until)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn the_lock_ends_by_its_own_deadline_or_in_time_to_answer_the_caller() {
-        let now = tokio::time::Instant::now();
-        let deadline = Duration::from_millis(610);
-        assert_eq!(lock_deadline(now, deadline, None), Some(now + deadline));
-        // A caller with time to spare: the lock's own deadline.
-        let patient = now + Duration::from_secs(5);
-        assert_eq!(
-            lock_deadline(now, deadline, Some(patient)),
-            Some(now + deadline)
-        );
-        // The request queued 150 ms before it got here: the caller waits 560 ms more.
-        let hurried = now + Duration::from_millis(560);
-        assert_eq!(
-            lock_deadline(now, deadline, Some(hurried)),
-            Some(hurried - ANSWER_MARGIN)
-        );
-        // Too little left for a lock (it queued for most of its budget), or none at all:
-        // refused before it starts.
-        let late = now + ANSWER_MARGIN + MIN_LOCK_TIME - Duration::from_millis(1);
-        assert_eq!(lock_deadline(now, deadline, Some(late)), None);
-        let gone = now + Duration::from_millis(10);
-        assert_eq!(lock_deadline(now, deadline, Some(gone)), None);
-        // Just enough: tried.
-        let enough = now + ANSWER_MARGIN + MIN_LOCK_TIME;
-        assert_eq!(
-            lock_deadline(now, deadline, Some(enough)),
-            Some(now + MIN_LOCK_TIME)
-        );
-    }
 }

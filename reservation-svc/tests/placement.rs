@@ -112,6 +112,34 @@ async fn start_reservation_svc(
     (client, stop)
 }
 
+/// product-svc and reservation-svc with the default lock and reconciler policies on one
+/// private NATS; `label` names their databases. Dropped, reservation-svc stops first.
+struct Pair {
+    _stop_reservations: StopOnDrop,
+    reservations: ReservationServiceClient<Channel>,
+    products: ProductSvc,
+    _nats: TestNats,
+}
+
+async fn start_pair(label: &str) -> Pair {
+    let nats = TestNats::start();
+    let products = start_product_svc(free_addr(), &format!("{label}_product"), &nats).await;
+    let (reservations, stop) = start_reservation_svc(
+        products.internal_addr,
+        &format!("{label}_reservation"),
+        LockPolicy::default(),
+        default_reconciler(),
+        &nats,
+    )
+    .await;
+    Pair {
+        _stop_reservations: stop,
+        reservations,
+        products,
+        _nats: nats,
+    }
+}
+
 fn default_reconciler() -> ReconcilerPolicy {
     ReconcilerPolicy {
         interval: Duration::from_millis(100),
@@ -171,16 +199,12 @@ fn as_admin<T>(message: T) -> tonic::Request<T> {
 
 #[tokio::test]
 async fn placing_locks_the_product_for_the_new_reservation() {
-    let nats = TestNats::start();
-    let mut products = start_product_svc(free_addr(), "placement_ok_product", &nats).await;
-    let (mut reservations, _r) = start_reservation_svc(
-        products.internal_addr,
-        "placement_ok_reservation",
-        LockPolicy::default(),
-        default_reconciler(),
-        &nats,
-    )
-    .await;
+    let Pair {
+        mut products,
+        mut reservations,
+        _stop_reservations,
+        _nats,
+    } = start_pair("placement_ok").await;
     let id = register(&mut products.client, "Phone").await;
     let placed = reservations
         .create_reservation(reserve(id, "kim"))
@@ -206,16 +230,12 @@ async fn placing_locks_the_product_for_the_new_reservation() {
 
 #[tokio::test]
 async fn refusals_store_nothing() {
-    let nats = TestNats::start();
-    let mut products = start_product_svc(free_addr(), "placement_refused_product", &nats).await;
-    let (mut reservations, _r) = start_reservation_svc(
-        products.internal_addr,
-        "placement_refused_reservation",
-        LockPolicy::default(),
-        default_reconciler(),
-        &nats,
-    )
-    .await;
+    let Pair {
+        mut products,
+        mut reservations,
+        _stop_reservations,
+        _nats,
+    } = start_pair("placement_refused").await;
     let id = register(&mut products.client, "Phone").await;
     reservations
         .create_reservation(reserve(id, "kim"))
@@ -249,16 +269,12 @@ async fn refusals_store_nothing() {
 /// deadline) is told to try again shortly before anything is written or locked.
 #[tokio::test]
 async fn a_request_out_of_time_is_refused_before_it_locks_anything() {
-    let nats = TestNats::start();
-    let mut products = start_product_svc(free_addr(), "placement_late_product", &nats).await;
-    let (mut reservations, _r) = start_reservation_svc(
-        products.internal_addr,
-        "placement_late_reservation",
-        LockPolicy::default(),
-        default_reconciler(),
-        &nats,
-    )
-    .await;
+    let Pair {
+        mut products,
+        mut reservations,
+        _stop_reservations,
+        _nats,
+    } = start_pair("placement_late").await;
     let id = register(&mut products.client, "Phone").await;
     let mut late = reserve(id, "kim");
     // Less than the answer margin (60 ms) plus the least time worth a lock (100 ms).
@@ -284,16 +300,12 @@ async fn a_request_out_of_time_is_refused_before_it_locks_anything() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_buyers_get_one_reservation() {
-    let nats = TestNats::start();
-    let mut products = start_product_svc(free_addr(), "placement_race_product", &nats).await;
-    let (reservations, _r) = start_reservation_svc(
-        products.internal_addr,
-        "placement_race_reservation",
-        LockPolicy::default(),
-        default_reconciler(),
-        &nats,
-    )
-    .await;
+    let Pair {
+        mut products,
+        reservations,
+        _stop_reservations,
+        _nats,
+    } = start_pair("placement_race").await;
     let id = register(&mut products.client, "Ticket").await;
     let buyers: Vec<_> = (0..40)
         .map(|buyer| {

@@ -105,6 +105,11 @@ pub fn percentile(sorted: &[Duration], q: f64) -> f64 {
     sorted[index].as_secs_f64() * 1000.0
 }
 
+/// The slowest of `sorted` latencies in ms (0 for none).
+pub fn slowest_ms(sorted: &[Duration]) -> f64 {
+    sorted.last().map_or(0.0, |l| l.as_secs_f64() * 1000.0)
+}
+
 /// Reserves one product for its own buyer and waits until both its payment and its my-page
 /// row (with the payment) are readable; returns that time.
 pub async fn converge_once(mesh: &Mesh, product: usize) -> Option<Duration> {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use reserve_proto::product::v1::ReserveFaults;
 use serde_json::json;
 
-use super::buyers::{USERS, buyers, percentile};
+use super::buyers::{USERS, buyers, percentile, slowest_ms};
 use super::{bench_options, number, register_products, seconds};
 use crate::{Mesh, MeshOptions};
 
@@ -61,12 +61,6 @@ pub async fn run() {
     println!("fast_fail_503={}", tally.unavailable);
     println!("other_errors={}", tally.other);
     println!("p50_ms={:.1}", percentile(&tally.latencies, 0.50));
-    println!(
-        "max_latency_ms={:.1}",
-        tally
-            .latencies
-            .last()
-            .map_or(0.0, |l| l.as_secs_f64() * 1000.0)
-    );
+    println!("max_latency_ms={:.1}", slowest_ms(&tally.latencies));
     println!("recovery_s={:.2}", recovery.as_secs_f64());
 }

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::buyers::{Tally, percentile, reserve_once};
+use super::buyers::{Tally, percentile, reserve_once, slowest_ms};
 use super::load::sample_convergence;
 use super::{bench_options, number, register_products, seconds};
 use crate::Mesh;
@@ -58,13 +58,7 @@ pub async fn run() {
     println!("open_p50_ms={:.2}", percentile(&tally.latencies, 0.50));
     println!("open_p99_ms={:.2}", percentile(&tally.latencies, 0.99));
     println!("open_p999_ms={:.2}", percentile(&tally.latencies, 0.999));
-    println!(
-        "open_max_ms={:.2}",
-        tally
-            .latencies
-            .last()
-            .map_or(0.0, |l| l.as_secs_f64() * 1000.0)
-    );
+    println!("open_max_ms={:.2}", slowest_ms(&tally.latencies));
     println!("converge_samples={}", converge.len());
     println!("converge_p50_ms={:.1}", percentile(&converge, 0.50));
     println!("converge_p99_ms={:.1}", percentile(&converge, 0.99));
