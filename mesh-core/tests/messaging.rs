@@ -17,12 +17,14 @@ use support::*;
 #[tokio::test]
 async fn outbox_rows_wait_while_nats_is_down_and_are_published_once_after() {
     let mut fx = fixture("outbox_outage").await;
-    let signal = OutboxSignal::default();
-    let relay = OutboxRelay::new(fx.db.clone(), fx.js.clone(), signal.clone());
-    tokio::spawn(relay.run(fx.shutdown.clone()));
-
+    // One relay at a time: a second one would find the rows claimed by the first (each takes
+    // its own batch) and have nothing to try.
+    let relay = OutboxRelay::new(fx.db.clone(), fx.js.clone(), OutboxSignal::default());
     enqueue(&fx.db, (1..=5).map(placed).collect()).await;
-    signal.wake();
+    relay
+        .publish_batch()
+        .await
+        .expect("published while NATS is up");
     wait_for(
         "5 events in the stream",
         Duration::from_secs(10),
@@ -32,16 +34,19 @@ async fn outbox_rows_wait_while_nats_is_down_and_are_published_once_after() {
 
     fx.nats.stop();
     enqueue(&fx.db, (6..=10).map(placed).collect()).await;
-    signal.wake();
     // A publish attempt during the outage (bounded by the NATS timeout) fails and leaves
     // every row for later.
-    let attempt = OutboxRelay::new(fx.db.clone(), fx.js.clone(), OutboxSignal::default());
     assert!(
-        attempt.publish_batch().await.is_err(),
+        relay.publish_batch().await.is_err(),
         "publishing fails while NATS is down"
     );
     assert_eq!(backlog(&fx.db).await, 5, "rows wait while NATS is down");
 
+    // The relay as a service runs it, from the outage on: it publishes once NATS is back.
+    let signal = OutboxSignal::default();
+    let running = OutboxRelay::new(fx.db.clone(), fx.js.clone(), signal.clone());
+    tokio::spawn(running.run(fx.shutdown.clone()));
+    signal.wake();
     fx.nats.restart();
     wait_for("the backlog to drain", Duration::from_secs(30), || async {
         backlog(&fx.db).await == 0
