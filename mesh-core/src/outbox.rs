@@ -30,6 +30,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::message::PublishMessage;
+use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use tokio::sync::Notify;
@@ -99,27 +100,40 @@ pub fn pending(
 /// at this instant are skipped, not waited for (`FOR UPDATE SKIP LOCKED`), so relays of
 /// several replicas take disjoint batches; SQLite has one writer at a time and needs no
 /// such clause.
+///
+/// On PostgreSQL the pending rows are walked in the order of the `outbox_pending` index
+/// (bitmap scans are turned off for this one transaction). Every claim and stamp leaves a
+/// dead entry in that index until autovacuum comes by (a minute or more); a bitmap scan, the
+/// planner's usual pick, visits each of them on every pass, so under load a claim grew to
+/// milliseconds and kept growing. An index scan marks the dead entries it meets as dead in
+/// the index itself, so the next pass skips them: a claim costs what is pending, not what
+/// was published since the last vacuum.
 pub fn claim(
     conn: &mut DbConnection,
     now_ms: i64,
     until_ms: i64,
     limit: i64,
 ) -> Result<Vec<PendingRow>, diesel::result::Error> {
-    let locking = match conn {
-        DbConnection::Postgres(_) => "FOR UPDATE SKIP LOCKED",
-        DbConnection::Sqlite(_) => "",
+    let claim = |conn: &mut DbConnection, locking: &str| {
+        diesel::sql_query(format!(
+            "UPDATE outbox SET claimed_until_ms = $1 WHERE id IN ( \
+               SELECT id FROM outbox \
+               WHERE published_at_ms IS NULL AND (claimed_until_ms IS NULL OR claimed_until_ms < $2) \
+               ORDER BY id LIMIT $3 {locking}) \
+             RETURNING id, event_id, subject, payload, traceparent, created_at_ms"
+        ))
+        .bind::<BigInt, _>(until_ms)
+        .bind::<BigInt, _>(now_ms)
+        .bind::<BigInt, _>(limit)
+        .load::<PendingRow>(conn)
     };
-    let mut rows: Vec<PendingRow> = diesel::sql_query(format!(
-        "UPDATE outbox SET claimed_until_ms = $1 WHERE id IN ( \
-           SELECT id FROM outbox \
-           WHERE published_at_ms IS NULL AND (claimed_until_ms IS NULL OR claimed_until_ms < $2) \
-           ORDER BY id LIMIT $3 {locking}) \
-         RETURNING id, event_id, subject, payload, traceparent, created_at_ms"
-    ))
-    .bind::<BigInt, _>(until_ms)
-    .bind::<BigInt, _>(now_ms)
-    .bind::<BigInt, _>(limit)
-    .load(conn)?;
+    let mut rows = match conn {
+        DbConnection::Postgres(_) => conn.transaction(|conn| {
+            conn.batch_execute("SET LOCAL enable_bitmapscan = off")?;
+            claim(conn, "FOR UPDATE SKIP LOCKED")
+        })?,
+        DbConnection::Sqlite(_) => claim(conn, "")?,
+    };
     // RETURNING promises no order.
     rows.sort_unstable_by_key(|row| row.id);
     Ok(rows)

@@ -1,8 +1,9 @@
 //! The only file that knows SQL: the `my_page` table.
 //!
-//! Each half of an entry is written with one conditional update, `WHERE <half>_version < $v`,
-//! so a late event never overwrites a newer state, and the reservation consumer and the payment
-//! consumer can write the same row concurrently without losing each other's half.
+//! Each half of an entry is written only when its version is newer than the one shown, in one
+//! upsert per event, so a late event never overwrites a newer state, and the reservation
+//! consumer and the payment consumer can write the same row concurrently without losing each
+//! other's half.
 
 use diesel::prelude::*;
 use mesh_core::clock::now_ms;
@@ -91,98 +92,141 @@ fn stored_status<S: StatusName>(name: Option<String>) -> Result<Option<S>, Strin
         .transpose()
 }
 
-/// Applies one change; returns whether the entry changed (false for a stale event).
+/// Applies one change in one statement; returns whether the entry changed (false for a stale
+/// or repeated event).
+///
+/// The row is inserted with this change's half (the other half empty, version 0) or, when
+/// it exists, merged into it: a half is taken only if its version is newer than the one
+/// shown, the product's id and name only while they are still unknown (they never change,
+/// and only some events carry them: a late ReservationPlaced is stale for the status but
+/// still the only carrier of the product's name). The reservation consumer and the payment
+/// consumer may write the same new row at once: the second waits for the first's insert and
+/// then merges into it, so neither half is lost. One statement instead of an insert and up
+/// to three conditional updates, which were most of a consumed event's round trips.
 pub fn apply(conn: &mut DbConnection, change: &Change) -> Result<bool, DbError> {
-    ensure_row(conn, change)?;
-    let id = change.reservation_id().get();
-    let updated = match change {
-        Change::Reservation {
-            customer_id,
-            status,
-            version,
-            ..
-        } => {
-            let newer = my_page::table
-                .find(id)
-                .filter(my_page::reservation_version.lt(version));
-            let update = diesel::update(newer).set((
-                my_page::reservation_status.eq(status.name()),
-                my_page::reservation_version.eq(version),
-                my_page::customer_id.eq(customer_id),
-                my_page::updated_at_ms.eq(now_ms()),
-            ));
-            mesh_core::on_backend!(conn, |c| update.execute(c))?
-        }
-        Change::Payment {
-            payment_id,
-            customer_id,
-            status,
-            version,
-            ..
-        } => {
-            let newer = my_page::table
-                .find(id)
-                .filter(my_page::payment_version.lt(version));
-            let update = diesel::update(newer).set((
-                my_page::payment_status.eq(status.name()),
-                my_page::payment_version.eq(version),
-                my_page::payment_id.eq(payment_id.get()),
-                my_page::customer_id.eq(customer_id),
-                my_page::updated_at_ms.eq(now_ms()),
-            ));
-            mesh_core::on_backend!(conn, |c| update.execute(c))?
-        }
-    };
-    // updated == 0: a late or repeated event; that half already shows newer state.
-    Ok(fill_in_product(conn, change)? || updated == 1)
-}
+    use diesel::dsl::case_when;
+    use diesel::query_dsl::methods::FilterDsl;
+    use diesel::upsert::excluded;
 
-/// Makes sure the entry's row exists, as an empty skeleton the halves then fill in. The
-/// reservation consumer and the payment consumer may both see a new reservation at once:
-/// `ON CONFLICT DO NOTHING` lets the second wait for the first instead of failing.
-fn ensure_row(conn: &mut DbConnection, change: &Change) -> Result<(), DbError> {
-    let insert = diesel::insert_into(my_page::table)
+    let proposed = Proposed::from(change);
+    let newer_reservation = excluded(my_page::reservation_version).gt(my_page::reservation_version);
+    let newer_payment = excluded(my_page::payment_version).gt(my_page::payment_version);
+    let newer_half = newer_reservation.or(newer_payment);
+    let product_id_missing = my_page::product_id
+        .eq(0)
+        .and(excluded(my_page::product_id).ne(0));
+    let product_name_missing = my_page::product_name
+        .eq("")
+        .and(excluded(my_page::product_name).ne(""));
+    let upsert = diesel::insert_into(my_page::table)
         .values((
             my_page::reservation_id.eq(change.reservation_id().get()),
-            my_page::product_id.eq(0),
-            my_page::product_name.eq(""),
+            my_page::product_id.eq(proposed.product_id),
+            my_page::product_name.eq(proposed.product_name),
             my_page::customer_id.eq(change.customer_id()),
-            my_page::reservation_version.eq(0),
-            my_page::payment_version.eq(0),
+            my_page::reservation_status.eq(proposed.reservation_status),
+            my_page::reservation_version.eq(proposed.reservation_version),
+            my_page::payment_id.eq(proposed.payment_id),
+            my_page::payment_status.eq(proposed.payment_status),
+            my_page::payment_version.eq(proposed.payment_version),
             my_page::updated_at_ms.eq(now_ms()),
         ))
         .on_conflict(my_page::reservation_id)
-        .do_nothing();
-    // Both backends speak ON CONFLICT, but diesel's multi-backend connection does not render
-    // it: run it on the concrete connection.
-    match conn {
-        DbConnection::Postgres(pg) => insert.execute(pg)?,
-        DbConnection::Sqlite(sqlite) => insert.execute(sqlite)?,
+        .do_update()
+        .set((
+            my_page::reservation_status.eq(case_when(
+                newer_reservation,
+                excluded(my_page::reservation_status),
+            )
+            .otherwise(my_page::reservation_status)),
+            my_page::reservation_version.eq(case_when(
+                newer_reservation,
+                excluded(my_page::reservation_version),
+            )
+            .otherwise(my_page::reservation_version)),
+            my_page::payment_status.eq(case_when(newer_payment, excluded(my_page::payment_status))
+                .otherwise(my_page::payment_status)),
+            my_page::payment_id.eq(case_when(newer_payment, excluded(my_page::payment_id))
+                .otherwise(my_page::payment_id)),
+            my_page::payment_version.eq(case_when(
+                newer_payment,
+                excluded(my_page::payment_version),
+            )
+            .otherwise(my_page::payment_version)),
+            my_page::customer_id.eq(case_when(newer_half, excluded(my_page::customer_id))
+                .otherwise(my_page::customer_id)),
+            my_page::updated_at_ms.eq(case_when(newer_half, excluded(my_page::updated_at_ms))
+                .otherwise(my_page::updated_at_ms)),
+            my_page::product_id.eq(case_when(product_id_missing, excluded(my_page::product_id))
+                .otherwise(my_page::product_id)),
+            my_page::product_name.eq(case_when(
+                product_name_missing,
+                excluded(my_page::product_name),
+            )
+            .otherwise(my_page::product_name)),
+        ));
+    // Rows that would not change are not written (and count as not changed).
+    let upsert = FilterDsl::filter(
+        upsert,
+        newer_half.or(product_id_missing).or(product_name_missing),
+    );
+    // Both backends speak ON CONFLICT … DO UPDATE … WHERE, but diesel's multi-backend
+    // connection does not render it: run it on the concrete connection.
+    let changed = match conn {
+        DbConnection::Postgres(pg) => upsert.execute(pg)?,
+        DbConnection::Sqlite(sqlite) => upsert.execute(sqlite)?,
     };
-    Ok(())
+    Ok(changed == 1)
 }
 
-/// The product's id and name never change, and only some events carry them: whichever event
-/// brings them first fills them in, whatever its version (a late ReservationPlaced is stale
-/// for the status but still the only carrier of the product's name).
-fn fill_in_product(conn: &mut DbConnection, change: &Change) -> Result<bool, DbError> {
-    let id = change.reservation_id().get();
-    let product_name = match change {
-        Change::Reservation { product_name, .. } => product_name.as_deref(),
-        Change::Payment { .. } => None,
-    };
-    let mut filled = 0;
-    if let Some(product) = change.product_id() {
-        let update = diesel::update(my_page::table.find(id).filter(my_page::product_id.eq(0)))
-            .set(my_page::product_id.eq(product.get()));
-        filled += mesh_core::on_backend!(conn, |c| update.execute(c))?;
+/// The row one change proposes: its own half filled in, the other empty (version 0, which
+/// nothing is newer than). A half whose version is not positive proposes nothing.
+struct Proposed<'a> {
+    product_id: i64,
+    product_name: &'a str,
+    reservation_status: Option<&'static str>,
+    reservation_version: i64,
+    payment_id: Option<i64>,
+    payment_status: Option<&'static str>,
+    payment_version: i64,
+}
+
+impl<'a> From<&'a Change> for Proposed<'a> {
+    fn from(change: &'a Change) -> Self {
+        let empty = Proposed {
+            product_id: change.product_id().map_or(0, Id::get),
+            product_name: "",
+            reservation_status: None,
+            reservation_version: 0,
+            payment_id: None,
+            payment_status: None,
+            payment_version: 0,
+        };
+        match change {
+            Change::Reservation {
+                status,
+                version,
+                product_name,
+                ..
+            } => Proposed {
+                product_name: product_name.as_deref().unwrap_or(""),
+                reservation_status: (*version > 0).then(|| status.name()),
+                reservation_version: (*version).max(0),
+                ..empty
+            },
+            Change::Payment {
+                payment_id,
+                status,
+                version,
+                ..
+            } => Proposed {
+                payment_id: (*version > 0).then(|| payment_id.get()),
+                payment_status: (*version > 0).then(|| status.name()),
+                payment_version: (*version).max(0),
+                ..empty
+            },
+        }
     }
-    if let Some(name) = product_name.filter(|name| !name.is_empty()) {
-        let update = diesel::update(my_page::table.find(id).filter(my_page::product_name.eq("")))
-            .set(my_page::product_name.eq(name));
-        filled += mesh_core::on_backend!(conn, |c| update.execute(c))?;
-    }
-    Ok(filled > 0)
 }
 
 const COLUMNS: (
@@ -252,6 +296,96 @@ pub fn clear(conn: &mut DbConnection) -> Result<usize, DbError> {
 mod tests {
     use super::*;
     use crate::domain::{PaymentStatus, ReservationStatus};
+
+    /// The embedded default's own engine (the PostgreSQL side runs in `tests/mypage_api.rs`).
+    fn sqlite() -> DbConnection {
+        use diesel_migrations::MigrationHarness;
+        let mut conn = diesel::SqliteConnection::establish(":memory:").expect("in-memory SQLite");
+        conn.run_pending_migrations(MIGRATIONS.sqlite)
+            .expect("my-page migrations");
+        DbConnection::Sqlite(conn)
+    }
+
+    fn placed(version: i64, status: ReservationStatus, name: Option<&str>) -> Change {
+        Change::Reservation {
+            reservation_id: Id::parse(7, "reservation id").expect("positive"),
+            product_id: Some(Id::parse(70, "product id").expect("positive")),
+            product_name: name.map(str::to_owned),
+            customer_id: "buyer-1".into(),
+            status,
+            version,
+        }
+    }
+
+    fn paid(version: i64, status: PaymentStatus) -> Change {
+        Change::Payment {
+            reservation_id: Id::parse(7, "reservation id").expect("positive"),
+            product_id: None,
+            payment_id: Id::parse(700, "payment id").expect("positive"),
+            customer_id: "buyer-1".into(),
+            status,
+            version,
+        }
+    }
+
+    fn entry(conn: &mut DbConnection) -> Entry {
+        get(conn, Id::parse(7, "reservation id").expect("positive"))
+            .expect("read")
+            .expect("the entry exists")
+    }
+
+    #[test]
+    fn one_upsert_merges_halves_by_version_and_fills_the_product_in_once() {
+        let mut conn = sqlite();
+        // The payment half arrives first: the row starts from it.
+        assert!(apply(&mut conn, &paid(1, PaymentStatus::Unpaid)).expect("apply"));
+        let first = entry(&mut conn);
+        assert_eq!(first.payment_status, Some(PaymentStatus::Unpaid));
+        assert_eq!(first.reservation_status, None);
+        assert_eq!(first.product_id, None);
+
+        // A later cancellation (no product name) fills the reservation half and the product id.
+        let cancelled = placed(3, ReservationStatus::Cancelled, None);
+        assert!(apply(&mut conn, &cancelled).expect("apply"));
+        // The placement arrives late: stale for the status, but it brings the name.
+        assert!(
+            apply(
+                &mut conn,
+                &placed(1, ReservationStatus::Reserved, Some("Desk"))
+            )
+            .expect("apply")
+        );
+        let merged = entry(&mut conn);
+        assert_eq!(
+            merged.reservation_status,
+            Some(ReservationStatus::Cancelled)
+        );
+        assert_eq!(merged.reservation_version, 3);
+        assert_eq!(merged.product_name, "Desk");
+        assert_eq!(merged.product_id.map(Id::get), Some(70));
+        assert_eq!(merged.payment_status, Some(PaymentStatus::Unpaid));
+
+        // Repeats and stale events change nothing, and say so.
+        assert!(!apply(&mut conn, &cancelled).expect("apply"));
+        assert!(
+            !apply(
+                &mut conn,
+                &placed(1, ReservationStatus::Reserved, Some("Chair"))
+            )
+            .expect("apply")
+        );
+        assert!(!apply(&mut conn, &paid(1, PaymentStatus::Unpaid)).expect("apply"));
+        assert_eq!(entry(&mut conn).product_name, "Desk");
+        assert_eq!(entry(&mut conn).updated_at_ms, merged.updated_at_ms);
+
+        // A newer payment takes its half and leaves the other alone.
+        assert!(apply(&mut conn, &paid(2, PaymentStatus::Paid)).expect("apply"));
+        let last = entry(&mut conn);
+        assert_eq!(last.payment_status, Some(PaymentStatus::Paid));
+        assert_eq!(last.payment_version, 2);
+        assert_eq!(last.payment_id.map(Id::get), Some(700));
+        assert_eq!(last.reservation_status, Some(ReservationStatus::Cancelled));
+    }
 
     #[test]
     fn stored_statuses_read_back_and_unknown_ones_are_corrupt() {

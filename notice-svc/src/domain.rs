@@ -26,7 +26,7 @@ impl Delivery {
     pub const ALL: [Delivery; 3] = [Self::Pending, Self::Sent, Self::Failed];
 
     /// The name stored and shown.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "PENDING",
             Self::Sent => "SENT",

@@ -137,22 +137,32 @@ pub fn record(conn: &mut DbConnection, notice: &NewNotice<'_>) -> Result<(), DbE
     Ok(())
 }
 
-/// PENDING notifications whose next attempt is due, oldest first, each with the trace
+/// PENDING notifications whose next attempt is due, longest due first, each with the trace
 /// context it was recorded in.
 pub fn due(
     conn: &mut DbConnection,
     limit: i64,
 ) -> Result<Vec<(Notice, Option<String>)>, StoreError> {
     let query = notices::table
-        .filter(notices::delivery.eq(Delivery::Pending.as_str()))
+        .filter(pending())
         .filter(notices::next_attempt_at_ms.le(now_ms()))
-        .order(notices::id)
+        .order((notices::next_attempt_at_ms, notices::id))
         .limit(limit)
         .select((COLUMNS, notices::traceparent));
     mesh_core::on_backend!(conn, |c| query.load::<(NoticeRow, Option<String>)>(c))?
         .into_iter()
         .map(|(row, traceparent)| Ok((Notice::try_from(row)?, traceparent)))
         .collect()
+}
+
+/// `delivery = 'PENDING'`, written as a literal: the `notices_due` index covers only PENDING
+/// rows, and a prepared statement's generic plan can use such a partial index only when the
+/// query itself names the value. With the value bound as a parameter the dispatcher's polls
+/// walked the whole table by id, SENT rows included: milliseconds a poll under load, and
+/// more with every notification ever recorded.
+fn pending() -> diesel::expression::SqlLiteral<diesel::sql_types::Bool> {
+    const _: () = assert!(matches!(Delivery::Pending.as_str().as_bytes(), b"PENDING"));
+    diesel::dsl::sql("delivery = 'PENDING'")
 }
 
 /// Claims the `due` notifications for this replica's dispatcher until `until_ms` (their next
@@ -201,7 +211,7 @@ pub fn release(conn: &mut DbConnection, id: Id) -> Result<(), DbError> {
 /// Milliseconds until the next PENDING notification is due, if any.
 pub fn next_due_in_ms(conn: &mut DbConnection) -> Result<Option<i64>, DbError> {
     let next: Option<i64> = notices::table
-        .filter(notices::delivery.eq(Delivery::Pending.as_str()))
+        .filter(pending())
         .select(diesel::dsl::min(notices::next_attempt_at_ms))
         .first(conn)?;
     Ok(next.map(|at| (at - now_ms()).max(0)))
