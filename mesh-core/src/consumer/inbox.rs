@@ -2,6 +2,7 @@
 //! effect, so a redelivered event is recognised and acknowledged without a second effect; and
 //! forgotten once the stream can no longer redeliver it.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use diesel::prelude::*;
@@ -36,6 +37,30 @@ pub(super) fn apply_once(
     }
     handler.apply(conn, envelope)?;
     Ok(true)
+}
+
+/// [`apply_once`] for a batch in one transaction: the inbox rows of all its events first, in
+/// one statement, then the effect of each event that was new, in order, inside its span.
+/// Returns the events applied now (a redelivery, or a second copy of an event within the
+/// batch, is left out).
+pub(super) fn apply_all(
+    conn: &mut DbConnection,
+    consumer: &str,
+    handler: &dyn EventHandler,
+    events: Vec<(EventEnvelope, tracing::Span)>,
+) -> Result<Vec<EventEnvelope>, HandleError> {
+    let ids: Vec<&str> = events.iter().map(|(e, _)| e.event_id.as_str()).collect();
+    let mut new = claim_all(conn, consumer, &ids)?;
+    let mut applied = Vec::with_capacity(new.len());
+    for (envelope, span) in events {
+        // `remove`: a copy of the same event later in the batch finds it gone.
+        if new.remove(&envelope.event_id) {
+            let _in_span = span.enter();
+            handler.apply(conn, &envelope)?;
+            applied.push(envelope);
+        }
+    }
+    Ok(applied)
 }
 
 /// How often a consumer purges its old inbox rows.
@@ -95,4 +120,33 @@ fn claim(
         DbConnection::Sqlite(sqlite) => insert.execute(sqlite)?,
     };
     Ok(inserted == 1)
+}
+
+/// [`claim`] for many events in one statement; returns the ids that were new.
+fn claim_all(
+    conn: &mut DbConnection,
+    consumer: &str,
+    event_ids: &[&str],
+) -> Result<HashSet<String>, diesel::result::Error> {
+    let now = clock::now_ms();
+    let rows: Vec<_> = event_ids
+        .iter()
+        .map(|event_id| {
+            (
+                processed_events::consumer.eq(consumer),
+                processed_events::event_id.eq(*event_id),
+                processed_events::processed_at_ms.eq(now),
+            )
+        })
+        .collect();
+    let insert = diesel::insert_into(processed_events::table)
+        .values(rows)
+        .on_conflict((processed_events::consumer, processed_events::event_id))
+        .do_nothing()
+        .returning(processed_events::event_id);
+    let inserted: Vec<String> = match conn {
+        DbConnection::Postgres(pg) => insert.get_results(pg)?,
+        DbConnection::Sqlite(sqlite) => insert.get_results(sqlite)?,
+    };
+    Ok(inserted.into_iter().collect())
 }

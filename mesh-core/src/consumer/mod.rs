@@ -48,7 +48,7 @@ mod liveness;
 
 pub use handler::{ConsumerPolicy, EventHandler, HandleError, Outcome, Subscription};
 
-use inbox::{PURGE_EVERY, apply_once};
+use inbox::{PURGE_EVERY, apply_all, apply_once};
 
 /// The header a replayed dead letter carries: the one consumer it is meant for. Every other
 /// consumer of the subject acks it untouched.
@@ -240,14 +240,8 @@ impl EventConsumer {
                     if let DbConnection::Postgres(pg) = conn {
                         pg.batch_execute("SET LOCAL lock_timeout = '50ms'")?;
                     }
-                    let mut applied = Vec::with_capacity(envelopes.len());
-                    for (envelope, span) in envelopes.into_iter().zip(spans) {
-                        let _in_span = span.enter();
-                        if apply_once(conn, &consumer, handler.as_ref(), &envelope)? {
-                            applied.push(envelope);
-                        }
-                    }
-                    Ok(applied)
+                    let events = envelopes.into_iter().zip(spans).collect();
+                    apply_all(conn, &consumer, handler.as_ref(), events)
                 });
         let Ok(applied) = self.in_progress(&in_batch, transaction).await else {
             return Ok(false);
