@@ -124,10 +124,15 @@ impl Dispatcher {
             outcomes.push((notice.id, delivery, retry_at, error));
         }
         let attempted = outcomes.len();
-        // One commit for the whole pass.
+        let (sent, failed): (Vec<_>, Vec<_>) = outcomes
+            .into_iter()
+            .partition(|(_, delivery, _, _)| *delivery == Delivery::Sent);
+        let sent: Vec<Id> = sent.into_iter().map(|(id, ..)| id).collect();
+        // One commit for the whole pass, one statement for all its successes.
         self.db
             .transaction(move |conn| {
-                for (id, delivery, retry_at, error) in &outcomes {
+                store::record_sent(conn, &sent)?;
+                for (id, delivery, retry_at, error) in &failed {
                     store::record_attempt(conn, *id, *delivery, *retry_at, error.as_deref())?;
                 }
                 for id in &unattempted {

@@ -217,6 +217,24 @@ pub fn next_due_in_ms(conn: &mut DbConnection) -> Result<Option<i64>, DbError> {
     Ok(next.map(|at| (at - now_ms()).max(0)))
 }
 
+/// Records that the notifications `ids` were each sent by their latest attempt: one
+/// statement for a pass's successes, the common outcome.
+pub fn record_sent(conn: &mut DbConnection, ids: &[Id]) -> Result<(), DbError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = ids.iter().map(|id| id.get()).collect();
+    diesel::update(notices::table.filter(notices::id.eq_any(ids)))
+        .set((
+            notices::delivery.eq(Delivery::Sent.as_str()),
+            notices::attempts.eq(notices::attempts + 1),
+            notices::next_attempt_at_ms.eq(now_ms()),
+            notices::last_error.eq(None::<String>),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
 /// Records an attempt's outcome: SENT, or still PENDING until `retry_at_ms`, or FAILED.
 pub fn record_attempt(
     conn: &mut DbConnection,

@@ -83,13 +83,7 @@ impl EventHandler for ReservationEvents {
 
 fn on_placed(conn: &mut DbConnection, placed: &ReservationPlaced) -> Result<(), HandleError> {
     let reservation = Id::parse(placed.reservation_id, "reservation id")?;
-    if store::find_by_reservation(conn, reservation)
-        .map_err(StoreError::retry)?
-        .is_some()
-    {
-        return Ok(());
-    }
-    let payment = store::create(
+    let created = store::create_unless_exists(
         conn,
         &NewPayment {
             reservation_id: reservation,
@@ -100,6 +94,11 @@ fn on_placed(conn: &mut DbConnection, placed: &ReservationPlaced) -> Result<(), 
         },
     )
     .map_err(StoreError::retry)?;
+    // None: the reservation has its payment already (a repeated placement under a new event
+    // id, or a cancellation that overtook it).
+    let Some(payment) = created else {
+        return Ok(());
+    };
     outbox::enqueue(conn, &announce(&payment))?;
     tracing::info!(payment = %payment.id, reservation = %reservation, "payment requested");
     Ok(())

@@ -118,19 +118,53 @@ pub struct NewPayment<'a> {
 /// reservation's), which paying links back to.
 pub fn create(conn: &mut DbConnection, new: &NewPayment<'_>) -> Result<Payment, StoreError> {
     let row = diesel::insert_into(payments::table)
-        .values((
-            payments::origin_traceparent.eq(mesh_core::trace_context::current_traceparent()),
-            payments::reservation_id.eq(new.reservation_id.get()),
-            payments::product_id.eq(new.product_id.get()),
-            payments::customer_id.eq(new.customer_id),
-            payments::seller_id.eq(new.seller_id),
-            payments::status.eq(new.status.as_str()),
-            payments::version.eq(1),
-            payments::updated_at_ms.eq(now_ms()),
-        ))
+        .values(new_row(new))
         .returning(PAYMENT_COLUMNS);
     let row: PaymentRow = mesh_core::on_backend!(conn, |c| row.get_result(c))?;
     row.try_into()
+}
+
+/// [`create`], unless the reservation already has a payment (then `None`, nothing written):
+/// one statement where a look-up and an insert were two.
+pub fn create_unless_exists(
+    conn: &mut DbConnection,
+    new: &NewPayment<'_>,
+) -> Result<Option<Payment>, StoreError> {
+    let insert = diesel::insert_into(payments::table)
+        .values(new_row(new))
+        .on_conflict(payments::reservation_id)
+        .do_nothing()
+        .returning(PAYMENT_COLUMNS);
+    // Both backends speak ON CONFLICT; diesel's multi-backend connection does not render it.
+    let row: Option<PaymentRow> = match conn {
+        DbConnection::Postgres(pg) => insert.get_result(pg).optional()?,
+        DbConnection::Sqlite(sqlite) => insert.get_result(sqlite).optional()?,
+    };
+    row.map(Payment::try_from).transpose()
+}
+
+fn new_row<'a>(
+    new: &NewPayment<'a>,
+) -> (
+    diesel::dsl::Eq<payments::origin_traceparent, Option<String>>,
+    diesel::dsl::Eq<payments::reservation_id, i64>,
+    diesel::dsl::Eq<payments::product_id, i64>,
+    diesel::dsl::Eq<payments::customer_id, &'a str>,
+    diesel::dsl::Eq<payments::seller_id, &'a str>,
+    diesel::dsl::Eq<payments::status, &'static str>,
+    diesel::dsl::Eq<payments::version, i64>,
+    diesel::dsl::Eq<payments::updated_at_ms, i64>,
+) {
+    (
+        payments::origin_traceparent.eq(mesh_core::trace_context::current_traceparent()),
+        payments::reservation_id.eq(new.reservation_id.get()),
+        payments::product_id.eq(new.product_id.get()),
+        payments::customer_id.eq(new.customer_id),
+        payments::seller_id.eq(new.seller_id),
+        payments::status.eq(new.status.as_str()),
+        payments::version.eq(1),
+        payments::updated_at_ms.eq(now_ms()),
+    )
 }
 
 /// The trace context payment `id` was created in, if it was traced.
