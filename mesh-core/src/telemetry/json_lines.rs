@@ -2,16 +2,12 @@
 //! the span it happened in, so a log line leads to its trace and back.
 //!
 //! A layer of its own rather than a `fmt` formatter: reading a span's OpenTelemetry ids needs
-//! the dispatcher, which a layer is handed when it is registered (looking it up while an event
-//! is being dispatched would find none).
+//! the dispatcher ([`TraceLink`]).
 
 use std::fmt;
 use std::io::Write;
-use std::sync::OnceLock;
 
-use opentelemetry::trace::TraceContextExt;
 use serde_json::{Map, Value};
-use tracing::dispatcher::WeakDispatch;
 use tracing::field::{Field, Visit};
 use tracing::{Dispatch, Event, Subscriber};
 use tracing_subscriber::fmt::MakeWriter;
@@ -20,10 +16,12 @@ use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
+use super::trace_link::TraceLink;
+
 /// The JSON lines layer, writing to `W` (stdout in the binaries).
 pub(super) struct JsonLines<W> {
     make_writer: W,
-    dispatch: OnceLock<WeakDispatch>,
+    link: TraceLink,
 }
 
 impl<W> JsonLines<W> {
@@ -31,21 +29,8 @@ impl<W> JsonLines<W> {
     pub(super) fn new(make_writer: W) -> Self {
         Self {
             make_writer,
-            dispatch: OnceLock::new(),
+            link: TraceLink::default(),
         }
-    }
-
-    /// The (trace id, span id) of span `id`, when it has a valid OpenTelemetry context.
-    fn trace_ids(&self, id: &tracing::span::Id) -> Option<(String, String)> {
-        let dispatch = self.dispatch.get()?.upgrade()?;
-        let context = tracing_opentelemetry::get_otel_context(id, &dispatch)?;
-        let span_context = context.span().span_context().clone();
-        span_context.is_valid().then(|| {
-            (
-                span_context.trace_id().to_string(),
-                span_context.span_id().to_string(),
-            )
-        })
     }
 }
 
@@ -55,7 +40,7 @@ where
     W: for<'w> MakeWriter<'w> + 'static,
 {
     fn on_register_dispatch(&self, dispatch: &Dispatch) {
-        let _ = self.dispatch.set(dispatch.downgrade());
+        self.link.register(dispatch);
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
@@ -77,7 +62,7 @@ where
         line.insert("fields".into(), Value::Object(fields.0));
         if let Some(span) = ctx.event_span(event) {
             line.insert("span".into(), span.name().into());
-            if let Some((trace_id, span_id)) = self.trace_ids(&span.id()) {
+            if let Some((trace_id, span_id)) = self.link.ids(&span.id()) {
                 line.insert("trace_id".into(), trace_id.into());
                 line.insert("span_id".into(), span_id.into());
             }

@@ -14,6 +14,8 @@
 pub mod catalog;
 mod json_lines;
 mod prometheus;
+mod text_lines;
+mod trace_link;
 mod traces;
 
 use std::net::SocketAddr;
@@ -159,11 +161,8 @@ fn start(service: &'static str, config: TelemetryConfig) -> Result<Telemetry, Te
     let log_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let log_lines: Box<dyn Layer<Registry> + Send + Sync> =
         match (config.log_format, config.logs_to_stderr) {
-            (LogFormat::Text, false) => tracing_subscriber::fmt::layer().with_target(false).boxed(),
-            (LogFormat::Text, true) => tracing_subscriber::fmt::layer()
-                .with_target(false)
-                .with_writer(std::io::stderr)
-                .boxed(),
+            (LogFormat::Text, false) => text_lines::TextLines::new(std::io::stdout).boxed(),
+            (LogFormat::Text, true) => text_lines::TextLines::new(std::io::stderr).boxed(),
             (LogFormat::Json, false) => json_lines::JsonLines::new(std::io::stdout).boxed(),
             (LogFormat::Json, true) => json_lines::JsonLines::new(std::io::stderr).boxed(),
         };
