@@ -4,11 +4,11 @@
 //! confirmation, a product lock) are each a few statements followed by a commit, and the
 //! commit (a WAL flush, a round trip) is most of their cost; dozens are ready at the same
 //! moment. A [`GroupCommit`] queues them; its worker takes every queued one (up to
-//! [`MAX_GROUP`]), runs each in a savepoint of one transaction, commits once, then answers
-//! each. What each member was promised still holds:
+//! [`MAX_GROUP`]), runs them in one transaction, commits once, then answers each. What each
+//! member was promised still holds:
 //!
-//! * **All or nothing, each on its own.** A member that fails rolls back to its savepoint;
-//!   the others go on.
+//! * **All or nothing, each on its own.** A member that fails leaves no write behind; the
+//!   others go on (see [`commit_group`]: savepoints only once a member has failed).
 //! * **Durable before answered.** Nobody hears "done" before the commit that made it so; a
 //!   failed commit answers every member with the error, and none of them happened.
 //! * **No added wait when idle.** A member that finds the worker idle runs at once, alone.
@@ -44,17 +44,20 @@ impl GroupCommit {
         Self { queue }
     }
 
-    /// Runs `work` in a transaction of its own or in a savepoint of a shared one, and answers
-    /// once its effect is committed (or with the error that undid it).
+    /// Runs `work` in a transaction of its own or as part of a shared one, and answers once
+    /// its effect is committed (or with the error that undid it). `work` may run more than
+    /// once (see [`commit_group`]): only its last run's writes and result count, so it must
+    /// do nothing outside the transaction.
     pub async fn transaction<T, E, F>(&self, work: F) -> Result<T, E>
     where
-        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+        F: Fn(&mut DbConnection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<DbError> + From<diesel::result::Error> + Send + 'static,
     {
         let (answer, answered) = oneshot::channel();
         let member = Box::new(Pending {
             work,
+            result: None,
             answer,
             span: tracing::Span::current(),
         });
@@ -98,8 +101,17 @@ async fn work(db: Db, mut waiting: mpsc::Receiver<Box<dyn Member>>) {
     }
 }
 
-/// Runs the members in savepoints of one transaction and answers each after the commit.
-fn commit_group(conn: &mut DbConnection, group: Vec<Box<dyn Member>>) {
+/// Runs the members as one transaction and answers each after the commit.
+///
+/// Members run bare while they succeed, the common case: a savepoint costs two round trips
+/// (`SAVEPOINT`, `RELEASE`) per member, as many as the member's own statements. A member
+/// that fails may have written before failing, and those writes must not commit: the
+/// transaction is rolled back and begun again, the members before it run again (each in a
+/// savepoint now: the rows may have moved meanwhile), the failed member keeps the answer it
+/// got, and the members after it run in savepoints. So a refusal costs its group one
+/// rollback and a re-run of the members ahead of it; what each member sees and answers is
+/// what it would have seen alone at that moment.
+fn commit_group(conn: &mut DbConnection, mut group: Vec<Box<dyn Member>>) {
     if group.len() == 1 {
         // Alone: its own transaction, no savepoint.
         if let Some(member) = group.into_iter().next() {
@@ -107,28 +119,45 @@ fn commit_group(conn: &mut DbConnection, group: Vec<Box<dyn Member>>) {
         }
         return;
     }
-    if let Err(err) =
-        <DbConnection as diesel::Connection>::TransactionManager::begin_transaction(conn)
-    {
-        let err = DbError::Query(err);
-        for member in group {
-            member.fail(&err);
-        }
-        return;
+    if let Err(err) = begin(conn) {
+        return fail_all(group, &err);
     }
-    let ran: Vec<Box<dyn Ran>> = group
-        .into_iter()
-        .map(|member| member.run_in(conn))
-        .collect();
+    if let Some(failed) = group.iter_mut().position(|member| !member.run_bare(conn)) {
+        let restarted = rollback(conn).and_then(|()| begin(conn));
+        if let Err(err) = restarted {
+            return fail_all(group, &err);
+        }
+        for (n, member) in group.iter_mut().enumerate() {
+            if n != failed {
+                member.run_in_savepoint(conn);
+            }
+        }
+    }
     let committed =
         <DbConnection as diesel::Connection>::TransactionManager::commit_transaction(conn)
             .map_err(DbError::Query);
     if committed.is_err() {
-        let _ =
-            <DbConnection as diesel::Connection>::TransactionManager::rollback_transaction(conn);
+        let _ = rollback(conn);
     }
-    for member in ran {
+    for member in group {
         member.settle(committed.as_ref().err());
+    }
+}
+
+fn begin(conn: &mut DbConnection) -> Result<(), DbError> {
+    <DbConnection as diesel::Connection>::TransactionManager::begin_transaction(conn)
+        .map_err(DbError::Query)
+}
+
+fn rollback(conn: &mut DbConnection) -> Result<(), DbError> {
+    <DbConnection as diesel::Connection>::TransactionManager::rollback_transaction(conn)
+        .map_err(DbError::Query)
+}
+
+/// The group's transaction could not run: nobody's work happened.
+fn fail_all(group: Vec<Box<dyn Member>>, err: &DbError) {
+    for member in group {
+        member.fail(err);
     }
 }
 
@@ -136,71 +165,67 @@ fn commit_group(conn: &mut DbConnection, group: Vec<Box<dyn Member>>) {
 trait Member: Send {
     /// Runs in a transaction of its own and answers.
     fn run_alone(self: Box<Self>, conn: &mut DbConnection);
-    /// Runs in a savepoint of the caller's transaction; answers once that commits.
-    fn run_in(self: Box<Self>, conn: &mut DbConnection) -> Box<dyn Ran>;
+    /// Runs directly in the caller's transaction, keeping its result; false if it failed
+    /// (its writes, if any, are still in the transaction).
+    fn run_bare(&mut self, conn: &mut DbConnection) -> bool;
+    /// Runs in a savepoint of the caller's transaction, keeping its result (a failure rolls
+    /// back to the savepoint).
+    fn run_in_savepoint(&mut self, conn: &mut DbConnection);
+    /// Answers once the transaction ended: its own result, or the commit's error.
+    fn settle(self: Box<Self>, commit_error: Option<&DbError>);
     /// Never ran: answers `err`.
     fn fail(self: Box<Self>, err: &DbError);
 }
 
-/// A member that ran, waiting for the group's commit.
-trait Ran: Send {
-    /// The commit's outcome decides the answer: its own result, or the commit's error.
-    fn settle(self: Box<Self>, commit_error: Option<&DbError>);
-}
-
 struct Pending<T, E, F> {
     work: F,
+    /// What the latest run of `work` returned.
+    result: Option<Result<T, E>>,
     answer: oneshot::Sender<Result<T, E>>,
     /// The caller's span: the member's statements belong to its trace.
     span: tracing::Span,
 }
 
-struct Done<T, E> {
-    result: Result<T, E>,
-    answer: oneshot::Sender<Result<T, E>>,
-}
-
 impl<T, E, F> Member for Pending<T, E, F>
 where
-    F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+    F: Fn(&mut DbConnection) -> Result<T, E> + Send + 'static,
     T: Send + 'static,
     E: From<DbError> + From<diesel::result::Error> + Send + 'static,
 {
     fn run_alone(self: Box<Self>, conn: &mut DbConnection) {
         let _entered = self.span.enter();
-        let result = diesel::Connection::transaction(conn, self.work);
+        let result = diesel::Connection::transaction(conn, &self.work);
         let _ = self.answer.send(result);
     }
 
-    fn run_in(self: Box<Self>, conn: &mut DbConnection) -> Box<dyn Ran> {
+    fn run_bare(&mut self, conn: &mut DbConnection) -> bool {
+        let _entered = self.span.enter();
+        let result = (self.work)(conn);
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn run_in_savepoint(&mut self, conn: &mut DbConnection) {
         let _entered = self.span.enter();
         // Inside a transaction, diesel's `transaction` is a savepoint.
-        let result = diesel::Connection::transaction(conn, self.work);
-        Box::new(Done {
-            result,
-            answer: self.answer,
-        })
+        self.result = Some(diesel::Connection::transaction(conn, &self.work));
+    }
+
+    fn settle(self: Box<Self>, commit_error: Option<&DbError>) {
+        let result = match (commit_error, self.result) {
+            (None, Some(result)) => result,
+            (Some(err), _) => Err(E::from(DbError::Unavailable(format!(
+                "the commit failed: {err}"
+            )))),
+            (None, None) => Err(E::from(DbError::Task("the member never ran".into()))),
+        };
+        let _ = self.answer.send(result);
     }
 
     fn fail(self: Box<Self>, err: &DbError) {
         let _ = self
             .answer
             .send(Err(E::from(DbError::Unavailable(err.to_string()))));
-    }
-}
-
-impl<T, E> Ran for Done<T, E>
-where
-    T: Send + 'static,
-    E: From<DbError> + Send + 'static,
-{
-    fn settle(self: Box<Self>, commit_error: Option<&DbError>) {
-        let result = match commit_error {
-            None => self.result,
-            Some(err) => Err(E::from(DbError::Unavailable(format!(
-                "the commit failed: {err}"
-            )))),
-        };
-        let _ = self.answer.send(result);
     }
 }
