@@ -143,9 +143,8 @@ pub fn create_unless_exists(
     row.map(Payment::try_from).transpose()
 }
 
-fn new_row<'a>(
-    new: &NewPayment<'a>,
-) -> (
+/// The values of a new payment's row, as both inserts write them.
+type NewRow<'a> = (
     diesel::dsl::Eq<payments::origin_traceparent, Option<String>>,
     diesel::dsl::Eq<payments::reservation_id, i64>,
     diesel::dsl::Eq<payments::product_id, i64>,
@@ -154,7 +153,9 @@ fn new_row<'a>(
     diesel::dsl::Eq<payments::status, &'static str>,
     diesel::dsl::Eq<payments::version, i64>,
     diesel::dsl::Eq<payments::updated_at_ms, i64>,
-) {
+);
+
+fn new_row<'a>(new: &NewPayment<'a>) -> NewRow<'a> {
     (
         payments::origin_traceparent.eq(mesh_core::trace_context::current_traceparent()),
         payments::reservation_id.eq(new.reservation_id.get()),
