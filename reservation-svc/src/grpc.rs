@@ -1,6 +1,8 @@
 //! The tonic service: maps protobuf requests to placement and store calls, and errors to
 //! statuses. No business rule lives here.
 
+use std::sync::Arc;
+
 use mesh_core::Db;
 use mesh_core::auth::grpc::caller;
 use mesh_core::auth::{Caller, caller::reserving_customer};
@@ -22,7 +24,9 @@ use crate::store;
 #[derive(Clone)]
 pub struct ReservationApi {
     db: Db,
-    placement: Placement,
+    /// Shared: each placement runs in a task of its own, and cloning the placement itself
+    /// would clone its lock client's channels and service stack for every request.
+    placement: Arc<Placement>,
     outbox: OutboxSignal,
 }
 
@@ -31,7 +35,7 @@ impl ReservationApi {
     pub fn new(db: Db, placement: Placement, outbox: OutboxSignal) -> Self {
         Self {
             db,
-            placement,
+            placement: Arc::new(placement),
             outbox,
         }
     }
@@ -54,7 +58,7 @@ impl pb::reservation_service_server::ReservationService for ReservationApi {
         // disconnected): a half-placed reservation would hold its product until the
         // reconciler's grace period ends, and with an idempotency key the caller's retry
         // finds the outcome instead.
-        let placement = self.placement.clone();
+        let placement = Arc::clone(&self.placement);
         let placing = tokio::spawn(
             async move { placement.place(product, customer, key, answer_by).await }
                 .instrument(tracing::Span::current()),
