@@ -8,7 +8,8 @@
 //! member was promised still holds:
 //!
 //! * **All or nothing, each on its own.** A member that fails leaves no write behind; the
-//!   others go on (see [`commit_group`]: savepoints only once a member has failed).
+//!   others go on (after a failure the group is rolled back and its other members rerun, in
+//!   savepoints; see `commit_group`).
 //! * **Durable before answered.** Nobody hears "done" before the commit that made it so; a
 //!   failed commit answers every member with the error, and none of them happened.
 //! * **No added wait when idle.** A member that finds the worker idle runs at once, alone.
@@ -46,8 +47,8 @@ impl GroupCommit {
 
     /// Runs `work` in a transaction of its own or as part of a shared one, and answers once
     /// its effect is committed (or with the error that undid it). `work` may run more than
-    /// once (see [`commit_group`]): only its last run's writes and result count, so it must
-    /// do nothing outside the transaction.
+    /// once (a group with a failed member is rolled back and rerun): only its last run's
+    /// writes and result count, so it must do nothing outside the transaction.
     pub async fn transaction<T, E, F>(&self, work: F) -> Result<T, E>
     where
         F: Fn(&mut DbConnection) -> Result<T, E> + Send + 'static,

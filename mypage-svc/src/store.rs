@@ -172,10 +172,7 @@ pub fn apply(conn: &mut DbConnection, change: &Change) -> Result<bool, DbError> 
     );
     // Both backends speak ON CONFLICT … DO UPDATE … WHERE, but diesel's multi-backend
     // connection does not render it: run it on the concrete connection.
-    let changed = match conn {
-        DbConnection::Postgres(pg) => upsert.execute(pg)?,
-        DbConnection::Sqlite(sqlite) => upsert.execute(sqlite)?,
-    };
+    let changed = mesh_core::on_backend!(conn, |c| upsert.execute(c))?;
     Ok(changed == 1)
 }
 

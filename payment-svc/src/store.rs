@@ -136,10 +136,8 @@ pub fn create_unless_exists(
         .do_nothing()
         .returning(PAYMENT_COLUMNS);
     // Both backends speak ON CONFLICT; diesel's multi-backend connection does not render it.
-    let row: Option<PaymentRow> = match conn {
-        DbConnection::Postgres(pg) => insert.get_result(pg).optional()?,
-        DbConnection::Sqlite(sqlite) => insert.get_result(sqlite).optional()?,
-    };
+    let row: Option<PaymentRow> =
+        mesh_core::on_backend!(conn, |c| insert.get_result(c)).optional()?;
     row.map(Payment::try_from).transpose()
 }
 

@@ -115,10 +115,7 @@ fn claim(
         .on_conflict((processed_events::consumer, processed_events::event_id))
         .do_nothing();
     // Both backends speak ON CONFLICT; diesel's multi-backend connection does not render it.
-    let inserted = match conn {
-        DbConnection::Postgres(pg) => insert.execute(pg)?,
-        DbConnection::Sqlite(sqlite) => insert.execute(sqlite)?,
-    };
+    let inserted = crate::on_backend!(conn, |c| insert.execute(c))?;
     Ok(inserted == 1)
 }
 
@@ -144,9 +141,7 @@ fn claim_all(
         .on_conflict((processed_events::consumer, processed_events::event_id))
         .do_nothing()
         .returning(processed_events::event_id);
-    let inserted: Vec<String> = match conn {
-        DbConnection::Postgres(pg) => insert.get_results(pg)?,
-        DbConnection::Sqlite(sqlite) => insert.get_results(sqlite)?,
-    };
+    // Both backends speak ON CONFLICT; diesel's multi-backend connection does not render it.
+    let inserted: Vec<String> = crate::on_backend!(conn, |c| insert.get_results(c))?;
     Ok(inserted.into_iter().collect())
 }

@@ -107,38 +107,12 @@ impl Visit for FieldsToJson {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
-    use opentelemetry::trace::TracerProvider as _;
-    use tracing_subscriber::layer::SubscriberExt;
-
+    use super::super::captured::lines_written;
     use super::*;
 
-    /// Collects what the formatter writes.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().expect("buffer").extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     fn lines_of(emit: impl FnOnce()) -> Vec<Value> {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
-        let subscriber = tracing_subscriber::registry()
-            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
-            .with(JsonLines::new(move || writer.clone()));
-        tracing::subscriber::with_default(subscriber, emit);
-        let text = String::from_utf8(captured.0.lock().expect("buffer").clone()).expect("utf-8");
-        text.lines()
+        lines_written(JsonLines::new, emit)
+            .iter()
             .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
             .collect()
     }

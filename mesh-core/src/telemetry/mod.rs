@@ -11,6 +11,8 @@
 //! * **Metrics**: Prometheus text on `METRICS_ADDR` (default `0.0.0.0:<default port>`,
 //!   `off` to disable); see [`catalog`] for what is exported.
 
+#[cfg(test)]
+mod captured;
 pub mod catalog;
 mod json_lines;
 mod prometheus;
