@@ -75,6 +75,32 @@ pub fn enqueue(
     Ok(())
 }
 
+/// [`enqueue`] for many events in one statement (nothing for none), in their order.
+pub fn enqueue_all(
+    conn: &mut DbConnection,
+    events: &[OutgoingEvent],
+) -> Result<(), diesel::result::Error> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let now = crate::clock::now_ms();
+    let rows: Vec<_> = events
+        .iter()
+        .map(|event| {
+            (
+                outbox::event_id.eq(&event.event_id),
+                outbox::subject.eq(&event.subject),
+                outbox::payload.eq(&event.payload),
+                outbox::traceparent.eq(&event.traceparent),
+                outbox::created_at_ms.eq(now),
+            )
+        })
+        .collect();
+    let insert = diesel::insert_into(outbox::table).values(rows);
+    crate::on_backend!(conn, |c| insert.execute(c))?;
+    Ok(())
+}
+
 /// Rows not yet published, oldest first (for inspection and tests; the relay [`claim`]s).
 pub fn pending(
     conn: &mut DbConnection,

@@ -2,7 +2,7 @@
 //! for live watchers after each commit.
 
 use mesh_core::DbConnection;
-use mesh_core::consumer::{EventHandler, HandleError};
+use mesh_core::consumer::{Batched, EventHandler, HandleError};
 use reserve_proto::events::v1::EventEnvelope;
 
 use crate::domain::{Id, UnreadableEvent, change_of};
@@ -37,6 +37,20 @@ impl EventHandler for MyPageProjection {
         if let Some(change) = change_of(event)? {
             store::apply(conn, &change)?;
         }
+        Ok(())
+    }
+
+    /// A batch's changes in as few upserts as its entries allow (see [`store::apply_all`]).
+    fn apply_batch(
+        &self,
+        conn: &mut DbConnection,
+        events: &[Batched<'_>],
+    ) -> Result<(), HandleError> {
+        let mut changes = Vec::with_capacity(events.len());
+        for event in events {
+            changes.extend(change_of(event.envelope)?);
+        }
+        store::apply_all(conn, &changes)?;
         Ok(())
     }
 

@@ -93,87 +93,163 @@ fn stored_status<S: StatusName>(name: Option<String>) -> Result<Option<S>, Strin
 }
 
 /// Applies one change in one statement; returns whether the entry changed (false for a stale
-/// or repeated event).
-///
-/// The row is inserted with this change's half (the other half empty, version 0) or, when
-/// it exists, merged into it: a half is taken only if its version is newer than the one
-/// shown, the product's id and name only while they are still unknown (they never change,
-/// and only some events carry them: a late ReservationPlaced is stale for the status but
-/// still the only carrier of the product's name). The reservation consumer and the payment
-/// consumer may write the same new row at once: the second waits for the first's insert and
-/// then merges into it, so neither half is lost. One statement instead of an insert and up
-/// to three conditional updates, which were most of a consumed event's round trips.
+/// or repeated event). See [`apply_all`].
 pub fn apply(conn: &mut DbConnection, change: &Change) -> Result<bool, DbError> {
-    use diesel::dsl::case_when;
-    use diesel::query_dsl::methods::FilterDsl;
-    use diesel::upsert::excluded;
+    Ok(apply_all(conn, std::slice::from_ref(change))? == 1)
+}
 
-    let proposed = Proposed::from(change);
-    let newer_reservation = excluded(my_page::reservation_version).gt(my_page::reservation_version);
-    let newer_payment = excluded(my_page::payment_version).gt(my_page::payment_version);
-    let newer_half = newer_reservation.or(newer_payment);
-    let product_id_missing = my_page::product_id
-        .eq(0)
-        .and(excluded(my_page::product_id).ne(0));
-    let product_name_missing = my_page::product_name
-        .eq("")
-        .and(excluded(my_page::product_name).ne(""));
-    let upsert = diesel::insert_into(my_page::table)
-        .values((
-            my_page::reservation_id.eq(change.reservation_id().get()),
-            my_page::product_id.eq(proposed.product_id),
-            my_page::product_name.eq(proposed.product_name),
-            my_page::customer_id.eq(change.customer_id()),
-            my_page::reservation_status.eq(proposed.reservation_status),
-            my_page::reservation_version.eq(proposed.reservation_version),
-            my_page::payment_id.eq(proposed.payment_id),
-            my_page::payment_status.eq(proposed.payment_status),
-            my_page::payment_version.eq(proposed.payment_version),
-            my_page::updated_at_ms.eq(now_ms()),
-        ))
-        .on_conflict(my_page::reservation_id)
-        .do_update()
-        .set((
-            my_page::reservation_status.eq(case_when(
-                newer_reservation,
-                excluded(my_page::reservation_status),
-            )
-            .otherwise(my_page::reservation_status)),
-            my_page::reservation_version.eq(case_when(
-                newer_reservation,
-                excluded(my_page::reservation_version),
-            )
-            .otherwise(my_page::reservation_version)),
-            my_page::payment_status.eq(case_when(newer_payment, excluded(my_page::payment_status))
+/// Applies changes in order, each entry's in one upsert row, many entries per statement;
+/// returns how many entries changed (a stale or repeated event changes none).
+///
+/// The row is inserted with a change's half (the other half empty, version 0) or, when it
+/// exists, merged into it: a half is taken only if its version is newer than the one shown,
+/// the product's id and name only while they are still unknown (they never change, and only
+/// some events carry them: a late ReservationPlaced is stale for the status but still the
+/// only carrier of the product's name). The reservation consumer and the payment consumer may
+/// write the same new row at once: the second waits for the first's insert and then merges
+/// into it, so neither half is lost.
+///
+/// One statement may touch an entry only once (PostgreSQL refuses a second update of a row in
+/// the same `ON CONFLICT DO UPDATE`), so the changes go in runs without a repeated entry, in
+/// order; within a run the rows are sorted by entry, so two consumers' statements lock the
+/// rows they share in the same order.
+pub fn apply_all(conn: &mut DbConnection, changes: &[Change]) -> Result<usize, DbError> {
+    let mut changed = 0;
+    for run in runs_of_distinct(changes, Change::reservation_id, MAX_ROWS_PER_STATEMENT) {
+        let mut run: Vec<&Change> = run.iter().collect();
+        run.sort_by_key(|change| change.reservation_id());
+        changed += upsert(conn, &run)?;
+    }
+    Ok(changed)
+}
+
+/// Rows per upsert: 10 bound values each stays far below SQLite's limit on parameters.
+const MAX_ROWS_PER_STATEMENT: usize = 100;
+
+/// Splits `items` into consecutive runs, in order, none longer than `max` and none holding
+/// two items with the same key.
+fn runs_of_distinct<T, K: Eq + std::hash::Hash>(
+    items: &[T],
+    key: impl Fn(&T) -> K,
+    max: usize,
+) -> Vec<&[T]> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    let mut keys = std::collections::HashSet::new();
+    for (at, item) in items.iter().enumerate() {
+        if at - start == max || !keys.insert(key(item)) {
+            runs.push(&items[start..at]);
+            start = at;
+            keys.clear();
+            keys.insert(key(item));
+        }
+    }
+    if start < items.len() {
+        runs.push(&items[start..]);
+    }
+    runs
+}
+
+/// The merging upsert of `$values` (one row or many), written once for the two ways it runs.
+macro_rules! merging_upsert {
+    ($values:expr) => {{
+        use diesel::dsl::case_when;
+        use diesel::query_dsl::methods::FilterDsl;
+        use diesel::upsert::excluded;
+
+        let newer_reservation =
+            excluded(my_page::reservation_version).gt(my_page::reservation_version);
+        let newer_payment = excluded(my_page::payment_version).gt(my_page::payment_version);
+        let newer_half = newer_reservation.or(newer_payment);
+        let product_id_missing = my_page::product_id
+            .eq(0)
+            .and(excluded(my_page::product_id).ne(0));
+        let product_name_missing = my_page::product_name
+            .eq("")
+            .and(excluded(my_page::product_name).ne(""));
+        let upsert = diesel::insert_into(my_page::table)
+            .values($values)
+            .on_conflict(my_page::reservation_id)
+            .do_update()
+            .set((
+                my_page::reservation_status.eq(case_when(
+                    newer_reservation,
+                    excluded(my_page::reservation_status),
+                )
+                .otherwise(my_page::reservation_status)),
+                my_page::reservation_version.eq(case_when(
+                    newer_reservation,
+                    excluded(my_page::reservation_version),
+                )
+                .otherwise(my_page::reservation_version)),
+                my_page::payment_status.eq(case_when(
+                    newer_payment,
+                    excluded(my_page::payment_status),
+                )
                 .otherwise(my_page::payment_status)),
-            my_page::payment_id.eq(case_when(newer_payment, excluded(my_page::payment_id))
-                .otherwise(my_page::payment_id)),
-            my_page::payment_version.eq(case_when(
-                newer_payment,
-                excluded(my_page::payment_version),
-            )
-            .otherwise(my_page::payment_version)),
-            my_page::customer_id.eq(case_when(newer_half, excluded(my_page::customer_id))
-                .otherwise(my_page::customer_id)),
-            my_page::updated_at_ms.eq(case_when(newer_half, excluded(my_page::updated_at_ms))
-                .otherwise(my_page::updated_at_ms)),
-            my_page::product_id.eq(case_when(product_id_missing, excluded(my_page::product_id))
+                my_page::payment_id.eq(case_when(newer_payment, excluded(my_page::payment_id))
+                    .otherwise(my_page::payment_id)),
+                my_page::payment_version.eq(case_when(
+                    newer_payment,
+                    excluded(my_page::payment_version),
+                )
+                .otherwise(my_page::payment_version)),
+                my_page::customer_id.eq(case_when(newer_half, excluded(my_page::customer_id))
+                    .otherwise(my_page::customer_id)),
+                my_page::updated_at_ms.eq(case_when(newer_half, excluded(my_page::updated_at_ms))
+                    .otherwise(my_page::updated_at_ms)),
+                my_page::product_id.eq(case_when(
+                    product_id_missing,
+                    excluded(my_page::product_id),
+                )
                 .otherwise(my_page::product_id)),
-            my_page::product_name.eq(case_when(
-                product_name_missing,
-                excluded(my_page::product_name),
+                my_page::product_name.eq(case_when(
+                    product_name_missing,
+                    excluded(my_page::product_name),
+                )
+                .otherwise(my_page::product_name)),
+            ));
+        // Rows that would not change are not written (and count as not changed).
+        FilterDsl::filter(
+            upsert,
+            newer_half.or(product_id_missing).or(product_name_missing),
+        )
+    }};
+}
+
+/// One upsert of `changes` (distinct entries); returns how many entries changed.
+fn upsert(conn: &mut DbConnection, changes: &[&Change]) -> Result<usize, DbError> {
+    let now = now_ms();
+    let rows: Vec<_> = changes
+        .iter()
+        .map(|change| {
+            let proposed = Proposed::from(*change);
+            (
+                my_page::reservation_id.eq(change.reservation_id().get()),
+                my_page::product_id.eq(proposed.product_id),
+                my_page::product_name.eq(proposed.product_name),
+                my_page::customer_id.eq(change.customer_id()),
+                my_page::reservation_status.eq(proposed.reservation_status),
+                my_page::reservation_version.eq(proposed.reservation_version),
+                my_page::payment_id.eq(proposed.payment_id),
+                my_page::payment_status.eq(proposed.payment_status),
+                my_page::payment_version.eq(proposed.payment_version),
+                my_page::updated_at_ms.eq(now),
             )
-            .otherwise(my_page::product_name)),
-        ));
-    // Rows that would not change are not written (and count as not changed).
-    let upsert = FilterDsl::filter(
-        upsert,
-        newer_half.or(product_id_missing).or(product_name_missing),
-    );
-    // Both backends speak ON CONFLICT … DO UPDATE … WHERE, but diesel's multi-backend
-    // connection does not render it: run it on the concrete connection.
-    let changed = mesh_core::on_backend!(conn, |c| upsert.execute(c))?;
-    Ok(changed == 1)
+        })
+        .collect();
+    match conn {
+        DbConnection::Postgres(pg) => Ok(merging_upsert!(rows).execute(pg)?),
+        // diesel writes no multi-row upsert for SQLite, and an embedded database has no round
+        // trips to save: a row at a time.
+        DbConnection::Sqlite(lite) => {
+            let mut changed = 0;
+            for row in rows {
+                changed += merging_upsert!(row).execute(lite)?;
+            }
+            Ok(changed)
+        }
+    }
 }
 
 /// The row one change proposes: its own half filled in, the other empty (version 0, which
@@ -329,6 +405,14 @@ mod tests {
         get(conn, Id::parse(7, "reservation id").expect("positive"))
             .expect("read")
             .expect("the entry exists")
+    }
+
+    #[test]
+    fn runs_keep_order_never_repeat_a_key_and_stay_under_the_limit() {
+        let keys = [1, 2, 1, 3, 4, 5, 3, 3];
+        let runs = runs_of_distinct(&keys, |key| *key, 3);
+        assert_eq!(runs, [&[1, 2][..], &[1, 3, 4], &[5, 3], &[3]]);
+        assert!(runs_of_distinct(&[] as &[i32], |key| *key, 3).is_empty());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use mesh_core::DbConnection;
-use mesh_core::consumer::{EventHandler, HandleError};
+use mesh_core::consumer::{Batched, EventHandler, HandleError};
 use reserve_proto::events::v1::EventEnvelope;
 use tokio::sync::Notify;
 
@@ -25,22 +25,47 @@ impl NoticeRecorder {
     }
 }
 
-impl EventHandler for NoticeRecorder {
-    fn apply(&self, conn: &mut DbConnection, event: &EventEnvelope) -> Result<(), HandleError> {
+impl NoticeRecorder {
+    /// The notification `event` asks for, if any, in the trace context current now.
+    fn notice_for<'e>(
+        &self,
+        event: &'e EventEnvelope,
+    ) -> Result<Option<NewNotice<'e>>, NoticeError> {
         let Some(facts) = notice_of(event)? else {
-            return Ok(());
+            return Ok(None);
         };
         let message = render(self.lang, &facts);
-        store::record(
-            conn,
-            &NewNotice {
-                event_id: &event.event_id,
-                customer_id: &facts.customer_id,
-                event_type: facts.event_type,
-                reservation_id: facts.reservation_id,
-                message: &message,
-            },
-        )?;
+        Ok(Some(NewNotice {
+            event_id: &event.event_id,
+            customer_id: facts.customer_id,
+            event_type: facts.event_type,
+            reservation_id: facts.reservation_id,
+            message,
+            traceparent: mesh_core::trace_context::current_traceparent(),
+        }))
+    }
+}
+
+impl EventHandler for NoticeRecorder {
+    fn apply(&self, conn: &mut DbConnection, event: &EventEnvelope) -> Result<(), HandleError> {
+        let notice = self.notice_for(event)?;
+        store::record(conn, notice.as_slice())?;
+        Ok(())
+    }
+
+    /// A batch's notifications in one insert, each drafted inside its event's span.
+    fn apply_batch(
+        &self,
+        conn: &mut DbConnection,
+        events: &[Batched<'_>],
+    ) -> Result<(), HandleError> {
+        let mut notices = Vec::with_capacity(events.len());
+        for event in events {
+            if let Some(notice) = event.span.in_scope(|| self.notice_for(event.envelope))? {
+                notices.push(notice);
+            }
+        }
+        store::record(conn, &notices)?;
         Ok(())
     }
 

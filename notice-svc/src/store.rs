@@ -110,29 +110,40 @@ pub struct NewNotice<'a> {
     /// The event that caused it (unique: one notification per change).
     pub event_id: &'a str,
     /// The buyer.
-    pub customer_id: &'a str,
+    pub customer_id: String,
     /// The event's type.
-    pub event_type: &'a str,
+    pub event_type: &'static str,
     /// The reservation concerned.
     pub reservation_id: Id,
     /// The rendered text.
-    pub message: &'a str,
+    pub message: String,
+    /// The trace context of the change it announces (its delivery joins that trace).
+    pub traceparent: Option<String>,
 }
 
-/// Records a notification as PENDING, due now, in the trace of the change it announces.
-pub fn record(conn: &mut DbConnection, notice: &NewNotice<'_>) -> Result<(), DbError> {
+/// Records notifications as PENDING, due now, in one statement.
+pub fn record(conn: &mut DbConnection, notices: &[NewNotice<'_>]) -> Result<(), DbError> {
+    if notices.is_empty() {
+        return Ok(());
+    }
     let now = now_ms();
-    let insert = diesel::insert_into(notices::table).values((
-        notices::traceparent.eq(mesh_core::trace_context::current_traceparent()),
-        notices::event_id.eq(notice.event_id),
-        notices::customer_id.eq(notice.customer_id),
-        notices::event_type.eq(notice.event_type),
-        notices::reservation_id.eq(notice.reservation_id.get()),
-        notices::message.eq(notice.message),
-        notices::created_at_ms.eq(now),
-        notices::delivery.eq(Delivery::Pending.as_str()),
-        notices::next_attempt_at_ms.eq(now),
-    ));
+    let rows: Vec<_> = notices
+        .iter()
+        .map(|notice| {
+            (
+                notices::traceparent.eq(notice.traceparent.as_deref()),
+                notices::event_id.eq(notice.event_id),
+                notices::customer_id.eq(notice.customer_id.as_str()),
+                notices::event_type.eq(notice.event_type),
+                notices::reservation_id.eq(notice.reservation_id.get()),
+                notices::message.eq(notice.message.as_str()),
+                notices::created_at_ms.eq(now),
+                notices::delivery.eq(Delivery::Pending.as_str()),
+                notices::next_attempt_at_ms.eq(now),
+            )
+        })
+        .collect();
+    let insert = diesel::insert_into(notices::table).values(rows);
     mesh_core::on_backend!(conn, |c| insert.execute(c))?;
     Ok(())
 }

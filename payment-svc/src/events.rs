@@ -6,10 +6,12 @@
 //! VOIDED, so the late placement finds a payment and creates none; a placement or cancellation
 //! delivered twice finds the work done and changes nothing.
 
-use mesh_core::DbConnection;
-use mesh_core::consumer::{EventHandler, HandleError};
+use std::collections::HashMap;
+
+use mesh_core::consumer::{Batched, EventHandler, HandleError};
 use mesh_core::events::{OutgoingEvent, open};
 use mesh_core::outbox;
+use mesh_core::{DbConnection, trace_context};
 use reserve_proto::events::v1::{
     EventEnvelope, PaymentCompleted, PaymentRefunded, PaymentRequested, PaymentVoided,
     ReservationCancelled, ReservationPlaced,
@@ -79,28 +81,88 @@ impl EventHandler for ReservationEvents {
         }
         Ok(())
     }
+
+    /// Consecutive placements together: their payments in one insert and the announcements
+    /// in one outbox insert (four statements a placement become two a run). A cancellation
+    /// ends a run and is applied on its own, so every reservation's events keep their order.
+    fn apply_batch(
+        &self,
+        conn: &mut DbConnection,
+        events: &[Batched<'_>],
+    ) -> Result<(), HandleError> {
+        let mut run = Vec::new();
+        for event in events {
+            if let Some(placed) = open::<ReservationPlaced>(event.envelope) {
+                run.push((*event, placed?));
+                continue;
+            }
+            on_placed_all(conn, &run)?;
+            run.clear();
+            event.span.in_scope(|| self.apply(conn, event.envelope))?;
+        }
+        on_placed_all(conn, &run)
+    }
+}
+
+/// The payment a placement asks for, UNPAID.
+fn payment_for(placed: &ReservationPlaced) -> Result<NewPayment<'_>, HandleError> {
+    Ok(NewPayment {
+        reservation_id: Id::parse(placed.reservation_id, "reservation id")?,
+        product_id: Id::parse(placed.product_id, "product id")?,
+        customer_id: &placed.customer_id,
+        seller_id: &placed.seller_id,
+        status: PaymentStatus::Unpaid,
+    })
 }
 
 fn on_placed(conn: &mut DbConnection, placed: &ReservationPlaced) -> Result<(), HandleError> {
-    let reservation = Id::parse(placed.reservation_id, "reservation id")?;
-    let created = store::create_unless_exists(
-        conn,
-        &NewPayment {
-            reservation_id: reservation,
-            product_id: Id::parse(placed.product_id, "product id")?,
-            customer_id: &placed.customer_id,
-            seller_id: &placed.seller_id,
-            status: PaymentStatus::Unpaid,
-        },
-    )
-    .map_err(StoreError::retry)?;
+    let created =
+        store::create_unless_exists(conn, &payment_for(placed)?).map_err(StoreError::retry)?;
     // None: the reservation has its payment already (a repeated placement under a new event
     // id, or a cancellation that overtook it).
     let Some(payment) = created else {
         return Ok(());
     };
     outbox::enqueue(conn, &announce(&payment))?;
-    tracing::info!(payment = %payment.id, reservation = %reservation, "payment requested");
+    tracing::info!(payment = %payment.id, reservation = %payment.reservation_id, "payment requested");
+    Ok(())
+}
+
+/// [`on_placed`] for a run of placements: the payments, then their announcements, each
+/// stamped with the trace context of its own placement's span.
+fn on_placed_all(
+    conn: &mut DbConnection,
+    run: &[(Batched<'_>, ReservationPlaced)],
+) -> Result<(), HandleError> {
+    if run.is_empty() {
+        return Ok(());
+    }
+    let new = run
+        .iter()
+        .map(|(event, placed)| {
+            let traceparent = event.span.in_scope(trace_context::current_traceparent);
+            Ok((payment_for(placed)?, traceparent))
+        })
+        .collect::<Result<Vec<_>, HandleError>>()?;
+    let spans: HashMap<i64, &tracing::Span> = run
+        .iter()
+        .map(|(event, placed)| (placed.reservation_id, event.span))
+        .collect();
+    let created = store::create_all_unless_exist(conn, &new).map_err(StoreError::retry)?;
+    let announcements: Vec<_> = created
+        .iter()
+        .map(|payment| {
+            let announce_in_span = || {
+                tracing::info!(payment = %payment.id, reservation = %payment.reservation_id, "payment requested");
+                announce(payment)
+            };
+            match spans.get(&payment.reservation_id.get()) {
+                Some(span) => span.in_scope(announce_in_span),
+                None => announce_in_span(),
+            }
+        })
+        .collect();
+    outbox::enqueue_all(conn, &announcements)?;
     Ok(())
 }
 

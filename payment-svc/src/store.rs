@@ -141,6 +141,47 @@ pub fn create_unless_exists(
     row.map(Payment::try_from).transpose()
 }
 
+/// [`create_unless_exists`] for many placements, each with the trace context it was made
+/// in; returns the payments created (a reservation that has one already gets none). One
+/// statement on PostgreSQL; a row at a time on SQLite, for which diesel writes no multi-row
+/// upsert and where an embedded database has no round trips to save.
+pub fn create_all_unless_exist(
+    conn: &mut DbConnection,
+    new: &[(NewPayment<'_>, Option<String>)],
+) -> Result<Vec<Payment>, StoreError> {
+    if new.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<NewRow<'_>> = new
+        .iter()
+        .map(|(payment, traceparent)| row_of(payment, traceparent.clone()))
+        .collect();
+    let created: Vec<PaymentRow> = match conn {
+        DbConnection::Postgres(pg) => diesel::insert_into(payments::table)
+            .values(rows)
+            .on_conflict(payments::reservation_id)
+            .do_nothing()
+            .returning(PAYMENT_COLUMNS)
+            .get_results(pg)?,
+        DbConnection::Sqlite(lite) => {
+            let mut created = Vec::with_capacity(rows.len());
+            for row in rows {
+                created.extend(
+                    diesel::insert_into(payments::table)
+                        .values(row)
+                        .on_conflict(payments::reservation_id)
+                        .do_nothing()
+                        .returning(PAYMENT_COLUMNS)
+                        .get_result::<PaymentRow>(lite)
+                        .optional()?,
+                );
+            }
+            created
+        }
+    };
+    created.into_iter().map(Payment::try_from).collect()
+}
+
 /// The values of a new payment's row, as both inserts write them.
 type NewRow<'a> = (
     diesel::dsl::Eq<payments::origin_traceparent, Option<String>>,
@@ -153,9 +194,14 @@ type NewRow<'a> = (
     diesel::dsl::Eq<payments::updated_at_ms, i64>,
 );
 
+/// The row of `new`, made in the trace context current now.
 fn new_row<'a>(new: &NewPayment<'a>) -> NewRow<'a> {
+    row_of(new, mesh_core::trace_context::current_traceparent())
+}
+
+fn row_of<'a>(new: &NewPayment<'a>, traceparent: Option<String>) -> NewRow<'a> {
     (
-        payments::origin_traceparent.eq(mesh_core::trace_context::current_traceparent()),
+        payments::origin_traceparent.eq(traceparent),
         payments::reservation_id.eq(new.reservation_id.get()),
         payments::product_id.eq(new.product_id.get()),
         payments::customer_id.eq(new.customer_id),

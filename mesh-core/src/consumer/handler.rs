@@ -52,9 +52,37 @@ pub trait EventHandler: Send + Sync + 'static {
     /// Applies `event`. Events of other types on the subject are ignored by returning `Ok`.
     fn apply(&self, conn: &mut DbConnection, event: &EventEnvelope) -> Result<(), HandleError>;
 
+    /// Applies the new events of a batch, in order, in one transaction with their inbox rows.
+    /// The default runs [`Self::apply`] for each inside its span. A handler whose effects are
+    /// rows of their own may write many events' rows in one statement instead: every
+    /// statement is a round trip for the service and a parse, bind and execute for the
+    /// database, and under load a batch holds tens of events. Should it fail, the batch is
+    /// rolled back and its events are applied one by one through [`Self::apply`], each with
+    /// its own outcome, so an override need not tell which event failed.
+    fn apply_batch(
+        &self,
+        conn: &mut DbConnection,
+        events: &[Batched<'_>],
+    ) -> Result<(), HandleError> {
+        for event in events {
+            event.span.in_scope(|| self.apply(conn, event.envelope))?;
+        }
+        Ok(())
+    }
+
     /// Called after `apply`'s transaction committed (never for a redelivery), e.g. to tell
     /// live watchers; must not block.
     fn committed(&self, _event: &EventEnvelope) {}
+}
+
+/// A new event in a batch, with the span its effects are traced in (a trace context a
+/// handler stores, such as an outbox row's, is the one current inside it).
+#[derive(Clone, Copy, Debug)]
+pub struct Batched<'a> {
+    /// The event.
+    pub envelope: &'a EventEnvelope,
+    /// Its consume span.
+    pub span: &'a tracing::Span,
 }
 
 /// One durable consumer: a name and the subject it filters on.

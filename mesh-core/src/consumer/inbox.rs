@@ -9,7 +9,7 @@ use diesel::prelude::*;
 
 use reserve_proto::events::v1::EventEnvelope;
 
-use super::{EventConsumer, EventHandler, HandleError};
+use super::{Batched, EventConsumer, EventHandler, HandleError};
 use crate::db::{DbConnection, DbError};
 use crate::{clock, events};
 
@@ -40,9 +40,9 @@ pub(super) fn apply_once(
 }
 
 /// [`apply_once`] for a batch in one transaction: the inbox rows of all its events first, in
-/// one statement, then the effect of each event that was new, in order, inside its span.
-/// Returns the events applied now (a redelivery, or a second copy of an event within the
-/// batch, is left out).
+/// one statement, then the effects of the events that were new, in order, through the
+/// handler's [`EventHandler::apply_batch`]. Returns the events applied now (a redelivery, or
+/// a second copy of an event within the batch, is left out).
 pub(super) fn apply_all(
     conn: &mut DbConnection,
     consumer: &str,
@@ -51,16 +51,17 @@ pub(super) fn apply_all(
 ) -> Result<Vec<EventEnvelope>, HandleError> {
     let ids: Vec<&str> = events.iter().map(|(e, _)| e.event_id.as_str()).collect();
     let mut new = claim_all(conn, consumer, &ids)?;
-    let mut applied = Vec::with_capacity(new.len());
-    for (envelope, span) in events {
-        // `remove`: a copy of the same event later in the batch finds it gone.
-        if new.remove(&envelope.event_id) {
-            let _in_span = span.enter();
-            handler.apply(conn, &envelope)?;
-            applied.push(envelope);
-        }
-    }
-    Ok(applied)
+    // `remove`: a copy of the same event later in the batch finds it gone.
+    let fresh: Vec<(EventEnvelope, tracing::Span)> = events
+        .into_iter()
+        .filter(|(envelope, _)| new.remove(&envelope.event_id))
+        .collect();
+    let batched: Vec<Batched<'_>> = fresh
+        .iter()
+        .map(|(envelope, span)| Batched { envelope, span })
+        .collect();
+    handler.apply_batch(conn, &batched)?;
+    Ok(fresh.into_iter().map(|(envelope, _)| envelope).collect())
 }
 
 /// How often a consumer purges its old inbox rows.

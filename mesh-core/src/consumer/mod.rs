@@ -46,7 +46,7 @@ mod handler;
 mod inbox;
 mod liveness;
 
-pub use handler::{ConsumerPolicy, EventHandler, HandleError, Outcome, Subscription};
+pub use handler::{Batched, ConsumerPolicy, EventHandler, HandleError, Outcome, Subscription};
 
 use inbox::{PURGE_EVERY, apply_all, apply_once};
 

@@ -1,0 +1,117 @@
+//! A consumer batch's placements written together (one insert for the payments, one for their
+//! announcements) end where the same events applied one at a time do: one payment per
+//! reservation, a cancellation in the middle of the batch still ordered after its placement
+//! and before a late one, and one announcement per payment written.
+
+use std::collections::BTreeMap;
+
+use mesh_core::consumer::{Batched, EventHandler};
+use mesh_core::db::DbTarget;
+use mesh_core::events::OutgoingEvent;
+use mesh_core::testing::{fresh_postgres_database, reservation_placed};
+use mesh_core::{Db, outbox};
+use payment_svc::domain::Id;
+use payment_svc::events::ReservationEvents;
+use payment_svc::store::{self, MIGRATIONS};
+use prost::Message;
+use reserve_proto::events::v1::{EventEnvelope, ReservationCancelled};
+
+fn cancelled(reservation_id: i64) -> OutgoingEvent {
+    let event = ReservationCancelled {
+        reservation_id,
+        product_id: 3,
+        customer_id: "kim".into(),
+    };
+    OutgoingEvent::new(&event, 2)
+}
+
+/// Placements of 1-6, a second placement of 1 (a new event id), a cancellation of 7 that
+/// overtook its placement, the late placement of 7, and a cancellation of 2 after its
+/// placement.
+fn events() -> Vec<EventEnvelope> {
+    let mut outgoing: Vec<OutgoingEvent> = (1..=6)
+        .map(|reservation| reservation_placed(reservation, "kim"))
+        .collect();
+    outgoing.push(reservation_placed(1, "kim"));
+    outgoing.push(cancelled(7));
+    outgoing.push(reservation_placed(7, "kim"));
+    outgoing.push(cancelled(2));
+    outgoing
+        .iter()
+        .map(|event| EventEnvelope::decode(event.payload.as_slice()).expect("an envelope"))
+        .collect()
+}
+
+/// Each reservation's payment (status and version) and the subjects announced, in order.
+async fn outcome(db: &Db) -> (BTreeMap<i64, (String, i64)>, Vec<String>) {
+    db.run(|conn| {
+        let mut payments = BTreeMap::new();
+        for reservation in 1..=7 {
+            let id = Id::parse(reservation, "reservation id").expect("positive");
+            if let Some(payment) = store::find_by_reservation(conn, id).expect("read") {
+                payments.insert(
+                    reservation,
+                    (payment.status.as_str().to_owned(), payment.version),
+                );
+            }
+        }
+        let mut subjects: Vec<String> = outbox::pending(conn, 100)
+            .expect("outbox")
+            .into_iter()
+            .map(|row| row.subject)
+            .collect();
+        subjects.sort();
+        Ok::<_, mesh_core::DbError>((payments, subjects))
+    })
+    .await
+    .expect("read back")
+}
+
+async fn fresh_db(label: &str) -> Db {
+    let url = fresh_postgres_database(label);
+    Db::connect(&DbTarget::Postgres(url), MIGRATIONS, 2)
+        .await
+        .expect("payment database")
+}
+
+#[tokio::test]
+async fn placements_written_together_end_where_one_at_a_time_does() {
+    let events = events();
+
+    let singly = fresh_db("payment_batches_singly").await;
+    for event in events.clone() {
+        singly
+            .transaction(move |conn| ReservationEvents.apply(conn, &event))
+            .await
+            .expect("apply one");
+    }
+
+    let together = fresh_db("payment_batches_together").await;
+    together
+        .transaction(move |conn| {
+            let span = tracing::Span::none();
+            let batch: Vec<Batched<'_>> = events
+                .iter()
+                .map(|envelope| Batched {
+                    envelope,
+                    span: &span,
+                })
+                .collect();
+            ReservationEvents.apply_batch(conn, &batch)
+        })
+        .await
+        .expect("apply the batch");
+
+    let (payments, subjects) = outcome(&together).await;
+    assert_eq!((payments.clone(), subjects.clone()), outcome(&singly).await);
+    assert_eq!(
+        payments.len(),
+        7,
+        "one payment per reservation: {payments:?}"
+    );
+    assert_eq!(payments[&1], ("UNPAID".to_owned(), 1));
+    assert_eq!(payments[&2], ("VOIDED".to_owned(), 2));
+    assert_eq!(payments[&7], ("VOIDED".to_owned(), 1));
+    // Six requested, one voided after its request, one voided without: eight announcements.
+    assert_eq!(subjects.len(), 8, "{subjects:?}");
+}
