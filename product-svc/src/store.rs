@@ -29,8 +29,16 @@ mod schema {
             seller_id -> Text,
         }
     }
+
+    diesel::table! {
+        reservation_fences (reservation_id) {
+            reservation_id -> BigInt,
+            released -> Bool,
+            touched_at_ms -> BigInt,
+        }
+    }
 }
-use schema::products;
+use schema::{products, reservation_fences};
 
 /// A refused operation or a failure of the product store.
 pub type StoreError = mesh_core::StoreError<ProductError>;
@@ -136,31 +144,31 @@ pub fn list_page(
         .collect()
 }
 
-#[derive(QueryableByName)]
-struct Fence {
-    #[diesel(sql_type = diesel::sql_types::Bool)]
-    released: bool,
-}
-
 /// Takes `reservation`'s fence row (creating it), marks it released when `release`, and
 /// answers whether it is released. The upsert holds the row's lock until the transaction
 /// ends, so a lock and a release of the same reservation are applied one after the other,
-/// never interleaved. (The same text runs on both backends: SQLite numbers `$n` parameters in
-/// order of appearance.)
+/// never interleaved. Written with diesel's query builder on the backend's own connection,
+/// not as SQL text: a statement of fixed shape is prepared once per connection, where SQL
+/// text (`sql_query`) was parsed and planned again on every lock.
 fn fence(conn: &mut DbConnection, reservation: Id, release: bool) -> Result<bool, StoreError> {
-    let fence: Fence = diesel::sql_query(
-        "INSERT INTO reservation_fences (reservation_id, released, touched_at_ms) \
-         VALUES ($1, $2, $3) \
-         ON CONFLICT (reservation_id) DO UPDATE \
-         SET released = reservation_fences.released OR excluded.released, \
-             touched_at_ms = excluded.touched_at_ms \
-         RETURNING released",
-    )
-    .bind::<diesel::sql_types::BigInt, _>(reservation.get())
-    .bind::<diesel::sql_types::Bool, _>(release)
-    .bind::<diesel::sql_types::BigInt, _>(mesh_core::clock::now_ms())
-    .get_result(conn)?;
-    Ok(fence.released)
+    use diesel::upsert::excluded;
+    use reservation_fences::{released, reservation_id, touched_at_ms};
+
+    let upsert = diesel::insert_into(reservation_fences::table)
+        .values((
+            reservation_id.eq(reservation.get()),
+            released.eq(release),
+            touched_at_ms.eq(mesh_core::clock::now_ms()),
+        ))
+        .on_conflict(reservation_id)
+        .do_update()
+        .set((
+            released.eq(released.or(excluded(released))),
+            touched_at_ms.eq(excluded(touched_at_ms)),
+        ))
+        .returning(released);
+    // Both backends speak ON CONFLICT; diesel's multi-backend connection does not render it.
+    Ok(mesh_core::on_backend!(conn, |c| upsert.get_result::<bool>(c))?)
 }
 
 /// Fences `reservation` for good: no later lock of it takes a product. For a cancellation,
@@ -171,11 +179,10 @@ pub fn fence_released(conn: &mut DbConnection, reservation: Id) -> Result<(), St
 
 /// Forgets fences untouched since `before_ms` (no lock arrives that late).
 pub fn purge_fences(conn: &mut DbConnection, before_ms: i64) -> Result<usize, StoreError> {
-    Ok(
-        diesel::sql_query("DELETE FROM reservation_fences WHERE touched_at_ms < $1")
-            .bind::<diesel::sql_types::BigInt, _>(before_ms)
-            .execute(conn)?,
+    Ok(diesel::delete(
+        reservation_fences::table.filter(reservation_fences::touched_at_ms.lt(before_ms)),
     )
+    .execute(conn)?)
 }
 
 /// AVAILABLE → PENDING for `reservation`, or a no-op success if that reservation already holds
