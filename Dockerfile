@@ -1,13 +1,14 @@
 # One image with every Reserve Mesh binary; the Helm chart picks one per Deployment with
 # `command`. Build:  docker build -t reserve-mesh:0.1.0 .
 #
-# Stage 1 builds release binaries (protoc is vendored, SQLite bundled; libpq for PostgreSQL),
-# in two layers: first the dependencies alone, from the manifests, the lock file and empty
-# crates (cached until a manifest or Cargo.lock changes), then our own code. Only the
-# binaries the chart runs are built; no test targets, no e2e tools.
+# Stage 1 builds release binaries (protoc is vendored; SQLite and libpq are built from source
+# and linked in, libpq with OpenSSL) in two layers: first the dependencies alone, from the
+# manifests, the lock file and empty crates (cached until a manifest or Cargo.lock changes),
+# then our own code. Only the binaries the chart runs are built; no test targets, no e2e
+# tools.
 FROM rust:1.95-bookworm AS build
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libpq-dev pkg-config \
+ && apt-get install -y --no-install-recommends libssl-dev pkg-config \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 ENV CRATES="proto mesh-core product-svc reservation-svc payment-svc notice-svc mypage-svc gateway e2e" \
@@ -51,7 +52,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 # Stage 2: a slim runtime, no shell tools beyond Debian's base, running as an unprivileged user.
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libpq5 ca-certificates \
+ && apt-get install -y --no-install-recommends libssl3 ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 10001 mesh \
  && useradd --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin mesh

@@ -31,10 +31,11 @@ ensure_rust() {
   fi
 }
 
-# Native libraries the build links against (protoc is vendored, SQLite bundled).
+# Native libraries the build links against (protoc is vendored; SQLite and libpq are built
+# from source by their crates with the C compiler; libpq links OpenSSL for TLS).
 ensure_build_deps() {
   ensure_rust
-  ensure_packages libpq-dev pkg-config curl
+  ensure_packages gcc libssl-dev pkg-config curl
 }
 
 # Answers whether something listens on host:port.
