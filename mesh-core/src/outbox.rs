@@ -64,13 +64,7 @@ pub fn enqueue(
     conn: &mut DbConnection,
     event: &OutgoingEvent,
 ) -> Result<(), diesel::result::Error> {
-    let insert = diesel::insert_into(outbox::table).values((
-        outbox::event_id.eq(&event.event_id),
-        outbox::subject.eq(&event.subject),
-        outbox::payload.eq(&event.payload),
-        outbox::traceparent.eq(&event.traceparent),
-        outbox::created_at_ms.eq(crate::clock::now_ms()),
-    ));
+    let insert = diesel::insert_into(outbox::table).values(row_of(event, crate::clock::now_ms()));
     crate::on_backend!(conn, |c| insert.execute(c))?;
     Ok(())
 }
@@ -84,21 +78,29 @@ pub fn enqueue_all(
         return Ok(());
     }
     let now = crate::clock::now_ms();
-    let rows: Vec<_> = events
-        .iter()
-        .map(|event| {
-            (
-                outbox::event_id.eq(&event.event_id),
-                outbox::subject.eq(&event.subject),
-                outbox::payload.eq(&event.payload),
-                outbox::traceparent.eq(&event.traceparent),
-                outbox::created_at_ms.eq(now),
-            )
-        })
-        .collect();
+    let rows: Vec<OutboxRow<'_>> = events.iter().map(|event| row_of(event, now)).collect();
     let insert = diesel::insert_into(outbox::table).values(rows);
     crate::on_backend!(conn, |c| insert.execute(c))?;
     Ok(())
+}
+
+/// The values of an event's outbox row, as both inserts write them.
+type OutboxRow<'a> = (
+    diesel::dsl::Eq<outbox::event_id, &'a String>,
+    diesel::dsl::Eq<outbox::subject, &'a String>,
+    diesel::dsl::Eq<outbox::payload, &'a Vec<u8>>,
+    diesel::dsl::Eq<outbox::traceparent, &'a Option<String>>,
+    diesel::dsl::Eq<outbox::created_at_ms, i64>,
+);
+
+fn row_of(event: &OutgoingEvent, now_ms: i64) -> OutboxRow<'_> {
+    (
+        outbox::event_id.eq(&event.event_id),
+        outbox::subject.eq(&event.subject),
+        outbox::payload.eq(&event.payload),
+        outbox::traceparent.eq(&event.traceparent),
+        outbox::created_at_ms.eq(now_ms),
+    )
 }
 
 /// Rows not yet published, oldest first (for inspection and tests; the relay [`claim`]s).

@@ -48,6 +48,27 @@ pub fn fresh_postgres_database(label: &str) -> String {
     }
 }
 
+/// A fresh PostgreSQL database with `migrations` (and the outbox and inbox tables) applied,
+/// as a service's pool of two connections.
+pub async fn fresh_postgres_db(label: &str, migrations: crate::db::Migrations) -> crate::Db {
+    let target = crate::db::DbTarget::Postgres(fresh_postgres_database(label));
+    crate::Db::connect(&target, migrations, 2)
+        .await
+        .unwrap_or_else(|err| panic!("cannot prepare test database {label}: {err}"))
+}
+
+/// `events` as one consumer batch, all in `span`: what a handler's
+/// [`crate::consumer::EventHandler::apply_batch`] is given.
+pub fn batch_of<'a>(
+    events: &'a [reserve_proto::events::v1::EventEnvelope],
+    span: &'a tracing::Span,
+) -> Vec<crate::consumer::Batched<'a>> {
+    events
+        .iter()
+        .map(|envelope| crate::consumer::Batched { envelope, span })
+        .collect()
+}
+
 /// A loopback port that was free a moment ago and that no other caller in this process has
 /// been given: tests running in parallel in one binary never pick the same port.
 pub fn free_port() -> u16 {

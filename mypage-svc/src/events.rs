@@ -2,7 +2,7 @@
 //! for live watchers after each commit.
 
 use mesh_core::DbConnection;
-use mesh_core::consumer::{Batched, EventHandler, HandleError};
+use mesh_core::consumer::{Batched, EventHandler, HandleError, drafts_in_spans};
 use reserve_proto::events::v1::EventEnvelope;
 
 use crate::domain::{Id, UnreadableEvent, change_of};
@@ -46,10 +46,7 @@ impl EventHandler for MyPageProjection {
         conn: &mut DbConnection,
         events: &[Batched<'_>],
     ) -> Result<(), HandleError> {
-        let mut changes = Vec::with_capacity(events.len());
-        for event in events {
-            changes.extend(change_of(event.envelope)?);
-        }
+        let changes = drafts_in_spans(events, change_of)?;
         store::apply_all(conn, &changes)?;
         Ok(())
     }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use mesh_core::DbConnection;
-use mesh_core::consumer::{Batched, EventHandler, HandleError};
+use mesh_core::consumer::{Batched, EventHandler, HandleError, drafts_in_spans};
 use reserve_proto::events::v1::EventEnvelope;
 use tokio::sync::Notify;
 
@@ -59,12 +59,7 @@ impl EventHandler for NoticeRecorder {
         conn: &mut DbConnection,
         events: &[Batched<'_>],
     ) -> Result<(), HandleError> {
-        let mut notices = Vec::with_capacity(events.len());
-        for event in events {
-            if let Some(notice) = event.span.in_scope(|| self.notice_for(event.envelope))? {
-                notices.push(notice);
-            }
-        }
+        let notices = drafts_in_spans(events, |event| self.notice_for(event))?;
         store::record(conn, &notices)?;
         Ok(())
     }

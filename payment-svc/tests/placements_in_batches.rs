@@ -5,10 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use mesh_core::consumer::{Batched, EventHandler};
-use mesh_core::db::DbTarget;
+use mesh_core::consumer::EventHandler;
 use mesh_core::events::OutgoingEvent;
-use mesh_core::testing::{fresh_postgres_database, reservation_placed};
+use mesh_core::testing::{batch_of, fresh_postgres_db, reservation_placed};
 use mesh_core::{Db, outbox};
 use payment_svc::domain::Id;
 use payment_svc::events::ReservationEvents;
@@ -67,18 +66,11 @@ async fn outcome(db: &Db) -> (BTreeMap<i64, (String, i64)>, Vec<String>) {
     .expect("read back")
 }
 
-async fn fresh_db(label: &str) -> Db {
-    let url = fresh_postgres_database(label);
-    Db::connect(&DbTarget::Postgres(url), MIGRATIONS, 2)
-        .await
-        .expect("payment database")
-}
-
 #[tokio::test]
 async fn placements_written_together_end_where_one_at_a_time_does() {
     let events = events();
 
-    let singly = fresh_db("payment_batches_singly").await;
+    let singly = fresh_postgres_db("payment_batches_singly", MIGRATIONS).await;
     for event in events.clone() {
         singly
             .transaction(move |conn| ReservationEvents.apply(conn, &event))
@@ -86,17 +78,11 @@ async fn placements_written_together_end_where_one_at_a_time_does() {
             .expect("apply one");
     }
 
-    let together = fresh_db("payment_batches_together").await;
+    let together = fresh_postgres_db("payment_batches_together", MIGRATIONS).await;
     together
         .transaction(move |conn| {
             let span = tracing::Span::none();
-            let batch: Vec<Batched<'_>> = events
-                .iter()
-                .map(|envelope| Batched {
-                    envelope,
-                    span: &span,
-                })
-                .collect();
+            let batch = batch_of(&events, &span);
             ReservationEvents.apply_batch(conn, &batch)
         })
         .await

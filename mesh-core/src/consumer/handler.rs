@@ -85,6 +85,20 @@ pub struct Batched<'a> {
     pub span: &'a tracing::Span,
 }
 
+/// What `draft` makes of each event of a batch (`None`: nothing for that one), in order, each
+/// made inside its event's span (so a trace context it records is its own event's): for an
+/// [`EventHandler::apply_batch`] that then writes all of them in one statement.
+pub fn drafts_in_spans<'a, T, E>(
+    events: &[Batched<'a>],
+    mut draft: impl FnMut(&'a EventEnvelope) -> Result<Option<T>, E>,
+) -> Result<Vec<T>, E> {
+    let mut drafts = Vec::with_capacity(events.len());
+    for event in events {
+        drafts.extend(event.span.in_scope(|| draft(event.envelope))?);
+    }
+    Ok(drafts)
+}
+
 /// One durable consumer: a name and the subject it filters on.
 #[derive(Clone, Debug)]
 pub struct Subscription {

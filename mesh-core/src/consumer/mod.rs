@@ -46,7 +46,9 @@ mod handler;
 mod inbox;
 mod liveness;
 
-pub use handler::{Batched, ConsumerPolicy, EventHandler, HandleError, Outcome, Subscription};
+pub use handler::{
+    Batched, ConsumerPolicy, EventHandler, HandleError, Outcome, Subscription, drafts_in_spans,
+};
 
 use inbox::{PURGE_EVERY, apply_all, apply_once};
 

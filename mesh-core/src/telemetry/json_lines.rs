@@ -5,45 +5,36 @@
 //! the dispatcher ([`TraceLink`]).
 
 use std::fmt;
-use std::io::Write;
 
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
-use tracing::{Dispatch, Event, Subscriber};
-use tracing_subscriber::fmt::MakeWriter;
+use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
-use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
+use super::log_lines::{LineFormat, LogLines};
 use super::trace_link::TraceLink;
 
+/// The JSON format.
+pub(super) struct Json;
+
 /// The JSON lines layer, writing to `W` (stdout in the binaries).
-pub(super) struct JsonLines<W> {
-    make_writer: W,
-    link: TraceLink,
-}
+pub(super) type JsonLines<W> = LogLines<Json, W>;
 
 impl<W> JsonLines<W> {
     /// Lines go to what `make_writer` makes, one write per line.
     pub(super) fn new(make_writer: W) -> Self {
-        Self {
-            make_writer,
-            link: TraceLink::default(),
-        }
+        Self::with_format(Json, make_writer)
     }
 }
 
-impl<S, W> Layer<S> for JsonLines<W>
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    W: for<'w> MakeWriter<'w> + 'static,
-{
-    fn on_register_dispatch(&self, dispatch: &Dispatch) {
-        self.link.register(dispatch);
-    }
-
-    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+impl LineFormat for Json {
+    fn line<S>(&self, event: &Event<'_>, ctx: &Context<'_, S>, link: &TraceLink) -> Option<String>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
         let mut line = Map::new();
         let mut timestamp = String::new();
         if SystemTime
@@ -62,16 +53,12 @@ where
         line.insert("fields".into(), Value::Object(fields.0));
         if let Some(span) = ctx.event_span(event) {
             line.insert("span".into(), span.name().into());
-            if let Some((trace_id, span_id)) = self.link.ids(&span.id()) {
+            if let Some((trace_id, span_id)) = link.ids(&span.id()) {
                 line.insert("trace_id".into(), trace_id.into());
                 line.insert("span_id".into(), span_id.into());
             }
         }
-        if let Ok(mut text) = serde_json::to_string(&line) {
-            text.push('\n');
-            // A log line that cannot be written has nowhere else to go.
-            let _ = self.make_writer.make_writer().write_all(text.as_bytes());
-        }
+        serde_json::to_string(&line).ok()
     }
 }
 

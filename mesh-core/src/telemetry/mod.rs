@@ -15,6 +15,7 @@
 mod captured;
 pub mod catalog;
 mod json_lines;
+mod log_lines;
 mod prometheus;
 mod text_lines;
 mod trace_link;

@@ -12,44 +12,35 @@
 //! `2026-11-29T18:15:31.660301Z  INFO grpc.server: product reserved product=7 reservation=9 trace_id=4bf9…`
 
 use std::fmt::{self, Write as _};
-use std::io::Write as _;
 
 use tracing::field::{Field, Visit};
-use tracing::{Dispatch, Event, Subscriber};
-use tracing_subscriber::fmt::MakeWriter;
+use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
-use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
+use super::log_lines::{LineFormat, LogLines};
 use super::trace_link::TraceLink;
 
+/// The text format.
+pub(super) struct Text;
+
 /// The text lines layer, writing to `W` (stdout in the binaries).
-pub(super) struct TextLines<W> {
-    make_writer: W,
-    link: TraceLink,
-}
+pub(super) type TextLines<W> = LogLines<Text, W>;
 
 impl<W> TextLines<W> {
     /// Lines go to what `make_writer` makes, one write per line.
     pub(super) fn new(make_writer: W) -> Self {
-        Self {
-            make_writer,
-            link: TraceLink::default(),
-        }
+        Self::with_format(Text, make_writer)
     }
 }
 
-impl<S, W> Layer<S> for TextLines<W>
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    W: for<'w> MakeWriter<'w> + 'static,
-{
-    fn on_register_dispatch(&self, dispatch: &Dispatch) {
-        self.link.register(dispatch);
-    }
-
-    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+impl LineFormat for Text {
+    fn line<S>(&self, event: &Event<'_>, ctx: &Context<'_, S>, link: &TraceLink) -> Option<String>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
         let mut line = String::with_capacity(192);
         let _ = SystemTime.format_time(&mut Writer::new(&mut line));
         let _ = write!(line, " {:>5} ", event.metadata().level().as_str());
@@ -66,15 +57,10 @@ where
         event.record(&mut fields);
         line.push_str(&fields.message);
         line.push_str(&fields.rest);
-        if let Some((trace_id, _)) = ctx
-            .event_span(event)
-            .and_then(|span| self.link.ids(&span.id()))
-        {
+        if let Some((trace_id, _)) = ctx.event_span(event).and_then(|span| link.ids(&span.id())) {
             let _ = write!(line, " trace_id={trace_id}");
         }
-        line.push('\n');
-        // A log line that cannot be written has nowhere else to go.
-        let _ = self.make_writer.make_writer().write_all(line.as_bytes());
+        Some(line)
     }
 }
 
