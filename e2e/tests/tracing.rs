@@ -175,6 +175,76 @@ async fn a_reservation_and_its_payment_are_each_one_trace_across_all_six_process
 }
 
 #[tokio::test]
+async fn without_an_exporter_a_callers_trace_still_reaches_every_hop_and_log_line() {
+    // No OTLP endpoint: spans get ids only (mesh-core telemetry::span_ids), and those ids must
+    // still cross the gateway, the lock call, the outbox, NATS and the notice's delivery.
+    let mesh = Mesh::start(
+        "tracing_ids_only",
+        MeshOptions::default().everywhere("LOG_FORMAT", "json"),
+    )
+    .await;
+    let product = mesh.register_product("Lamp").await;
+    let trace_id = "5e2f0c7a9b3d41e6a8c0f1d2e3b4a596";
+    let response = mesh
+        .bare_http
+        .post(mesh.url("/reservation"))
+        .bearer_auth(mesh.buyer("lee"))
+        .header("traceparent", format!("00-{trace_id}-b7ad6b7169203331-01"))
+        .json(&json!({"productId": product, "customerId": "lee"}))
+        .send()
+        .await
+        .expect("gateway reachable");
+    assert_eq!(response.status(), 201);
+    let traced: Value = response.json().await.expect("a reservation");
+    mesh.reserve(mesh.register_product("Desk").await, "lee")
+        .await;
+
+    // product-svc's line about the lock, two calls downstream of the gateway.
+    let reserved = json_lines_of(&mesh, Svc::Product, "product reserved");
+    let traces: Vec<&Value> = reserved.iter().map(|line| &line["trace_id"]).collect();
+    assert!(traces.contains(&&json!(trace_id)), "{traces:?}");
+    assert!(
+        reserved
+            .iter()
+            .all(|line| line["span_id"].as_str().map(str::len) == Some(16)),
+        "{reserved:?}"
+    );
+    // The other reservation started its own trace.
+    assert_eq!(reserved.len(), 2, "{reserved:?}");
+    assert_ne!(reserved[0]["trace_id"], reserved[1]["trace_id"]);
+
+    // notice-svc's delivery line, after the outbox, NATS and the notice table.
+    // Two notices (reserved, payment requested) carry the trace, both of that reservation.
+    let sent = wait_until("the traced reservation's notices", SOON, || async {
+        let delivered: Vec<Value> = json_lines_of(&mesh, Svc::Notice, "NOTICE")
+            .into_iter()
+            .filter(|line| line["trace_id"] == json!(trace_id))
+            .collect();
+        (delivered.len() >= 2).then_some(delivered)
+    })
+    .await;
+    assert!(
+        sent.iter()
+            .all(|line| line["fields"]["reservation"] == traced["id"]),
+        "{sent:?}"
+    );
+}
+
+/// The JSON log lines of `svc` whose message starts with `message`.
+fn json_lines_of(mesh: &Mesh, svc: Svc, message: &str) -> Vec<Value> {
+    let log = std::fs::read_to_string(mesh.log_path(svc)).unwrap_or_default();
+    log.lines()
+        .filter(|line| line.starts_with('{'))
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| {
+            line["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with(message))
+        })
+        .collect()
+}
+
+#[tokio::test]
 async fn a_dead_collector_neither_breaks_nor_slows_a_reservation() {
     let nobody = format!("http://{}", free_local_addr());
     let mesh = Mesh::start("tracing_dead_collector", exporting_to(&nobody)).await;

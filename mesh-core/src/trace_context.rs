@@ -3,13 +3,18 @@
 //!
 //! Out: [`current_traceparent`] reads the current span's context. In: [`adopt`] makes a
 //! received context the parent of a new span. Without a valid context nothing is sent and
-//! nothing adopted, so a span simply starts a new trace.
+//! nothing adopted, so a span simply starts a new trace. Spans get their ids from the
+//! OpenTelemetry layer when traces are exported, and from the lighter id layer otherwise
+//! (`telemetry::span_ids`); these functions read whichever is installed. A link
+//! ([`link`]) is recorded only in exported traces.
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::TraceContextExt;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tonic::metadata::MetadataValue;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::telemetry::span_ids;
 
 /// The header (and metadata key) that carries the context.
 pub const TRACEPARENT: &str = "traceparent";
@@ -21,6 +26,9 @@ pub fn current_traceparent() -> Option<String> {
 
 /// `span`'s context as a `traceparent` value.
 pub fn traceparent_of(span: &tracing::Span) -> Option<String> {
+    if let Ok(ids) = span_ids::of(span) {
+        return ids.map(|ids| ids.traceparent());
+    }
     let context = span.context();
     if !context.span().span_context().is_valid() {
         return None;
@@ -33,7 +41,9 @@ pub fn traceparent_of(span: &tracing::Span) -> Option<String> {
 /// Makes the context in `traceparent` the parent of `span`; a missing or malformed value
 /// leaves `span` the root of a new trace.
 pub fn adopt(span: &tracing::Span, traceparent: Option<&str>) {
-    if let Some(context) = extract(traceparent) {
+    if let Some(context) = extract(traceparent)
+        && span_ids::adopt(span, context.span().span_context()).is_err()
+    {
         // Fails only when the span is disabled (filtered out), and then there is nothing to link.
         let _ = span.set_parent(context);
     }

@@ -2,11 +2,13 @@
 //!
 //! * **Logs**: human-readable lines by default; JSON lines carrying `trace_id` and `span_id`
 //!   with `LOG_FORMAT=json`. `RUST_LOG` filters as usual (default `info`).
-//! * **Traces**: every `tracing` span is also an OpenTelemetry span. They are exported over
-//!   OTLP/gRPC when `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is
-//!   set, and not at all otherwise; the service is named by `OTEL_SERVICE_NAME`, else by the
-//!   binary; `OTEL_TRACES_SAMPLER[_ARG]` pick the sampler (default: parent-based, always on).
-//!   Export runs on its own thread behind a bounded queue, so a dead or slow collector costs
+//! * **Traces**: when `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`)
+//!   is set, every `tracing` span is also an OpenTelemetry span, exported over OTLP/gRPC.
+//!   Otherwise spans only get trace and span ids (propagated as `traceparent` and printed in
+//!   log lines, [`span_ids`]), which costs a fraction of building spans nobody receives; a
+//!   new trace is then marked sampled and a received one keeps its flags. An exporting
+//!   service is named by `OTEL_SERVICE_NAME`, else by the binary; `OTEL_TRACES_SAMPLER[_ARG]`
+//!   pick its sampler (default: parent-based, always on). Export runs on its own thread behind a bounded queue, so a dead or slow collector costs
 //!   dropped spans, never a slower request.
 //! * **Metrics**: Prometheus text on `METRICS_ADDR` (default `0.0.0.0:<default port>`,
 //!   `off` to disable); see [`catalog`] for what is exported.
@@ -17,6 +19,7 @@ pub mod catalog;
 mod json_lines;
 mod log_lines;
 mod prometheus;
+pub(crate) mod span_ids;
 mod text_lines;
 mod trace_link;
 mod traces;
@@ -169,18 +172,30 @@ fn start(service: &'static str, config: TelemetryConfig) -> Result<Telemetry, Te
             (LogFormat::Json, false) => json_lines::JsonLines::new(std::io::stdout).boxed(),
             (LogFormat::Json, true) => json_lines::JsonLines::new(std::io::stderr).boxed(),
         };
-    let otel = tracing_opentelemetry::layer()
-        .with_tracer(traces.tracer())
-        .with_threads(false)
-        .with_location(false)
-        .with_filter(
-            Targets::new()
-                .with_default(Level::INFO)
-                .with_target("opentelemetry", LevelFilter::OFF),
-        );
+    // Traces get the mesh's info-level spans, never the exporter's own.
+    let traced = || {
+        Targets::new()
+            .with_default(Level::INFO)
+            .with_target("opentelemetry", LevelFilter::OFF)
+    };
+    // Exporting: every span is an OpenTelemetry span. Not exporting: spans only get the ids
+    // that are propagated and logged (`span_ids`), not spans that would be dropped unseen.
+    let (otel, ids_only) = if config.export_traces {
+        let otel = tracing_opentelemetry::layer()
+            .with_tracer(traces.tracer())
+            .with_threads(false)
+            .with_location(false);
+        (Some(otel.with_filter(traced())), None)
+    } else {
+        (
+            None,
+            Some(span_ids::SpanIdsLayer::default().with_filter(traced())),
+        )
+    };
     let installed = tracing_subscriber::registry()
         .with(log_lines.with_filter(log_filter))
         .with(otel)
+        .with(ids_only)
         .try_init();
     if let Some(addr) = config.metrics_addr {
         prometheus::install(service, addr).map_err(TelemetryError::Metrics)?;

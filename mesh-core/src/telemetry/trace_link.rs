@@ -1,4 +1,5 @@
-//! The OpenTelemetry ids of a `tracing` span, for log lines that lead to their trace.
+//! The trace and span ids of a `tracing` span (from the id layer or the OpenTelemetry layer,
+//! whichever is installed), for log lines that lead to their trace.
 //!
 //! Reading a span's OpenTelemetry context needs the dispatcher, which a layer is handed when
 //! it is registered (looking it up while an event is being dispatched would find none).
@@ -25,6 +26,9 @@ impl TraceLink {
     /// The (trace id, span id) of span `id`, when it has a valid OpenTelemetry context.
     pub(super) fn ids(&self, id: &tracing::span::Id) -> Option<(String, String)> {
         let dispatch = self.dispatch.get()?.upgrade()?;
+        if let Ok(ids) = super::span_ids::of_id(id, &dispatch) {
+            return ids.map(|ids| (ids.trace_id.to_string(), ids.span_id.to_string()));
+        }
         let context = tracing_opentelemetry::get_otel_context(id, &dispatch)?;
         let span_context = context.span().span_context().clone();
         span_context.is_valid().then(|| {
