@@ -64,7 +64,7 @@ where
         } else {
             let span = tracing::info_span!(
                 "grpc.server",
-                otel.name = %format!("{service}/{method}"),
+                otel.name = %format_args!("{service}/{method}"),
                 otel.kind = "server",
                 rpc.system = "grpc",
                 rpc.service = %service,

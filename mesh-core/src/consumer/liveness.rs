@@ -13,7 +13,6 @@ use super::EventConsumer;
 use tokio_stream::StreamExt;
 
 use crate::events;
-use crate::telemetry::catalog;
 
 impl EventConsumer {
     /// Reports the consumer's lag from the server, and fails (so [`Self::run`] subscribes
@@ -24,13 +23,12 @@ impl EventConsumer {
         consumer: &jetstream::consumer::Consumer<pull::Config>,
         last_delivery: Instant,
     ) -> Result<(), async_nats::Error> {
-        let durable = &self.subscription.durable;
         let info = events::bounded("reading the consumer's state", consumer.get_info()).await?;
-        metrics::gauge!(catalog::CONSUMER_LAG, "consumer" => durable.clone())
-            .set((info.num_pending + info.num_ack_pending as u64) as f64);
+        self.metrics
+            .lag(info.num_pending + info.num_ack_pending as u64);
         let quiet = last_delivery.elapsed();
         if info.num_pending > 0 && quiet >= self.policy.stall_after {
-            metrics::counter!(catalog::CONSUMER_STALLS, "consumer" => durable.clone()).increment(1);
+            self.metrics.stalled();
             return Err(format!(
                 "stalled: {} events wait on the server but nothing arrived for {}s",
                 info.num_pending,

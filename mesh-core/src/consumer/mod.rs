@@ -38,6 +38,7 @@ use tokio_stream::StreamExt;
 use tracing::Instrument;
 
 use crate::db::{Db, DbConnection};
+use crate::event_observability::{ConsumerMetrics, Settled};
 use crate::outbox::OutboxSignal;
 use crate::redelivery::AfterFailure;
 use crate::{Shutdown, event_observability, events};
@@ -64,6 +65,7 @@ pub struct EventConsumer {
     handler: Arc<dyn EventHandler>,
     signal: OutboxSignal,
     policy: ConsumerPolicy,
+    metrics: ConsumerMetrics,
 }
 
 impl EventConsumer {
@@ -77,6 +79,7 @@ impl EventConsumer {
         signal: OutboxSignal,
         policy: ConsumerPolicy,
     ) -> Self {
+        let metrics = ConsumerMetrics::new(&subscription.durable);
         Self {
             db,
             js,
@@ -84,6 +87,7 @@ impl EventConsumer {
             handler,
             signal,
             policy,
+            metrics,
         }
     }
 
@@ -136,7 +140,7 @@ impl EventConsumer {
     async fn consume(&self, shutdown: &Shutdown) -> Result<(), async_nats::Error> {
         let consumer = self.durable().await?;
         let mut messages = events::bounded("subscribing", consumer.messages()).await?;
-        event_observability::register_consumer(&self.subscription.durable);
+        self.metrics.register();
         tracing::info!(consumer = %self.subscription.durable, subject = %self.subscription.filter_subject, "consuming");
         let mut last_delivery = Instant::now();
         let mut last_purge: Option<Instant> = None;
@@ -165,12 +169,12 @@ impl EventConsumer {
                 None => return Err("message stream ended".into()),
             };
             // Whatever else has already arrived joins this batch (never waiting for more).
-            event_observability::delivered(&self.subscription.durable, &first);
+            self.metrics.delivered(&first);
             let mut batch = vec![first];
             while batch.len() < self.policy.batch {
                 match tokio::time::timeout(Duration::ZERO, messages.next()).await {
                     Ok(Some(Ok(message))) => {
-                        event_observability::delivered(&self.subscription.durable, &message);
+                        self.metrics.delivered(&message);
                         batch.push(message);
                     }
                     Ok(Some(Err(err))) => return Err(err.into()),
@@ -202,7 +206,7 @@ impl EventConsumer {
                     events::bounded("nak", rest.ack_with(AckKind::Nak(Some(delay)))).await?;
                     handed_back += 1;
                 }
-                event_observability::settled(&self.subscription.durable, "retry", handed_back);
+                self.metrics.settled(Settled::Retry, handed_back);
             }
         }
         Ok(())
@@ -248,13 +252,13 @@ impl EventConsumer {
         let Ok(applied) = self.in_progress(&in_batch, transaction).await else {
             return Ok(false);
         };
-        let durable = &self.subscription.durable;
         for envelope in &applied {
             self.handler.committed(envelope);
-            event_observability::applied(durable, envelope);
+            self.metrics.applied(envelope);
         }
-        event_observability::settled(durable, "applied", applied.len());
-        event_observability::settled(durable, "duplicate", batch.len() - applied.len());
+        self.metrics.settled(Settled::Applied, applied.len());
+        self.metrics
+            .settled(Settled::Duplicate, batch.len() - applied.len());
         if !applied.is_empty() {
             self.signal.wake();
         }
@@ -280,7 +284,7 @@ impl EventConsumer {
             while let Some(message) = batch.next().await {
                 let message = message?;
                 seen += 1;
-                event_observability::delivered(&self.subscription.durable, &message);
+                self.metrics.delivered(&message);
                 let outcome = self.process(&message).await;
                 if outcome == Outcome::Applied {
                     applied += 1;
@@ -333,14 +337,14 @@ impl EventConsumer {
         match applied {
             Ok(Some(envelope)) => {
                 self.handler.committed(&envelope);
-                event_observability::applied(&self.subscription.durable, &envelope);
+                self.metrics.applied(&envelope);
                 self.signal.wake();
                 Outcome::Applied
             }
             Ok(None) => Outcome::AlreadyApplied,
             Err(HandleError::Reject(reason)) => Outcome::DeadLettered(reason),
             Err(HandleError::Retry(reason)) => {
-                event_observability::still_waiting(&self.subscription.durable, age);
+                self.metrics.still_waiting(age);
                 match self
                     .policy
                     .redelivery
@@ -362,13 +366,13 @@ impl EventConsumer {
         message: &jetstream::Message,
         outcome: &Outcome,
     ) -> Result<(), async_nats::Error> {
-        let label = match outcome {
-            Outcome::Applied => "applied",
-            Outcome::AlreadyApplied => "duplicate",
-            Outcome::Retry(..) => "retry",
-            Outcome::DeadLettered(_) => "dead_lettered",
+        let settled = match outcome {
+            Outcome::Applied => Settled::Applied,
+            Outcome::AlreadyApplied => Settled::Duplicate,
+            Outcome::Retry(..) => Settled::Retry,
+            Outcome::DeadLettered(_) => Settled::DeadLettered,
         };
-        event_observability::settled(&self.subscription.durable, label, 1);
+        self.metrics.settled(settled, 1);
         match outcome {
             Outcome::Applied | Outcome::AlreadyApplied => {
                 events::bounded("ack", message.ack()).await?;
