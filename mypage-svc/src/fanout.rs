@@ -8,10 +8,17 @@
 //! replica listens there and hands the changes of the others to its own watchers (its own
 //! come back too and are skipped by their origin).
 //!
+//! A signal names every change still waiting to be sent when its publish runs: a consumer
+//! commits a batch of events and announces their changes one after another, and they leave
+//! as one message, read back by each replica once, instead of one message (and one read on
+//! every replica) per change.
+//!
 //! Core NATS delivers at most once: a replica cut off from NATS misses the others' signals
 //! for that while (and applies nothing either: events come over NATS too). A signal carries
 //! no data, only which entry to read again from the shared database, so a lost or late signal
 //! never shows a wrong entry; a watcher that reconnects starts with its whole page.
+
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use tokio::sync::broadcast;
@@ -29,7 +36,9 @@ pub const CHANGES_SUBJECT: &str = "reserve.signals.mypage.changed";
 pub struct ChangeFeed {
     local: broadcast::Sender<EntryChanged>,
     nats: async_nats::Client,
-    origin: String,
+    origin: Arc<str>,
+    /// Changes announced here and not yet taken by a publish.
+    unsent: Arc<Mutex<Vec<EntryChanged>>>,
 }
 
 impl ChangeFeed {
@@ -38,22 +47,39 @@ impl ChangeFeed {
         Self {
             local,
             nats,
-            origin: uuid::Uuid::new_v4().to_string(),
+            origin: uuid::Uuid::new_v4().to_string().into(),
+            unsent: Arc::default(),
         }
     }
 
-    /// Tells this replica's watchers, then every other replica's. Never blocks: the publish
-    /// is queued on the NATS client by a task of its own.
+    /// Tells this replica's watchers, then every other replica's. Never blocks: the change
+    /// joins the ones waiting to be sent, and the first of them starts a task that publishes
+    /// all that are waiting when it runs.
     pub fn announce(&self, change: EntryChanged) {
-        let payload = encode(&self.origin, &change);
         // No receiver is fine: nobody here is watching.
-        let _ = self.local.send(change);
-        let nats = self.nats.clone();
-        tokio::spawn(async move {
-            if let Err(err) = nats.publish(CHANGES_SUBJECT, payload).await {
-                tracing::debug!(%err, "my-page change signal not sent to other replicas");
-            }
-        });
+        let _ = self.local.send(change.clone());
+        let first = {
+            let mut unsent = self.unsent.lock().unwrap_or_else(PoisonError::into_inner);
+            unsent.push(change);
+            unsent.len() == 1
+        };
+        if first {
+            let feed = self.clone();
+            tokio::spawn(async move { feed.publish_unsent().await });
+        }
+    }
+
+    /// Publishes every change waiting, in one signal.
+    async fn publish_unsent(&self) {
+        let changes =
+            std::mem::take(&mut *self.unsent.lock().unwrap_or_else(PoisonError::into_inner));
+        if changes.is_empty() {
+            return;
+        }
+        let payload = encode(&self.origin, &changes);
+        if let Err(err) = self.nats.publish(CHANGES_SUBJECT, payload).await {
+            tracing::debug!(%err, "my-page change signal not sent to other replicas");
+        }
     }
 
     /// Hands the other replicas' signals to this replica's watchers until `shutdown`.
@@ -73,9 +99,11 @@ impl ChangeFeed {
             };
             let Some(message) = message else { return };
             match decode(&message.payload) {
-                Some((origin, _)) if origin == self.origin => {}
-                Some((_, change)) => {
-                    let _ = self.local.send(change);
+                Some((origin, _)) if origin == &*self.origin => {}
+                Some((_, changes)) => {
+                    for change in changes {
+                        let _ = self.local.send(change);
+                    }
                 }
                 None => tracing::warn!("unreadable my-page change signal ignored"),
             }
@@ -83,45 +111,77 @@ impl ChangeFeed {
     }
 }
 
-/// `origin \n reservation id \n customer id` (the customer id last: it may hold anything).
-fn encode(origin: &str, change: &EntryChanged) -> Bytes {
-    Bytes::from(format!(
-        "{origin}\n{}\n{}",
-        change.reservation_id.get(),
-        change.customer_id
-    ))
+/// `origin`, then per change `\n<reservation id> <length of the customer id in bytes> <customer
+/// id>`: the customer id may hold anything, so it is counted, not delimited.
+fn encode(origin: &str, changes: &[EntryChanged]) -> Bytes {
+    use std::fmt::Write as _;
+    let mut text = String::from(origin);
+    for change in changes {
+        let customer = &change.customer_id;
+        // Writing to a String cannot fail.
+        let _ = write!(
+            text,
+            "\n{} {} {customer}",
+            change.reservation_id.get(),
+            customer.len()
+        );
+    }
+    Bytes::from(text)
 }
 
-fn decode(payload: &[u8]) -> Option<(&str, EntryChanged)> {
+/// The origin and changes of a signal; `None` for anything [`encode`] does not write
+/// (including a signal without changes).
+fn decode(payload: &[u8]) -> Option<(&str, Vec<EntryChanged>)> {
     let text = std::str::from_utf8(payload).ok()?;
-    let mut parts = text.splitn(3, '\n');
-    let origin = parts.next()?;
-    let reservation_id = Id::parse(parts.next()?.parse().ok()?, "reservation id").ok()?;
-    let customer_id = parts.next()?.to_owned();
-    Some((
-        origin,
-        EntryChanged {
-            reservation_id,
-            customer_id,
-        },
-    ))
+    let (origin, mut rest) = text.split_once('\n')?;
+    let mut changes = Vec::new();
+    loop {
+        let (reservation_id, after) = rest.split_once(' ')?;
+        let (length, after) = after.split_once(' ')?;
+        let length: usize = length.parse().ok()?;
+        let customer_id = after.get(..length)?;
+        changes.push(EntryChanged {
+            reservation_id: Id::parse(reservation_id.parse().ok()?, "reservation id").ok()?,
+            customer_id: customer_id.to_owned(),
+        });
+        match after.get(length..)? {
+            "" => return Some((origin, changes)),
+            more => rest = more.strip_prefix('\n')?,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn change(reservation: i64, customer: &str) -> EntryChanged {
+        EntryChanged {
+            reservation_id: Id::parse(reservation, "reservation id").expect("positive"),
+            customer_id: customer.to_owned(),
+        }
+    }
+
     #[test]
-    fn a_signal_reads_back_as_sent_whatever_the_customer_id_holds() {
-        let change = EntryChanged {
-            reservation_id: Id::parse(42, "reservation id").expect("positive"),
-            customer_id: "buyer\nwith newline".to_owned(),
-        };
-        let payload = encode("replica-a", &change);
+    fn a_signal_reads_back_as_sent_whatever_the_customer_ids_hold() {
+        let changes = [
+            change(42, "buyer\nwith newline"),
+            change(7, "3 7 spaces and digits"),
+            change(9, ""),
+            change(1_000_000, "구매자"),
+        ];
+        let payload = encode("replica-a", &changes);
         let (origin, read) = decode(&payload).expect("readable");
         assert_eq!(origin, "replica-a");
-        assert_eq!(read.reservation_id, change.reservation_id);
-        assert_eq!(read.customer_id, change.customer_id);
+        let read: Vec<(Id, String)> = read
+            .into_iter()
+            .map(|c| (c.reservation_id, c.customer_id))
+            .collect();
+        let sent: Vec<(Id, String)> = changes
+            .into_iter()
+            .map(|c| (c.reservation_id, c.customer_id))
+            .collect();
+        assert_eq!(read, sent);
     }
 
     #[test]
@@ -129,9 +189,15 @@ mod tests {
         for garbled in [
             &b""[..],
             b"origin",
-            b"origin\nnot-a-number\nbuyer",
-            b"origin\n0\nbuyer",
-            b"\xff\n1\nb",
+            b"origin\n",
+            b"origin\nnot-a-number 5 buyer",
+            b"origin\n0 5 buyer",
+            b"origin\n1 6 buyer",
+            b"origin\n1 4 buyer",
+            b"origin\n1 5 buyer\n",
+            b"origin\n1 5 buyerX2 1 b",
+            b"origin\n1 2 \xea\xb5\xac",
+            b"\xff\n1 1 b",
         ] {
             assert!(decode(garbled).is_none(), "{garbled:?}");
         }
