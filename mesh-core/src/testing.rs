@@ -57,16 +57,44 @@ pub async fn fresh_postgres_db(label: &str, migrations: crate::db::Migrations) -
         .unwrap_or_else(|err| panic!("cannot prepare test database {label}: {err}"))
 }
 
-/// `events` as one consumer batch, all in `span`: what a handler's
-/// [`crate::consumer::EventHandler::apply_batch`] is given.
-pub fn batch_of<'a>(
-    events: &'a [reserve_proto::events::v1::EventEnvelope],
-    span: &'a tracing::Span,
-) -> Vec<crate::consumer::Batched<'a>> {
-    events
-        .iter()
-        .map(|envelope| crate::consumer::Batched { envelope, span })
-        .collect()
+/// Applies `events` through `handler` one at a time, each in a transaction of its own: what
+/// a consumer does with a message it cannot take in a batch.
+pub async fn apply_one_at_a_time(
+    db: &crate::Db,
+    handler: std::sync::Arc<dyn crate::consumer::EventHandler>,
+    events: &[reserve_proto::events::v1::EventEnvelope],
+) {
+    for event in events {
+        let (handler, event) = (std::sync::Arc::clone(&handler), event.clone());
+        db.transaction(move |conn| handler.apply(conn, &event))
+            .await
+            .unwrap_or_else(|err| panic!("applying one event: {err}"));
+    }
+}
+
+/// Applies `events` through `handler` as one consumer batch ([`EventHandler::apply_batch`],
+/// every event in one span) in one transaction.
+///
+/// [`EventHandler::apply_batch`]: crate::consumer::EventHandler::apply_batch
+pub async fn apply_as_one_batch(
+    db: &crate::Db,
+    handler: std::sync::Arc<dyn crate::consumer::EventHandler>,
+    events: &[reserve_proto::events::v1::EventEnvelope],
+) {
+    let events = events.to_vec();
+    db.transaction(move |conn| {
+        let span = tracing::Span::none();
+        let batch: Vec<crate::consumer::Batched<'_>> = events
+            .iter()
+            .map(|envelope| crate::consumer::Batched {
+                envelope,
+                span: &span,
+            })
+            .collect();
+        handler.apply_batch(conn, &batch)
+    })
+    .await
+    .unwrap_or_else(|err| panic!("applying the batch: {err}"));
 }
 
 /// A loopback port that was free a moment ago and that no other caller in this process has

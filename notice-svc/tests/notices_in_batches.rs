@@ -5,9 +5,10 @@
 use std::sync::Arc;
 
 use mesh_core::Db;
-use mesh_core::consumer::EventHandler;
 use mesh_core::events::OutgoingEvent;
-use mesh_core::testing::{batch_of, fresh_postgres_db, reservation_placed};
+use mesh_core::testing::{
+    apply_as_one_batch, apply_one_at_a_time, fresh_postgres_db, reservation_placed,
+};
 use notice_svc::events::NoticeRecorder;
 use notice_svc::store::{self, MIGRATIONS};
 use notice_svc::templates::Lang;
@@ -62,27 +63,12 @@ async fn recorded(db: &Db) -> Vec<(String, String, String, i64, String, String)>
 #[tokio::test]
 async fn notifications_written_together_are_those_written_one_at_a_time() {
     let events = events();
-    let recorder = || Arc::new(NoticeRecorder::new(Lang::En, Arc::new(Notify::new())));
+    let recorder = Arc::new(NoticeRecorder::new(Lang::En, Arc::new(Notify::new())));
 
     let singly = fresh_postgres_db("notice_batches_singly", MIGRATIONS).await;
-    for event in events.clone() {
-        let recorder = recorder();
-        singly
-            .transaction(move |conn| recorder.apply(conn, &event))
-            .await
-            .expect("apply one");
-    }
-
+    apply_one_at_a_time(&singly, recorder.clone(), &events).await;
     let together = fresh_postgres_db("notice_batches_together", MIGRATIONS).await;
-    let recorder = recorder();
-    together
-        .transaction(move |conn| {
-            let span = tracing::Span::none();
-            let batch = batch_of(&events, &span);
-            recorder.apply_batch(conn, &batch)
-        })
-        .await
-        .expect("apply the batch");
+    apply_as_one_batch(&together, recorder, &events).await;
 
     let notices = recorded(&together).await;
     assert_eq!(notices, recorded(&singly).await);

@@ -4,10 +4,12 @@
 //! and before a late one, and one announcement per payment written.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use mesh_core::consumer::EventHandler;
 use mesh_core::events::OutgoingEvent;
-use mesh_core::testing::{batch_of, fresh_postgres_db, reservation_placed};
+use mesh_core::testing::{
+    apply_as_one_batch, apply_one_at_a_time, fresh_postgres_db, reservation_placed,
+};
 use mesh_core::{Db, outbox};
 use payment_svc::domain::Id;
 use payment_svc::events::ReservationEvents;
@@ -71,22 +73,9 @@ async fn placements_written_together_end_where_one_at_a_time_does() {
     let events = events();
 
     let singly = fresh_postgres_db("payment_batches_singly", MIGRATIONS).await;
-    for event in events.clone() {
-        singly
-            .transaction(move |conn| ReservationEvents.apply(conn, &event))
-            .await
-            .expect("apply one");
-    }
-
+    apply_one_at_a_time(&singly, Arc::new(ReservationEvents), &events).await;
     let together = fresh_postgres_db("payment_batches_together", MIGRATIONS).await;
-    together
-        .transaction(move |conn| {
-            let span = tracing::Span::none();
-            let batch = batch_of(&events, &span);
-            ReservationEvents.apply_batch(conn, &batch)
-        })
-        .await
-        .expect("apply the batch");
+    apply_as_one_batch(&together, Arc::new(ReservationEvents), &events).await;
 
     let (payments, subjects) = outcome(&together).await;
     assert_eq!((payments.clone(), subjects.clone()), outcome(&singly).await);

@@ -8,8 +8,9 @@
 //!   log lines, [`span_ids`]), which costs a fraction of building spans nobody receives; a
 //!   new trace is then marked sampled and a received one keeps its flags. An exporting
 //!   service is named by `OTEL_SERVICE_NAME`, else by the binary; `OTEL_TRACES_SAMPLER[_ARG]`
-//!   pick its sampler (default: parent-based, always on). Export runs on its own thread behind a bounded queue, so a dead or slow collector costs
-//!   dropped spans, never a slower request.
+//!   pick its sampler (default: parent-based, always on). Export runs on its own thread
+//!   behind a bounded queue, so a dead or slow collector costs dropped spans, never a slower
+//!   request.
 //! * **Metrics**: Prometheus text on `METRICS_ADDR` (default `0.0.0.0:<default port>`,
 //!   `off` to disable); see [`catalog`] for what is exported.
 
