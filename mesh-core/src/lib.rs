@@ -5,6 +5,7 @@
 //! top to bottom without this crate knowing anything about products or reservations.
 
 pub mod auth;
+pub mod batch_commit;
 pub mod clock;
 pub mod config;
 pub mod consumer;

@@ -70,15 +70,15 @@ pub fn enqueue(
 }
 
 /// [`enqueue`] for many events in one statement (nothing for none), in their order.
-pub fn enqueue_all(
+pub fn enqueue_all<'a>(
     conn: &mut DbConnection,
-    events: &[OutgoingEvent],
+    events: impl IntoIterator<Item = &'a OutgoingEvent>,
 ) -> Result<(), diesel::result::Error> {
-    if events.is_empty() {
+    let now = crate::clock::now_ms();
+    let rows: Vec<OutboxRow<'_>> = events.into_iter().map(|event| row_of(event, now)).collect();
+    if rows.is_empty() {
         return Ok(());
     }
-    let now = crate::clock::now_ms();
-    let rows: Vec<OutboxRow<'_>> = events.iter().map(|event| row_of(event, now)).collect();
     let insert = diesel::insert_into(outbox::table).values(rows);
     crate::on_backend!(conn, |c| insert.execute(c))?;
     Ok(())

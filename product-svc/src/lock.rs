@@ -2,9 +2,9 @@
 //! listener only, which the gateway never routes to and the chart's network policy opens
 //! to reservation-svc alone. Faults switched on through the admin service are injected here.
 
-use mesh_core::Db;
-use mesh_core::group_commit::GroupCommit;
+use mesh_core::batch_commit::{Batch, BatchCommit};
 use mesh_core::rpc_observability::record_id;
+use mesh_core::{Db, DbConnection};
 use reserve_proto::product::v1 as pb;
 use tonic::{Request, Response, Status};
 
@@ -17,8 +17,9 @@ use crate::store;
 #[derive(Clone)]
 pub struct ProductLockApi {
     db: Db,
-    /// Locks arriving together share a commit ([`mesh_core::group_commit`]).
-    locks: GroupCommit,
+    /// Locks arriving together share two statements and a commit
+    /// ([`mesh_core::batch_commit`]).
+    locks: BatchCommit<Locks>,
     faults: FaultSwitch,
 }
 
@@ -26,7 +27,7 @@ impl ProductLockApi {
     /// A lock over `db`, injecting the faults `faults` holds into ReserveProduct.
     pub fn new(db: Db, faults: FaultSwitch) -> Self {
         Self {
-            locks: GroupCommit::new(db.clone()),
+            locks: BatchCommit::new(db.clone(), Locks),
             db,
             faults,
         }
@@ -48,6 +49,23 @@ impl ProductLockApi {
     }
 }
 
+/// Product locks taken together: [`store::reserve_all`].
+struct Locks;
+
+impl Batch for Locks {
+    type Item = store::LockRequest;
+    type Output = Result<crate::domain::Product, crate::domain::ProductError>;
+    type Error = store::StoreError;
+
+    fn apply(
+        &self,
+        conn: &mut DbConnection,
+        locks: &[store::LockRequest],
+    ) -> Result<Vec<store::LockOutcome>, store::StoreError> {
+        store::reserve_all(conn, locks)
+    }
+}
+
 #[tonic::async_trait]
 impl pb::product_lock_service_server::ProductLockService for ProductLockApi {
     async fn reserve_product(
@@ -65,8 +83,12 @@ impl pb::product_lock_service_server::ProductLockService for ProductLockApi {
         self.injected_fault().await?;
         let locked = self
             .locks
-            .transaction(move |conn| store::reserve(conn, product, reservation, deadline))
-            .await?;
+            .submit(store::LockRequest {
+                product,
+                reservation,
+                deadline,
+            })
+            .await??;
         tracing::info!(product = %product, reservation = %reservation, "product reserved");
         Ok(Response::new(to_wire(locked)))
     }

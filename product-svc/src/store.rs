@@ -63,7 +63,7 @@ const PRODUCT_COLUMNS: (
     products::seller_id,
 );
 
-#[derive(Queryable, Selectable)]
+#[derive(Clone, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = products)]
 struct ProductRow {
     id: i64,
@@ -228,6 +228,167 @@ pub fn reserve(
         status: product.status,
     }
     .into())
+}
+
+/// A lock to take: `reservation` wants `product`, if it can have it before `deadline`.
+#[derive(Clone, Copy, Debug)]
+pub struct LockRequest {
+    /// The product to lock.
+    pub product: Id,
+    /// The reservation it is locked for.
+    pub reservation: Id,
+    /// When the caller stops waiting (its `grpc-timeout`), if it said.
+    pub deadline: Option<std::time::Instant>,
+}
+
+/// What a lock in a batch answers: the locked product, or a refusal that wrote nothing but
+/// its reservation's fence row (a touch: it blocks nothing); or, as the outer error, a
+/// failure whose writes must be undone.
+pub type LockOutcome = Result<Result<Product, ProductError>, StoreError>;
+
+/// [`reserve`] for many locks at once, one outcome per lock in order. On PostgreSQL a batch
+/// is two statements whatever its size: one upsert of every fence row (in reservation id
+/// order, so two batches take them in the same order), then one conditional `UPDATE … FROM
+/// unnest(…)` taking every product that is AVAILABLE or already held by the same reservation.
+/// When two locks want one product the update gives it to one of them; the other reads the
+/// product and is refused, as it would have been one after the other. A lock whose deadline
+/// passed before the update is refused without a write; one whose deadline passed during it
+/// fails, so the batch commit undoes it. On SQLite (one writer, in process, no round trips
+/// to save) each lock runs [`reserve`] in turn.
+pub fn reserve_all(
+    conn: &mut DbConnection,
+    locks: &[LockRequest],
+) -> Result<Vec<LockOutcome>, StoreError> {
+    match conn {
+        DbConnection::Postgres(pg) => reserve_together(pg, locks),
+        sqlite => Ok(locks
+            .iter()
+            .map(|lock| reserve(sqlite, lock.product, lock.reservation, lock.deadline).map(Ok))
+            .collect()),
+    }
+}
+
+fn reserve_together(
+    pg: &mut diesel::PgConnection,
+    locks: &[LockRequest],
+) -> Result<Vec<LockOutcome>, StoreError> {
+    use diesel::sql_types::{Array, BigInt, Text};
+
+    let started = std::time::Instant::now();
+    let in_time = |lock: &&LockRequest| domain::check_in_time(lock.deadline, started).is_ok();
+    let mut fenced: Vec<i64> = locks
+        .iter()
+        .filter(in_time)
+        .map(|lock| lock.reservation.get())
+        .collect();
+    fenced.sort_unstable();
+    fenced.dedup();
+    let released = fence_all(pg, &fenced)?;
+    let wanted: Vec<&LockRequest> = locks
+        .iter()
+        .filter(in_time)
+        .filter(|lock| !released.contains(&lock.reservation.get()))
+        .collect();
+    let taken: std::collections::HashMap<i64, ProductRow> = if wanted.is_empty() {
+        Default::default()
+    } else {
+        let products: Vec<i64> = wanted.iter().map(|lock| lock.product.get()).collect();
+        let holders: Vec<i64> = wanted.iter().map(|lock| lock.reservation.get()).collect();
+        diesel::sql_query(LOCK_ALL)
+            .bind::<Array<BigInt>, _>(products)
+            .bind::<Array<BigInt>, _>(holders)
+            .bind::<Text, _>(ProductStatus::Available.as_str())
+            .bind::<Text, _>(ProductStatus::Pending.as_str())
+            .load::<ProductRow>(pg)?
+            .into_iter()
+            .map(|row| (row.id, row))
+            .collect()
+    };
+    let mut outcomes = Vec::with_capacity(locks.len());
+    for lock in locks {
+        let outcome = if domain::check_in_time(lock.deadline, started).is_err() {
+            Ok(Err(ProductError::DeadlinePassed))
+        } else if released.contains(&lock.reservation.get()) {
+            Ok(Err(ProductError::ReservationReleased(lock.reservation)))
+        } else {
+            match taken.get(&lock.product.get()) {
+                Some(row) if row.reservation_id == Some(lock.reservation.get()) => {
+                    match domain::check_in_time(lock.deadline, std::time::Instant::now()) {
+                        Ok(()) => Product::try_from(row.clone()).map(Ok),
+                        Err(late) => Err(late.into()),
+                    }
+                }
+                _ => Ok(Err(refusal(pg, *lock)?)),
+            }
+        };
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
+/// Every lock's update at once: a product goes to the reservation that wants it if it is
+/// AVAILABLE, or stays with it if it already holds it (a retried lock). SQL text, bound to
+/// arrays: one statement whatever the batch's size.
+const LOCK_ALL: &str = "UPDATE products AS p \
+     SET status = $4, reservation_id = wanted.reservation_id, version = p.version + 1 \
+     FROM unnest($1::int8[], $2::int8[]) AS wanted(product_id, reservation_id) \
+     WHERE p.id = wanted.product_id \
+       AND (p.status = $3 OR (p.status = $4 AND p.reservation_id = wanted.reservation_id)) \
+     RETURNING p.id, p.name, p.status, p.reservation_id, p.seller_id";
+
+/// Touches the fence rows of `reservations` (creating them) and returns those released.
+fn fence_all(
+    pg: &mut diesel::PgConnection,
+    reservations: &[i64],
+) -> Result<std::collections::HashSet<i64>, StoreError> {
+    use diesel::upsert::excluded;
+    use reservation_fences::{released, reservation_id, touched_at_ms};
+
+    if reservations.is_empty() {
+        return Ok(Default::default());
+    }
+    let now = mesh_core::clock::now_ms();
+    let rows: Vec<_> = reservations
+        .iter()
+        .map(|id| {
+            (
+                reservation_id.eq(*id),
+                released.eq(false),
+                touched_at_ms.eq(now),
+            )
+        })
+        .collect();
+    Ok(diesel::insert_into(reservation_fences::table)
+        .values(rows)
+        .on_conflict(reservation_id)
+        .do_update()
+        .set(touched_at_ms.eq(excluded(touched_at_ms)))
+        .returning((reservation_id, released))
+        .get_results::<(i64, bool)>(pg)?
+        .into_iter()
+        .filter_map(|(id, is_released)| is_released.then_some(id))
+        .collect())
+}
+
+/// Why `lock` did not get its product, read from the product as it is now (in this
+/// transaction: a product another lock of the batch took shows as taken).
+fn refusal(pg: &mut diesel::PgConnection, lock: LockRequest) -> Result<ProductError, StoreError> {
+    let Some(row) = products::table
+        .find(lock.product.get())
+        .select(ProductRow::as_select())
+        .first(pg)
+        .optional()?
+    else {
+        return Ok(ProductError::NotFound(lock.product));
+    };
+    let product = Product::try_from(row)?;
+    Ok(match product.check_reserve(lock.reservation) {
+        Err(refused) => refused,
+        Ok(()) => ProductError::NotAvailable {
+            product: lock.product,
+            status: product.status,
+        },
+    })
 }
 
 /// PENDING → AVAILABLE if `reservation` holds the product; otherwise nothing changes but the

@@ -350,6 +350,70 @@ async fn concurrent_locks_have_exactly_one_winner() {
     assert_eq!(current.reservation_id, winners[0]);
 }
 
+/// Locks arriving together are taken by one batch (two statements for all of them): each
+/// takes its own product, a retried lock of the same reservation succeeds beside the first,
+/// a lock for a product that does not exist or is taken is refused, and none of them
+/// disturbs the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn locks_arriving_together_each_take_their_own_product() {
+    let mut svc = start("product_batch").await;
+    let mut products = Vec::new();
+    for n in 0..40 {
+        products.push(register(&mut svc.client, &format!("Item {n}")).await.id);
+    }
+    svc.lock
+        .reserve_product(reserve_request(products[0], 1000))
+        .await
+        .expect("taken before the batch");
+    // Reservation 100 + n wants product n, twice for every fifth (a retry racing the first
+    // call); reservation 2000 wants product 0, taken; reservation 3000 a product that does
+    // not exist.
+    let mut wanted: Vec<(i64, i64)> = (1..40).map(|n| (products[n], 100 + n as i64)).collect();
+    wanted.extend((1..40).step_by(5).map(|n| (products[n], 100 + n as i64)));
+    wanted.push((products[0], 2000));
+    wanted.push((999_999, 3000));
+    let calls: Vec<_> = wanted
+        .iter()
+        .map(|&(product, reservation)| {
+            let mut lock = svc.lock.clone();
+            tokio::spawn(async move {
+                let answer = lock
+                    .reserve_product(reserve_request(product, reservation))
+                    .await;
+                (product, reservation, answer)
+            })
+        })
+        .collect();
+    for call in calls {
+        let (product, reservation, answer) = call.await.expect("task");
+        match reservation {
+            2000 => {
+                let err = answer.expect_err("product 0 is taken");
+                assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+            }
+            3000 => {
+                let err = answer.expect_err("no such product");
+                assert_eq!(err.code(), Code::NotFound, "{err:?}");
+            }
+            _ => {
+                let locked = answer.expect("its own product").into_inner();
+                assert_eq!((locked.id, locked.reservation_id), (product, reservation));
+                assert_eq!(locked.status(), pb::ProductStatus::Pending);
+            }
+        }
+    }
+    for (n, &id) in products.iter().enumerate() {
+        let current = svc
+            .client
+            .get_product(pb::GetProductRequest { id })
+            .await
+            .expect("get")
+            .into_inner();
+        let holder = if n == 0 { 1000 } else { 100 + n as i64 };
+        assert_eq!(current.reservation_id, holder, "product {n}");
+    }
+}
+
 #[tokio::test]
 async fn the_embedded_sqlite_default_works_too() {
     let dir = std::env::temp_dir().join(format!(

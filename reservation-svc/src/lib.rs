@@ -12,6 +12,7 @@ pub mod events;
 pub mod grpc;
 pub mod lock_metrics;
 pub mod placement;
+pub mod placement_batches;
 pub mod product_lock;
 pub mod reconciler;
 pub mod store;

@@ -16,9 +16,10 @@
 //! locked by a reservation that does not exist. A crash at any step leaves an intent that the
 //! reconciler finds by its age, so no product stays locked by a ghost.
 
+use mesh_core::batch_commit::BatchCommit;
 use mesh_core::clock::now_ms;
 use mesh_core::group_commit::GroupCommit;
-use mesh_core::outbox::{self, OutboxSignal};
+use mesh_core::outbox::OutboxSignal;
 use mesh_core::request_log::{self, Answer, Claim, KeyConflict, Recorded, RequestKey};
 use mesh_core::{Db, DbConnection};
 
@@ -27,19 +28,23 @@ use crate::domain::{
     ReservationState, fate_of_intent, lock_deadline,
 };
 use crate::events;
+use crate::placement_batches::{
+    Confirmation, Confirmations, Intents, NewIntent, OPERATION, too_late,
+};
 use crate::product_lock::ProductLock;
 use crate::store::{self, StoreError};
-
-/// The operation idempotency keys of placements are scoped to.
-const OPERATION: &str = "place";
 
 /// Places reservations; cheap to clone.
 #[derive(Clone)]
 pub struct Placement {
     db: Db,
-    /// Intents and confirmations arriving together share a commit
-    /// ([`mesh_core::group_commit`]).
-    commits: GroupCommit,
+    /// Intents of requests with an idempotency key share a commit
+    /// ([`mesh_core::group_commit`]): each claims its key first.
+    keyed_intents: GroupCommit,
+    /// Intents without a key, recorded together in one insert ([`mesh_core::batch_commit`]).
+    intents: BatchCommit<Intents>,
+    /// Confirmations settled together in one update and one outbox insert.
+    confirmations: BatchCommit<Confirmations>,
     lock: ProductLock,
     outbox: OutboxSignal,
 }
@@ -56,7 +61,9 @@ impl Placement {
     /// Placement over `db`, locking through `lock`, waking the outbox relay with `outbox`.
     pub fn new(db: Db, lock: ProductLock, outbox: OutboxSignal) -> Self {
         Self {
-            commits: GroupCommit::new(db.clone()),
+            keyed_intents: GroupCommit::new(db.clone()),
+            intents: BatchCommit::new(db.clone(), Intents),
+            confirmations: BatchCommit::new(db.clone(), Confirmations),
             db,
             lock,
             outbox,
@@ -83,21 +90,33 @@ impl Placement {
             // Too late to be answered in time: refused before any write or call, so a backlog
             // (an open-loop surge queueing in front of the service) is shed cheaply instead of
             // each hopeless request recording an intent and timing out its lock.
-            return Err(too_late());
+            return Err(too_late().into());
         };
-        let request_key = key.as_ref().map(|key| key.key.clone());
-        // The intent waits its turn in the group commit; if that wait leaves too little for
-        // the lock, it is not written at all (the same refusal, decided when the group runs).
+        // The intent waits its turn in the group; if that wait leaves too little for the
+        // lock, it is not written at all (the same refusal, decided when the group runs).
         let write_by = lock_until - MIN_LOCK_TIME.min(self.lock.deadline());
-        let start = self
-            .commits
-            .transaction(move |conn| {
-                if std::time::Instant::now() > write_by {
-                    return Err(too_late());
-                }
-                begin(conn, product, &customer, request_key.as_deref())
-            })
-            .await?;
+        let start = match &key {
+            None => Start::Fresh(
+                self.intents
+                    .submit(NewIntent {
+                        product,
+                        customer,
+                        write_by,
+                    })
+                    .await??,
+            ),
+            Some(key) => {
+                let request_key = key.key.clone();
+                self.keyed_intents
+                    .transaction(move |conn| {
+                        if std::time::Instant::now() > write_by {
+                            return Err(too_late().into());
+                        }
+                        begin(conn, product, &customer, &request_key)
+                    })
+                    .await?
+            }
+        };
         let intent = match start {
             Start::Fresh(intent) => intent,
             Start::Answered(first) => {
@@ -154,25 +173,15 @@ impl Placement {
             seller_id: locked.seller,
             ..intent
         };
-        let event = events::placed(&placed, locked.name);
-        let seller = placed.seller_id.clone();
-        let answer = key
-            .as_ref()
-            .map(|key| (key.key.clone(), (key.encode)(&placed)));
-        let settled = self
-            .commits
-            .transaction(move |conn| {
-                let settled =
-                    store::settle_intent(conn, id, ReservationState::Reserved, &seller, now_ms())?;
-                if settled {
-                    outbox::enqueue(conn, &event)?;
-                    if let Some((key, answer)) = &answer {
-                        request_log::complete(conn, OPERATION, key, Some(id.get()), answer)?;
-                    }
-                }
-                Ok::<_, StoreError>(settled)
-            })
-            .await?;
+        let confirmation = Confirmation {
+            id,
+            seller: placed.seller_id.clone(),
+            event: events::placed(&placed, locked.name),
+            answer: key
+                .as_ref()
+                .map(|key| (key.key.clone(), (key.encode)(&placed))),
+        };
+        let settled = self.confirmations.submit(confirmation).await?;
         if !settled {
             // The reconciler claimed the intent first (we were slower than its grace
             // period); it releases the product.
@@ -213,24 +222,16 @@ impl Placement {
     }
 }
 
-/// Records the intent, claiming the request's key when it has one. A key seen before gives
-/// the first answer if there is one; "in progress" while the first attempt's intent exists
-/// (still locking, or abandoned and waiting for the reconciler); and a fresh start once that
-/// intent is gone, since the first attempt then left nothing behind.
+/// Records the intent of a request with an idempotency key, claiming the key. A key seen
+/// before gives the first answer if there is one; "in progress" while the first attempt's
+/// intent exists (still locking, or abandoned and waiting for the reconciler); and a fresh
+/// start once that intent is gone, since the first attempt then left nothing behind.
 fn begin(
     conn: &mut DbConnection,
     product: Id,
     customer: &CustomerId,
-    key: Option<&str>,
+    key: &str,
 ) -> Result<Start, StoreError> {
-    let Some(key) = key else {
-        return Ok(Start::Fresh(store::record_intent(
-            conn,
-            product,
-            customer,
-            now_ms(),
-        )?));
-    };
     let fingerprint = format!("product={product};customer={}", customer.as_str());
     match request_log::claim(conn, OPERATION, key, &fingerprint, None)? {
         Claim::New => {}
@@ -254,12 +255,4 @@ fn begin(
     let intent = store::record_intent(conn, product, customer, now_ms())?;
     request_log::set_target(conn, OPERATION, key, intent.id.get())?;
     Ok(Start::Fresh(intent))
-}
-
-/// The refusal of a request that waited too long to be placed before its deadline.
-fn too_late() -> StoreError {
-    ReservationError::TryAgainShortly(
-        "the request waited too long to be placed before its deadline".into(),
-    )
-    .into()
 }

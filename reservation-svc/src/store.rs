@@ -129,6 +129,109 @@ pub fn record_intent(
     row.try_into()
 }
 
+/// [`record_intent`] for many intents in one statement, one reservation per intent in their
+/// order. The rows come back matched to the intents by product and buyer (two identical
+/// intents get identical rows, so which gets which does not matter), not by the order of
+/// RETURNING, which PostgreSQL does not promise.
+pub fn record_intents(
+    conn: &mut DbConnection,
+    intents: &[(Id, &CustomerId)],
+    now_ms: i64,
+) -> Result<Vec<Reservation>, StoreError> {
+    if intents.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<_> = intents
+        .iter()
+        .map(|(product, customer)| {
+            (
+                reservations::product_id.eq(product.get()),
+                reservations::customer_id.eq(customer.as_str()),
+                reservations::status.eq(ReservationState::Placing.as_str()),
+                reservations::updated_at_ms.eq(now_ms),
+            )
+        })
+        .collect();
+    let insert = diesel::insert_into(reservations::table)
+        .values(rows)
+        .returning(RESERVATION_COLUMNS);
+    let rows: Vec<ReservationRow> = mesh_core::on_backend!(conn, |c| insert.get_results(c))?;
+    let mut recorded: std::collections::HashMap<(i64, String), Vec<ReservationRow>> =
+        std::collections::HashMap::with_capacity(rows.len());
+    for row in rows.into_iter().rev() {
+        recorded
+            .entry((row.product_id, row.customer_id.clone()))
+            .or_default()
+            .push(row);
+    }
+    intents
+        .iter()
+        .map(|(product, customer)| {
+            recorded
+                .get_mut(&(product.get(), customer.as_str().to_owned()))
+                .and_then(Vec::pop)
+                .ok_or_else(|| StoreError::Corrupt {
+                    id: product.get(),
+                    detail: "an intent's row did not come back from its insert".into(),
+                })?
+                .try_into()
+        })
+        .collect()
+}
+
+/// [`settle_intent`] to RESERVED for many intents, each with its product's seller; returns
+/// the ids this call moved (an intent the reconciler abandoned first is not among them). On
+/// PostgreSQL one `UPDATE … FROM unnest(…)`; on SQLite (in process) one update per intent.
+pub fn reserve_intents(
+    conn: &mut DbConnection,
+    intents: &[(Id, &str)],
+    now_ms: i64,
+) -> Result<std::collections::HashSet<i64>, StoreError> {
+    use diesel::sql_types::{Array, BigInt, Text};
+
+    #[derive(QueryableByName)]
+    struct Moved {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+    }
+
+    match conn {
+        DbConnection::Postgres(pg) => {
+            if intents.is_empty() {
+                return Ok(Default::default());
+            }
+            let ids: Vec<i64> = intents.iter().map(|(id, _)| id.get()).collect();
+            let sellers: Vec<&str> = intents.iter().map(|(_, seller)| *seller).collect();
+            Ok(diesel::sql_query(RESERVE_INTENTS)
+                .bind::<Array<BigInt>, _>(ids)
+                .bind::<Array<Text>, _>(sellers)
+                .bind::<Text, _>(ReservationState::Placing.as_str())
+                .bind::<Text, _>(ReservationState::Reserved.as_str())
+                .bind::<BigInt, _>(now_ms)
+                .load::<Moved>(pg)?
+                .into_iter()
+                .map(|moved| moved.id)
+                .collect())
+        }
+        sqlite => {
+            let mut moved = std::collections::HashSet::with_capacity(intents.len());
+            for (id, seller) in intents {
+                if settle_intent(sqlite, *id, ReservationState::Reserved, seller, now_ms)? {
+                    moved.insert(id.get());
+                }
+            }
+            Ok(moved)
+        }
+    }
+}
+
+/// PLACING → RESERVED for every intent of the arrays (version 1, the seller filled in).
+const RESERVE_INTENTS: &str = "UPDATE reservations AS r \
+     SET status = $4, version = 1, updated_at_ms = $5, seller_id = settled.seller_id \
+     FROM unnest($1::int8[], $2::text[]) AS settled(id, seller_id) \
+     WHERE r.id = settled.id AND r.status = $3 \
+     RETURNING r.id";
+
 /// PLACING → `to`, if the intent is still PLACING. Returns whether this call moved it (false
 /// when the reconciler abandoned it first). Becoming visible counts as the first version.
 /// `seller` is the product's seller, once the lock told it.

@@ -336,6 +336,78 @@ async fn racing_buyers_get_one_reservation() {
     );
 }
 
+/// Placements arriving together are recorded, locked and confirmed in batches: each buyer's
+/// reservation is for the product they asked for, holds that product and shows its seller,
+/// also when one buyer asks for several products at once or sends the same request twice
+/// (two identical intents in one insert; one of them gets the product).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn placements_arriving_together_each_reserve_what_they_asked_for() {
+    let Pair {
+        mut products,
+        reservations,
+        _stop_reservations,
+        _nats,
+    } = start_pair("placement_batch").await;
+    let mut ids = Vec::new();
+    for n in 0..30 {
+        ids.push(register(&mut products.client, &format!("Item {n}")).await);
+    }
+    // Product n for buyer-n, except products 20..30, all for kim; products 0, 1 and 2 asked
+    // for twice by the same buyer.
+    let buyer = |n: usize| {
+        if n >= 20 {
+            "kim".to_owned()
+        } else {
+            format!("buyer-{n}")
+        }
+    };
+    let mut requests: Vec<(i64, String)> = (0..30).map(|n| (ids[n], buyer(n))).collect();
+    requests.extend((0..3).map(|n| (ids[n], buyer(n))));
+    let placements: Vec<_> = requests
+        .into_iter()
+        .map(|(product, customer)| {
+            let mut client = reservations.clone();
+            tokio::spawn(async move {
+                let answer = client
+                    .create_reservation(reserve(product, &customer))
+                    .await
+                    .map(|response| response.into_inner())
+                    .map_err(|status| status.code());
+                (product, customer, answer)
+            })
+        })
+        .collect();
+    let mut winners = std::collections::BTreeMap::new();
+    for placement in placements {
+        let (product, customer, answer) = placement.await.expect("task");
+        match answer {
+            Ok(placed) => {
+                assert_eq!(
+                    (placed.product_id, placed.customer_id.as_str()),
+                    (product, customer.as_str())
+                );
+                assert_eq!(placed.status(), pb::ReservationStatus::Reserved);
+                assert_eq!(placed.seller_id, "lee");
+                assert!(winners.insert(product, placed).is_none(), "two winners");
+            }
+            Err(code) => assert_eq!(code, Code::FailedPrecondition, "product {product}"),
+        }
+    }
+    assert_eq!(winners.len(), 30, "every product reserved once");
+    for (id, placed) in &winners {
+        assert_eq!(
+            product(&mut products.client, *id).await.reservation_id,
+            placed.id
+        );
+    }
+    let mut client = reservations.clone();
+    let all = visible(&mut client).await;
+    assert_eq!(all.len(), 30);
+    for stored in all {
+        assert_eq!(winners.get(&stored.product_id), Some(&stored));
+    }
+}
+
 #[tokio::test]
 async fn product_svc_down_fails_fast_and_a_late_lock_is_released() {
     let nats = TestNats::start();
