@@ -46,8 +46,11 @@ pub trait Batch: Send + Sync + 'static {
         &self,
         conn: &mut DbConnection,
         items: &[Self::Item],
-    ) -> Result<Vec<Result<Self::Output, Self::Error>>, Self::Error>;
+    ) -> Result<Outcomes<Self>, Self::Error>;
 }
+
+/// One outcome per item of a batch, in order.
+pub type Outcomes<B> = Vec<Result<<B as Batch>::Output, <B as Batch>::Error>>;
 
 /// A queue of items sharing statements and commits; cheap to clone.
 pub struct BatchCommit<B: Batch> {
@@ -196,7 +199,7 @@ fn commit_batch<B: Batch>(conn: &mut DbConnection, batch: &B, group: Vec<Waiting
                     Err(B::Error::from(DbError::Unavailable(format!(
                         "the commit failed: {err}"
                     ))))
-                })
+                });
             }
         };
     }

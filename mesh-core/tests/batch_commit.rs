@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use diesel::prelude::*;
-use mesh_core::batch_commit::{Batch, BatchCommit};
+use mesh_core::batch_commit::{Batch, BatchCommit, Outcomes};
 use mesh_core::db::DbTarget;
 use mesh_core::testing::fresh_postgres_database;
 use mesh_core::{Db, DbConnection, DbError, Migrations};
@@ -48,11 +48,7 @@ impl Batch for Notes {
     type Output = String;
     type Error = DbError;
 
-    fn apply(
-        &self,
-        conn: &mut DbConnection,
-        items: &[i32],
-    ) -> Result<Vec<Result<String, DbError>>, DbError> {
+    fn apply(&self, conn: &mut DbConnection, items: &[i32]) -> Result<Outcomes<Self>, DbError> {
         let txid = transaction_id(conn)?;
         let rows: Vec<_> = items
             .iter()

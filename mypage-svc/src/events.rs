@@ -59,6 +59,11 @@ impl EventHandler for MyPageProjection {
             });
         }
     }
+
+    /// A read model: it announces nothing, so the outbox relay is not woken for it.
+    fn announces(&self) -> bool {
+        false
+    }
 }
 
 /// An event this service cannot read never becomes readable: reject it (dead-lettered).

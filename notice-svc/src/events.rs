@@ -67,6 +67,11 @@ impl EventHandler for NoticeRecorder {
     fn committed(&self, _event: &EventEnvelope) {
         self.dispatcher.notify_one();
     }
+
+    /// Notifications are delivered by the dispatcher, not announced: nothing for the relay.
+    fn announces(&self) -> bool {
+        false
+    }
 }
 
 /// An event that cannot become a notification never will: reject it (dead-lettered).

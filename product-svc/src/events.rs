@@ -36,6 +36,11 @@ impl EventHandler for FreeOnCancellation {
         tracing::info!(product = %product, reservation = %reservation, freed, "reservation cancelled");
         Ok(())
     }
+
+    /// Products have no events of their own: nothing for the outbox relay.
+    fn announces(&self) -> bool {
+        false
+    }
 }
 
 /// PaymentCompleted → the product becomes SOLD_OUT if that reservation still holds it.
@@ -58,6 +63,11 @@ impl EventHandler for SellOnPayment {
         .map_err(StoreError::retry)?;
         tracing::info!(product = %product, reservation = %reservation, sold, "payment completed");
         Ok(())
+    }
+
+    /// Products have no events of their own: nothing for the outbox relay.
+    fn announces(&self) -> bool {
+        false
     }
 }
 

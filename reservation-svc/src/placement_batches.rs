@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use mesh_core::DbConnection;
-use mesh_core::batch_commit::Batch;
+use mesh_core::batch_commit::{Batch, Outcomes};
 use mesh_core::clock::now_ms;
 use mesh_core::events::OutgoingEvent;
 use mesh_core::outbox;
@@ -41,7 +41,7 @@ impl Batch for Intents {
         &self,
         conn: &mut DbConnection,
         intents: &[NewIntent],
-    ) -> Result<Vec<Result<Self::Output, StoreError>>, StoreError> {
+    ) -> Result<Outcomes<Self>, StoreError> {
         let now = Instant::now();
         let in_time: Vec<(Id, &CustomerId)> = intents
             .iter()
@@ -91,7 +91,7 @@ impl Batch for Confirmations {
         &self,
         conn: &mut DbConnection,
         confirmations: &[Confirmation],
-    ) -> Result<Vec<Result<bool, StoreError>>, StoreError> {
+    ) -> Result<Outcomes<Self>, StoreError> {
         let intents: Vec<(Id, &str)> = confirmations
             .iter()
             .map(|confirmation| (confirmation.id, confirmation.seller.as_str()))

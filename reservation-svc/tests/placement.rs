@@ -371,7 +371,7 @@ async fn placements_arriving_together_each_reserve_what_they_asked_for() {
                 let answer = client
                     .create_reservation(reserve(product, &customer))
                     .await
-                    .map(|response| response.into_inner())
+                    .map(tonic::Response::into_inner)
                     .map_err(|status| status.code());
                 (product, customer, answer)
             })

@@ -73,6 +73,15 @@ pub trait EventHandler: Send + Sync + 'static {
     /// Called after `apply`'s transaction committed (never for a redelivery), e.g. to tell
     /// live watchers; must not block.
     fn committed(&self, _event: &EventEnvelope) {}
+
+    /// Whether applying events may add rows to the outbox. The consumer wakes the outbox
+    /// relay after each committed batch only for a handler that says so: a pass of the relay
+    /// is a transaction of four statements, and a handler that never announces anything (a
+    /// read model, a notification log) would otherwise cost one per batch for nothing. A
+    /// wrong `false` delays announcements until the relay's next poll; it loses none.
+    fn announces(&self) -> bool {
+        true
+    }
 }
 
 /// A new event in a batch, with the span its effects are traced in (a trace context a

@@ -259,7 +259,7 @@ impl EventConsumer {
         self.metrics.settled(Settled::Applied, applied.len());
         self.metrics
             .settled(Settled::Duplicate, batch.len() - applied.len());
-        if !applied.is_empty() {
+        if !applied.is_empty() && self.handler.announces() {
             self.signal.wake();
         }
         for message in batch {
@@ -338,7 +338,9 @@ impl EventConsumer {
             Ok(Some(envelope)) => {
                 self.handler.committed(&envelope);
                 self.metrics.applied(&envelope);
-                self.signal.wake();
+                if self.handler.announces() {
+                    self.signal.wake();
+                }
                 Outcome::Applied
             }
             Ok(None) => Outcome::AlreadyApplied,
