@@ -126,6 +126,9 @@ impl DbError {
 #[derive(Clone)]
 pub struct Db {
     pool: Pool<Connector>,
+    /// Whether the target is PostgreSQL (many connections, row locks) rather than SQLite (one
+    /// connection, one writer).
+    postgres: bool,
 }
 
 /// Opens connections of the one backend the target names. (diesel's own manager for a
@@ -267,7 +270,10 @@ impl Db {
             .map_err(|err| DbError::Migration(err.to_string()))?;
         }
         tracing::info!(target = %target.describe(), applied, "database ready");
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            postgres: matches!(target, DbTarget::Postgres(_)),
+        })
     }
 
     /// Runs `work` inside one database transaction on the blocking thread pool: everything it
@@ -305,6 +311,12 @@ impl Db {
 }
 
 impl Db {
+    /// Whether this is a PostgreSQL database: a transaction may then hold row locks while
+    /// other connections go on, where SQLite's single connection would wait for it.
+    pub fn is_postgres(&self) -> bool {
+        self.postgres
+    }
+
     /// Connections (in use, idle) right now, for the pool gauges.
     pub fn pool_usage(&self) -> (u32, u32) {
         let state = self.pool.state();

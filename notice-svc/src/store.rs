@@ -166,6 +166,30 @@ pub fn due(
         .collect()
 }
 
+/// [`due`] on PostgreSQL, each row locked until the caller's transaction ends (`FOR UPDATE
+/// SKIP LOCKED`: rows another transaction holds are passed over, not waited for). On SQLite,
+/// which has no row locks, the same as [`due`].
+pub fn due_locked(
+    conn: &mut DbConnection,
+    limit: i64,
+) -> Result<Vec<(Notice, Option<String>)>, StoreError> {
+    let DbConnection::Postgres(pg) = conn else {
+        return due(conn, limit);
+    };
+    notices::table
+        .filter(pending())
+        .filter(notices::next_attempt_at_ms.le(now_ms()))
+        .order((notices::next_attempt_at_ms, notices::id))
+        .limit(limit)
+        .select((COLUMNS, notices::traceparent))
+        .for_update()
+        .skip_locked()
+        .load::<(NoticeRow, Option<String>)>(pg)?
+        .into_iter()
+        .map(|(row, traceparent)| Ok((Notice::try_from(row)?, traceparent)))
+        .collect()
+}
+
 /// `delivery = 'PENDING'`, written as a literal: the `notices_due` index covers only PENDING
 /// rows, and a prepared statement's generic plan can use such a partial index only when the
 /// query itself names the value. With the value bound as a parameter the dispatcher's polls
