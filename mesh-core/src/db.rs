@@ -287,6 +287,53 @@ impl Db {
         self.run(move |conn| conn.transaction(work)).await
     }
 
+    /// A transaction that waits on async work in its middle: `open` runs first, its result
+    /// goes to `between` on the runtime while the transaction stays open (its row locks
+    /// held), then `close` runs with what `between` returned, and the transaction commits.
+    ///
+    /// For work that must hold rows while it talks to something else (delivering the
+    /// notifications it locked, publishing the outbox rows it locked): should the process die
+    /// in between, the locks go with its connection and the rows are free at once, where a
+    /// claim written beforehand would keep them until it ran out, and would cost a write of
+    /// every row. A failure of `open` or `close`, or `between` dropped midway, rolls back.
+    /// Keep `between` short: it holds a pooled connection (and on SQLite, whose pool has one
+    /// connection, every other caller waits for it).
+    pub async fn transaction_around<A, B, T, E, Open, Between, Fut, Close>(
+        &self,
+        open: Open,
+        between: Between,
+        close: Close,
+    ) -> Result<T, E>
+    where
+        Open: FnOnce(&mut DbConnection) -> Result<A, E> + Send + 'static,
+        Between: FnOnce(A) -> Fut,
+        Fut: std::future::Future<Output = B>,
+        Close: FnOnce(&mut DbConnection, B) -> Result<T, E> + Send + 'static,
+        A: Send + 'static,
+        B: Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + From<diesel::result::Error> + Send + 'static,
+    {
+        let (opened, found) = tokio::sync::oneshot::channel();
+        let (done, middle) = tokio::sync::oneshot::channel();
+        let transaction = self.transaction(move |conn| {
+            let dropped = || E::from(DbError::Task("a transaction's middle was dropped".into()));
+            opened.send(open(conn)?).map_err(|_| dropped())?;
+            // The async side runs `between` while this thread holds the connection.
+            let middle = middle.blocking_recv().map_err(|_| dropped())?;
+            close(conn, middle)
+        });
+        tokio::pin!(transaction);
+        let found = tokio::select! {
+            found = found => found,
+            ended = &mut transaction => return ended,
+        };
+        if let Ok(found) = found {
+            let _ = done.send(between(found).await);
+        }
+        transaction.await
+    }
+
     /// Runs `work` with a pooled connection on the blocking thread pool.
     pub async fn run<T, E, F>(&self, work: F) -> Result<T, E>
     where

@@ -8,11 +8,12 @@
 //! between publish and stamp: the row is published again and JetStream's duplicate window (or
 //! the consumer's inbox) drops the copy.
 //!
-//! **Several replicas.** Each replica runs a relay over the one outbox of its service. A relay
-//! [`claim`]s a batch (the oldest unclaimed rows, `FOR UPDATE SKIP LOCKED`, held for
-//! `CLAIM_MS`), publishes it, stamps what JetStream acked and hands back the rest; so relays
-//! take disjoint batches and never publish the same row twice while alive, and a crashed
-//! relay's batch is taken by another once its claim runs out. The price is order: two relays
+//! **Several replicas.** Each replica runs a relay over the one outbox of its service. On
+//! PostgreSQL a relay's pass locks a batch (the oldest rows no other relay holds, `FOR UPDATE
+//! SKIP LOCKED`), publishes it while holding the locks, stamps what JetStream acked and
+//! commits; on SQLite it [`claim`]s the batch for `CLAIM_MS` first. So relays take disjoint
+//! batches and never publish the same row twice while alive, and a crashed relay's batch is
+//! free as soon as its connection goes (a claim: once it runs out). The price is order: two relays
 //! publish their batches side by side, so a consumer may receive a later row before an
 //! earlier one (it could already, on a redelivery). Consumers are built for that: each effect
 //! is idempotent (the inbox) and ordered by the aggregate's version, not by arrival (an older
@@ -165,6 +166,26 @@ pub fn claim(
     // RETURNING promises no order.
     rows.sort_unstable_by_key(|row| row.id);
     Ok(rows)
+}
+
+/// PostgreSQL, inside the caller's transaction: up to `limit` unpublished rows, oldest
+/// first, each locked until the transaction ends; rows another relay holds are passed over
+/// (`FOR UPDATE SKIP LOCKED`), and so are rows an older relay claimed until after `now_ms`.
+/// Walked by index, as in [`claim`].
+fn lock_pending(
+    conn: &mut DbConnection,
+    now_ms: i64,
+    limit: i64,
+) -> Result<Vec<PendingRow>, diesel::result::Error> {
+    conn.batch_execute("SET LOCAL enable_bitmapscan = off")?;
+    diesel::sql_query(
+        "SELECT id, event_id, subject, payload, traceparent, created_at_ms FROM outbox \
+         WHERE published_at_ms IS NULL AND (claimed_until_ms IS NULL OR claimed_until_ms < $1) \
+         ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+    )
+    .bind::<BigInt, _>(now_ms)
+    .bind::<BigInt, _>(limit)
+    .load::<PendingRow>(conn)
 }
 
 /// How many rows wait to be published (the backlog a dashboard shows).
@@ -349,6 +370,48 @@ impl OutboxRelay {
     /// Publishes one batch: every publish is sent, then every ack awaited (pipelined), then the
     /// acked rows are stamped. Returns how many were published.
     pub async fn publish_batch(&self) -> Result<usize, RelayError> {
+        let (published, failure) = if self.db.is_postgres() {
+            self.publish_holding_locks().await?
+        } else {
+            self.publish_claimed().await?
+        };
+        metrics::counter!(catalog::OUTBOX_PUBLISHED).increment(published as u64);
+        match failure {
+            Some(err) if published == 0 => Err(err),
+            Some(err) => {
+                tracing::warn!(%err, published, "part of an outbox batch failed; the rest is retried");
+                Ok(published)
+            }
+            None => Ok(published),
+        }
+    }
+
+    /// PostgreSQL: one transaction locks a batch of pending rows ([`lock_pending`]: rows
+    /// another relay holds are passed over), publishes them while holding the locks, stamps
+    /// what JetStream acked and commits. A relay that dies mid-pass frees its rows at once
+    /// (the locks go with its connection; JetStream drops a repeat by its message id), and a
+    /// pass writes each row once, where a claim wrote it before publishing too.
+    async fn publish_holding_locks(&self) -> Result<(usize, Option<RelayError>), RelayError> {
+        let batch = self.batch;
+        let now = crate::clock::now_ms();
+        let outcome = self
+            .db
+            .transaction_around(
+                move |conn| lock_pending(conn, now, batch).map_err(DbError::from),
+                |rows| self.publish(rows),
+                |conn, (acked, failure): (Vec<i64>, Option<RelayError>)| {
+                    settle(conn, &acked, &[])?;
+                    Ok::<_, DbError>((acked.len(), failure))
+                },
+            )
+            .await?;
+        Ok(outcome)
+    }
+
+    /// SQLite (one connection: a transaction held while publishing would stop every other
+    /// write): the rows are claimed for [`CLAIM_MS`] and committed before they are published,
+    /// then stamped, the claim of what was not acked given back.
+    async fn publish_claimed(&self) -> Result<(usize, Option<RelayError>), RelayError> {
         let batch = self.batch;
         let now = crate::clock::now_ms();
         let until = now.saturating_add(CLAIM_MS);
@@ -357,9 +420,24 @@ impl OutboxRelay {
             .run(move |conn| claim(conn, now, until, batch).map_err(DbError::from))
             .await?;
         if rows.is_empty() {
-            return Ok(0);
+            return Ok((0, None));
         }
         let claimed: Vec<i64> = rows.iter().map(|row| row.id).collect();
+        let (acked, failure) = self.publish(rows).await;
+        let published = acked.len();
+        let unpublished: Vec<i64> = claimed
+            .into_iter()
+            .filter(|id| !acked.contains(id))
+            .collect();
+        self.db
+            .run(move |conn| settle(conn, &acked, &unpublished).map_err(DbError::from))
+            .await?;
+        Ok((published, failure))
+    }
+
+    /// Publishes `rows` in order (stopping at the first refused publish) and awaits their
+    /// acks; returns the ids JetStream acked and the first failure, if any.
+    async fn publish(&self, rows: Vec<PendingRow>) -> (Vec<i64>, Option<RelayError>) {
         let mut in_flight: Vec<InFlight> = Vec::with_capacity(rows.len());
         let mut failure = None;
         for row in rows {
@@ -411,23 +489,7 @@ impl OutboxRelay {
                 }
             }
         }
-        let published = acked.len();
-        metrics::counter!(catalog::OUTBOX_PUBLISHED).increment(published as u64);
-        let unpublished: Vec<i64> = claimed
-            .into_iter()
-            .filter(|id| !acked.contains(id))
-            .collect();
-        self.db
-            .run(move |conn| settle(conn, &acked, &unpublished).map_err(DbError::from))
-            .await?;
-        match failure {
-            Some(err) if published == 0 => Err(err),
-            Some(err) => {
-                tracing::warn!(%err, published, "part of an outbox batch failed; the rest is retried");
-                Ok(published)
-            }
-            None => Ok(published),
-        }
+        (acked, failure)
     }
 
     /// Sets the backlog gauge (a count over the pending rows' partial index).

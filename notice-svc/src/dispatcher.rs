@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mesh_core::clock::now_ms;
-use mesh_core::{Db, DbConnection, DbError, Shutdown, trace_context};
-use tokio::sync::{Notify, oneshot};
+use mesh_core::{Db, DbConnection, Shutdown, trace_context};
+use tokio::sync::Notify;
 use tracing::Instrument;
 
 use crate::domain::{Delivery, Id, Notice, after_failure};
@@ -107,30 +107,17 @@ impl Dispatcher {
     /// the transaction's own, where a claim (an update of every due row before sending, then
     /// one after) took three, the claim rewriting each row and its index entries once more.
     async fn pass_holding_locks(&self) -> Result<usize, StoreError> {
-        let (found, due) = oneshot::channel();
-        let (answer, attempted) = oneshot::channel::<Vec<Attempt>>();
-        let transaction = self.db.transaction(move |conn| {
-            let pass_dropped =
-                || StoreError::Db(DbError::Task("the dispatch pass was dropped".into()));
-            found
-                .send(store::due_locked(conn, PASS_SIZE)?)
-                .map_err(|_| pass_dropped())?;
-            // The deliveries run on the async side while this connection holds the locks.
-            let attempts = attempted.blocking_recv().map_err(|_| pass_dropped())?;
-            record(conn, &attempts, &[])?;
-            Ok::<_, StoreError>(attempts.len())
-        });
-        tokio::pin!(transaction);
-        let due = tokio::select! {
-            due = due => due,
-            ended = &mut transaction => return ended,
-        };
-        if let Ok(due) = due {
-            // What is not attempted within the window stays due: it is not touched.
-            let (attempts, _) = self.deliver(due, LOCKED_SEND_WINDOW).await;
-            let _ = answer.send(attempts);
-        }
-        transaction.await
+        self.db
+            .transaction_around(
+                |conn| store::due_locked(conn, PASS_SIZE),
+                // What is not attempted within the window stays due: it is not touched.
+                |due| self.deliver(due, LOCKED_SEND_WINDOW),
+                |conn, (attempts, _)| {
+                    record(conn, &attempts, &[])?;
+                    Ok(attempts.len())
+                },
+            )
+            .await
     }
 
     /// SQLite (one connection: a transaction held while delivering would stop the consumer):
