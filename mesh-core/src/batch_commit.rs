@@ -21,12 +21,10 @@
 //! One worker per batch kind, as with group commits: two kinds of one service never wait on
 //! each other's row locks, and a kind's batches run one after the other.
 
-use diesel::connection::TransactionManager;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::db::{Db, DbConnection, DbError};
-use crate::group_commit::MAX_GROUP;
-use crate::telemetry::catalog;
+use crate::group_commit::{begin, commit, next_group, rollback};
 
 /// What a batch commit does with its items: the same write for each, done for all at once.
 pub trait Batch: Send + Sync + 'static {
@@ -103,20 +101,7 @@ impl<B: Batch> BatchCommit<B> {
 /// Takes what is queued (waiting for the first), applies it as one batch, repeats.
 async fn work<B: Batch>(db: Db, batch: B, mut queue: mpsc::Receiver<Waiting<B>>) {
     let batch = std::sync::Arc::new(batch);
-    loop {
-        let mut group = Vec::new();
-        match queue.recv().await {
-            Some(first) => group.push(first),
-            None => return, // every handle dropped
-        }
-        while group.len() < MAX_GROUP {
-            match queue.try_recv() {
-                Ok(next) => group.push(next),
-                Err(_) => break,
-            }
-        }
-        metrics::counter!(catalog::DB_GROUP_COMMITS).increment(1);
-        metrics::counter!(catalog::DB_GROUP_COMMIT_MEMBERS).increment(group.len() as u64);
+    while let Some(group) = next_group(&mut queue).await {
         let batch = std::sync::Arc::clone(&batch);
         let ran = db
             .run(move |conn| -> Result<(), DbError> {
@@ -239,19 +224,4 @@ fn answer_all<B: Batch>(
 
 fn unavailable(err: &DbError) -> DbError {
     DbError::Unavailable(err.to_string())
-}
-
-fn begin(conn: &mut DbConnection) -> Result<(), DbError> {
-    <DbConnection as diesel::Connection>::TransactionManager::begin_transaction(conn)
-        .map_err(DbError::Query)
-}
-
-fn commit(conn: &mut DbConnection) -> Result<(), DbError> {
-    <DbConnection as diesel::Connection>::TransactionManager::commit_transaction(conn)
-        .map_err(DbError::Query)
-}
-
-fn rollback(conn: &mut DbConnection) -> Result<(), DbError> {
-    <DbConnection as diesel::Connection>::TransactionManager::rollback_transaction(conn)
-        .map_err(DbError::Query)
 }

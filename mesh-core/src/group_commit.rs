@@ -75,20 +75,7 @@ impl GroupCommit {
 
 /// Takes what is queued (waiting for the first), runs it as one transaction, repeats.
 async fn work(db: Db, mut waiting: mpsc::Receiver<Box<dyn Member>>) {
-    loop {
-        let mut group = Vec::new();
-        match waiting.recv().await {
-            Some(first) => group.push(first),
-            None => return, // every handle dropped
-        }
-        while group.len() < MAX_GROUP {
-            match waiting.try_recv() {
-                Ok(member) => group.push(member),
-                Err(_) => break,
-            }
-        }
-        metrics::counter!(catalog::DB_GROUP_COMMITS).increment(1);
-        metrics::counter!(catalog::DB_GROUP_COMMIT_MEMBERS).increment(group.len() as u64);
+    while let Some(group) = next_group(&mut waiting).await {
         let ran = db
             .run(move |conn| -> Result<(), DbError> {
                 commit_group(conn, group);
@@ -134,9 +121,7 @@ fn commit_group(conn: &mut DbConnection, mut group: Vec<Box<dyn Member>>) {
             }
         }
     }
-    let committed =
-        <DbConnection as diesel::Connection>::TransactionManager::commit_transaction(conn)
-            .map_err(DbError::Query);
+    let committed = commit(conn);
     if committed.is_err() {
         let _ = rollback(conn);
     }
@@ -145,12 +130,33 @@ fn commit_group(conn: &mut DbConnection, mut group: Vec<Box<dyn Member>>) {
     }
 }
 
-fn begin(conn: &mut DbConnection) -> Result<(), DbError> {
+/// The next group: waits for the first queued member, then takes every other one queued
+/// (up to [`MAX_GROUP`]) without waiting; `None` once every handle is dropped. Counted in
+/// the group commit metrics (batch commits' groups too).
+pub(crate) async fn next_group<T>(queue: &mut mpsc::Receiver<T>) -> Option<Vec<T>> {
+    let mut group = vec![queue.recv().await?];
+    while group.len() < MAX_GROUP {
+        match queue.try_recv() {
+            Ok(member) => group.push(member),
+            Err(_) => break,
+        }
+    }
+    metrics::counter!(catalog::DB_GROUP_COMMITS).increment(1);
+    metrics::counter!(catalog::DB_GROUP_COMMIT_MEMBERS).increment(group.len() as u64);
+    Some(group)
+}
+
+pub(crate) fn begin(conn: &mut DbConnection) -> Result<(), DbError> {
     <DbConnection as diesel::Connection>::TransactionManager::begin_transaction(conn)
         .map_err(DbError::Query)
 }
 
-fn rollback(conn: &mut DbConnection) -> Result<(), DbError> {
+pub(crate) fn commit(conn: &mut DbConnection) -> Result<(), DbError> {
+    <DbConnection as diesel::Connection>::TransactionManager::commit_transaction(conn)
+        .map_err(DbError::Query)
+}
+
+pub(crate) fn rollback(conn: &mut DbConnection) -> Result<(), DbError> {
     <DbConnection as diesel::Connection>::TransactionManager::rollback_transaction(conn)
         .map_err(DbError::Query)
 }

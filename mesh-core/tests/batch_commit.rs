@@ -10,23 +10,10 @@ use diesel::prelude::*;
 use mesh_core::batch_commit::{Batch, BatchCommit, Outcomes};
 use mesh_core::db::DbTarget;
 use mesh_core::testing::fresh_postgres_database;
-use mesh_core::{Db, DbConnection, DbError, Migrations};
+use mesh_core::{Db, DbConnection, DbError};
 
-const TEST_MIGRATIONS: Migrations = Migrations {
-    postgres: diesel_migrations::embed_migrations!("tests/migrations/postgres"),
-    sqlite: diesel_migrations::embed_migrations!("tests/migrations/sqlite"),
-};
-
-#[allow(missing_docs)]
-mod schema {
-    diesel::table! {
-    test_effects (event_id, note) {
-        event_id -> Text,
-        note -> Text,
-    }
-    }
-}
-use schema::test_effects;
+mod support;
+use support::{TEST_MIGRATIONS, test_effects, transaction_id};
 
 /// Writes one row per item, all in one statement, noting the transaction. Every fifth item
 /// fails after its row was written; item 7 makes any batch of more than one item fail as a
@@ -146,19 +133,4 @@ async fn failed_items_leave_nothing_and_the_rest_commit_together() {
         "{} transactions for 160 items",
         transactions.len()
     );
-}
-
-/// The id of the transaction the connection is in.
-fn transaction_id(conn: &mut DbConnection) -> Result<String, DbError> {
-    #[derive(QueryableByName)]
-    struct Txid {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        txid: String,
-    }
-    let DbConnection::Postgres(pg) = conn else {
-        return Err(DbError::Unavailable("a PostgreSQL target".into()));
-    };
-    Ok(diesel::sql_query("SELECT txid_current()::text AS txid")
-        .get_result::<Txid>(pg)?
-        .txid)
 }

@@ -7,23 +7,10 @@ use diesel::prelude::*;
 use mesh_core::db::DbTarget;
 use mesh_core::group_commit::GroupCommit;
 use mesh_core::testing::fresh_postgres_database;
-use mesh_core::{Db, DbError, Migrations};
+use mesh_core::{Db, DbError};
 
-const TEST_MIGRATIONS: Migrations = Migrations {
-    postgres: diesel_migrations::embed_migrations!("tests/migrations/postgres"),
-    sqlite: diesel_migrations::embed_migrations!("tests/migrations/sqlite"),
-};
-
-#[allow(missing_docs)]
-mod schema {
-    diesel::table! {
-    test_effects (event_id, note) {
-        event_id -> Text,
-        note -> Text,
-    }
-    }
-}
-use schema::test_effects;
+mod support;
+use support::{TEST_MIGRATIONS, test_effects, transaction_id};
 
 fn insert(conn: &mut mesh_core::DbConnection, id: &str, note: &str) -> Result<(), DbError> {
     diesel::insert_into(test_effects::table)
@@ -104,19 +91,4 @@ async fn each_member_commits_or_not_on_its_own_and_members_share_commits() {
         "{} transactions for 160 members",
         transactions.len()
     );
-}
-
-/// The id of the transaction the connection is in.
-fn transaction_id(conn: &mut mesh_core::DbConnection) -> Result<String, DbError> {
-    #[derive(QueryableByName)]
-    struct Txid {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        txid: String,
-    }
-    let mesh_core::DbConnection::Postgres(pg) = conn else {
-        unreachable!("a PostgreSQL target")
-    };
-    Ok(diesel::sql_query("SELECT txid_current()::text AS txid")
-        .get_result::<Txid>(pg)?
-        .txid)
 }

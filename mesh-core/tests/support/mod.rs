@@ -212,3 +212,19 @@ pub(crate) async fn dead_letter_count(js: &jetstream::Context) -> usize {
         .await
         .map_or(0, |letters| letters.len())
 }
+
+/// The id of the transaction the connection is in (PostgreSQL), to tell which writes shared a
+/// commit.
+pub(crate) fn transaction_id(conn: &mut DbConnection) -> Result<String, DbError> {
+    #[derive(QueryableByName)]
+    struct Txid {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        txid: String,
+    }
+    let DbConnection::Postgres(pg) = conn else {
+        return Err(DbError::Unavailable("a PostgreSQL target".into()));
+    };
+    Ok(diesel::sql_query("SELECT txid_current()::text AS txid")
+        .get_result::<Txid>(pg)?
+        .txid)
+}
