@@ -8,9 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use diesel::prelude::*;
 use mesh_core::batch_commit::{Batch, BatchCommit, Outcomes};
-use mesh_core::db::DbTarget;
-use mesh_core::testing::fresh_postgres_database;
-use mesh_core::{Db, DbConnection, DbError};
+use mesh_core::testing::fresh_postgres_db;
+use mesh_core::{DbConnection, DbError};
 
 mod support;
 use support::{TEST_MIGRATIONS, test_effects, transaction_id};
@@ -71,10 +70,7 @@ impl Batch for Notes {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failed_items_leave_nothing_and_the_rest_commit_together() {
-    let target = DbTarget::Postgres(fresh_postgres_database("batch_commit"));
-    let db = Db::connect(&target, TEST_MIGRATIONS, 4)
-        .await
-        .expect("database");
+    let db = fresh_postgres_db("batch_commit", TEST_MIGRATIONS).await;
     let poisoned_batches = Arc::new(AtomicUsize::new(0));
     let batches = BatchCommit::new(
         db.clone(),

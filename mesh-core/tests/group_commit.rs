@@ -4,10 +4,9 @@
 use std::sync::Arc;
 
 use diesel::prelude::*;
-use mesh_core::db::DbTarget;
+use mesh_core::DbError;
 use mesh_core::group_commit::GroupCommit;
-use mesh_core::testing::fresh_postgres_database;
-use mesh_core::{Db, DbError};
+use mesh_core::testing::fresh_postgres_db;
 
 mod support;
 use support::{TEST_MIGRATIONS, test_effects, transaction_id};
@@ -27,10 +26,7 @@ fn rows(conn: &mut mesh_core::DbConnection) -> Result<Vec<(String, String)>, DbE
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn each_member_commits_or_not_on_its_own_and_members_share_commits() {
-    let target = DbTarget::Postgres(fresh_postgres_database("group_commit"));
-    let db = Db::connect(&target, TEST_MIGRATIONS, 4)
-        .await
-        .expect("database");
+    let db = fresh_postgres_db("group_commit", TEST_MIGRATIONS).await;
     let group = Arc::new(GroupCommit::new(db.clone()));
     let members: Vec<_> = (0..200)
         .map(|n| {
