@@ -45,6 +45,15 @@ pub trait Batch: Send + Sync + 'static {
         conn: &mut DbConnection,
         items: &[Self::Item],
     ) -> Result<Outcomes<Self>, Self::Error>;
+
+    /// Whether [`Batch::apply`] writes `items` with a single statement on `conn`. PostgreSQL
+    /// runs a statement sent outside a transaction as a transaction of its own, committed
+    /// before it answers, so such a batch is applied without `BEGIN` and `COMMIT`: two round
+    /// trips fewer, a third of a small batch's. Its outcomes are answered as they come, so
+    /// an `Err` outcome must then mean the item wrote nothing.
+    fn one_statement(&self, _conn: &DbConnection, _items: &[Self::Item]) -> bool {
+        false
+    }
 }
 
 /// One outcome per item of a batch, in order.
@@ -123,6 +132,9 @@ fn commit_batch<B: Batch>(conn: &mut DbConnection, batch: &B, group: Vec<Waiting
         .into_iter()
         .map(|waiting| (waiting.item, waiting.answer))
         .unzip();
+    if batch.one_statement(conn, &items) {
+        return apply_in_one_statement(conn, batch, items, answers);
+    }
     // Each round either commits or drops at least one failed item, so this ends.
     while !items.is_empty() {
         if let Err(err) = begin(conn) {
@@ -187,6 +199,34 @@ fn commit_batch<B: Batch>(conn: &mut DbConnection, batch: &B, group: Vec<Waiting
                 });
             }
         };
+    }
+}
+
+/// A batch whose one statement is its own transaction: answered with what it returned. If
+/// the statement failed, it wrote nothing, and every item runs again alone.
+fn apply_in_one_statement<B: Batch>(
+    conn: &mut DbConnection,
+    batch: &B,
+    items: Vec<B::Item>,
+    mut answers: Vec<oneshot::Sender<Result<B::Output, B::Error>>>,
+) {
+    match batch.apply(conn, &items) {
+        Ok(outcomes) if outcomes.len() == items.len() => {
+            for (answer, outcome) in answers.into_iter().zip(outcomes) {
+                let _ = answer.send(outcome);
+            }
+        }
+        Ok(_) => answer_all::<B>(answers, || {
+            Err(B::Error::from(DbError::Task(
+                "a batch answered for a different number of items".into(),
+            )))
+        }),
+        Err(_) if answers.len() > 1 => apply_each_alone(conn, batch, items, answers),
+        Err(err) => {
+            if let Some(answer) = answers.pop() {
+                let _ = answer.send(Err(err));
+            }
+        }
     }
 }
 

@@ -287,9 +287,23 @@ impl Db {
         self.run(move |conn| conn.transaction(work)).await
     }
 
+    /// [`Db::transaction`] whose PostgreSQL transaction starts with `settings` (`SET LOCAL …`
+    /// statements, separated by `;`) sent with its `BEGIN` in one round trip, where a
+    /// separate statement would cost one more; SQLite has no such settings and ignores them.
+    pub async fn transaction_with<T, E, F>(&self, settings: &'static str, work: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + From<diesel::result::Error> + Send + 'static,
+    {
+        self.run(move |conn| transaction_with(conn, settings, work))
+            .await
+    }
+
     /// A transaction that waits on async work in its middle: `open` runs first, its result
     /// goes to `between` on the runtime while the transaction stays open (its row locks
     /// held), then `close` runs with what `between` returned, and the transaction commits.
+    /// `settings` as in [`Db::transaction_with`] (empty for none).
     ///
     /// For work that must hold rows while it talks to something else (delivering the
     /// notifications it locked, publishing the outbox rows it locked): should the process die
@@ -300,6 +314,7 @@ impl Db {
     /// connection, every other caller waits for it).
     pub async fn transaction_around<A, B, T, E, Open, Between, Fut, Close>(
         &self,
+        settings: &'static str,
         open: Open,
         between: Between,
         close: Close,
@@ -316,7 +331,7 @@ impl Db {
     {
         let (opened, found) = tokio::sync::oneshot::channel();
         let (done, middle) = tokio::sync::oneshot::channel();
-        let transaction = self.transaction(move |conn| {
+        let transaction = self.transaction_with(settings, move |conn| {
             let dropped = || E::from(DbError::Task("a transaction's middle was dropped".into()));
             opened.send(open(conn)?).map_err(|_| dropped())?;
             // The async side runs `between` while this thread holds the connection.
@@ -418,6 +433,35 @@ fn migrate_exclusively(
     let applied = applied?;
     unlocked?;
     Ok(applied)
+}
+
+/// Runs `work` in a transaction begun with `settings` on PostgreSQL ([`Db::transaction_with`]):
+/// committed if it succeeds, rolled back if it fails, as diesel's `Connection::transaction`.
+pub fn transaction_with<T, E, F>(conn: &mut DbConnection, settings: &str, work: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    type Manager = <DbConnection as Connection>::TransactionManager;
+    match conn {
+        DbConnection::Postgres(pg) if !settings.is_empty() => {
+            // The derived enum's transaction state is its backend connection's, so a
+            // transaction begun on `pg` is the enum's to commit.
+            AnsiTransactionManager::begin_transaction_sql(pg, &format!("BEGIN; {settings}"))?;
+        }
+        _ => Manager::begin_transaction(conn)?,
+    }
+    match work(conn) {
+        Ok(value) => {
+            Manager::commit_transaction(conn)?;
+            Ok(value)
+        }
+        Err(err) => match Manager::rollback_transaction(conn) {
+            Ok(()) | Err(diesel::result::Error::BrokenTransactionManager) => Err(err),
+            Err(rollback) => Err(rollback.into()),
+        },
+    }
 }
 
 #[cfg(test)]

@@ -31,7 +31,6 @@ use std::time::Duration;
 use async_nats::jetstream;
 use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::message::PublishMessage;
-use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use tokio::sync::Notify;
@@ -124,6 +123,9 @@ pub fn pending(
         .load(conn)
 }
 
+/// The setting a pass over pending rows begins its transaction with (see [`claim`]).
+const WALK_BY_INDEX: &str = "SET LOCAL enable_bitmapscan = off";
+
 /// Claims up to `limit` unpublished rows that no relay holds (or whose holder's claim ran
 /// out), oldest first, until `until_ms`. On PostgreSQL the rows another relay is claiming
 /// at this instant are skipped, not waited for (`FOR UPDATE SKIP LOCKED`), so relays of
@@ -131,8 +133,9 @@ pub fn pending(
 /// such clause.
 ///
 /// On PostgreSQL the pending rows are walked in the order of the `outbox_pending` index
-/// (bitmap scans are turned off for this one transaction). Every claim and stamp leaves a
-/// dead entry in that index until autovacuum comes by (a minute or more); a bitmap scan, the
+/// (bitmap scans are turned off for this one transaction: [`WALK_BY_INDEX`]). Every claim
+/// and stamp leaves a dead entry in that index until autovacuum comes by (a minute or more);
+/// a bitmap scan, the
 /// planner's usual pick, visits each of them on every pass, so under load a claim grew to
 /// milliseconds and kept growing. An index scan marks the dead entries it meets as dead in
 /// the index itself, so the next pass skips them: a claim costs what is pending, not what
@@ -157,8 +160,7 @@ pub fn claim(
         .load::<PendingRow>(conn)
     };
     let mut rows = match conn {
-        DbConnection::Postgres(_) => conn.transaction(|conn| {
-            conn.batch_execute("SET LOCAL enable_bitmapscan = off")?;
+        DbConnection::Postgres(_) => crate::db::transaction_with(conn, WALK_BY_INDEX, |conn| {
             claim(conn, "FOR UPDATE SKIP LOCKED")
         })?,
         DbConnection::Sqlite(_) => claim(conn, "")?,
@@ -168,16 +170,15 @@ pub fn claim(
     Ok(rows)
 }
 
-/// PostgreSQL, inside the caller's transaction: up to `limit` unpublished rows, oldest
-/// first, each locked until the transaction ends; rows another relay holds are passed over
-/// (`FOR UPDATE SKIP LOCKED`), and so are rows an older relay claimed until after `now_ms`.
-/// Walked by index, as in [`claim`].
+/// PostgreSQL, inside the caller's transaction (begun with [`WALK_BY_INDEX`]): up to `limit`
+/// unpublished rows, oldest first, each locked until the transaction ends; rows another relay
+/// holds are passed over (`FOR UPDATE SKIP LOCKED`), and so are rows an older relay claimed
+/// until after `now_ms`.
 fn lock_pending(
     conn: &mut DbConnection,
     now_ms: i64,
     limit: i64,
 ) -> Result<Vec<PendingRow>, diesel::result::Error> {
-    conn.batch_execute("SET LOCAL enable_bitmapscan = off")?;
     diesel::sql_query(
         "SELECT id, event_id, subject, payload, traceparent, created_at_ms FROM outbox \
          WHERE published_at_ms IS NULL AND (claimed_until_ms IS NULL OR claimed_until_ms < $1) \
@@ -397,6 +398,7 @@ impl OutboxRelay {
         let outcome = self
             .db
             .transaction_around(
+                WALK_BY_INDEX,
                 move |conn| lock_pending(conn, now, batch).map_err(DbError::from),
                 |rows| self.publish(rows),
                 |conn, (acked, failure): (Vec<i64>, Option<RelayError>)| {

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use diesel::connection::TransactionManager;
 use diesel::prelude::*;
 use mesh_core::batch_commit::{Batch, BatchCommit, Outcomes};
 use mesh_core::testing::fresh_postgres_db;
@@ -128,5 +129,106 @@ async fn failed_items_leave_nothing_and_the_rest_commit_together() {
         transactions.len() < 100,
         "{} transactions for 160 items",
         transactions.len()
+    );
+}
+
+/// Writes one row per item in a single statement, each row noting whether a transaction had
+/// been begun on the connection before it (`true` when none was: no `BEGIN` went ahead of
+/// it) and which transaction it was. A batch of more than one item holding item 7 fails
+/// before writing.
+struct Stamps;
+
+impl Batch for Stamps {
+    type Item = i32;
+    type Output = String;
+    type Error = DbError;
+
+    fn apply(&self, conn: &mut DbConnection, items: &[i32]) -> Result<Outcomes<Self>, DbError> {
+        #[derive(QueryableByName)]
+        struct Written {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            note: String,
+        }
+        if items.len() > 1 && items.iter().copied().any(poisons) {
+            return Err(DbError::Unavailable("a poisoned batch".into()));
+        }
+        let outside_transaction =
+            <DbConnection as Connection>::TransactionManager::transaction_manager_status_mut(conn)
+                .transaction_depth()?
+                .is_none();
+        let DbConnection::Postgres(pg) = conn else {
+            return Err(DbError::Unavailable("a PostgreSQL target".into()));
+        };
+        let keys: Vec<String> = items.iter().map(|n| format!("{n:03}")).collect();
+        let written = diesel::sql_query(
+            "INSERT INTO test_effects (event_id, note) \
+             SELECT key, $2 || ' ' || txid_current()::text \
+             FROM unnest($1::text[]) AS key RETURNING note",
+        )
+        .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(keys)
+        .bind::<diesel::sql_types::Text, _>(outside_transaction.to_string())
+        .load::<Written>(pg)?;
+        Ok(written.into_iter().map(|row| Ok(row.note)).collect())
+    }
+
+    fn one_statement(&self, _conn: &DbConnection, _items: &[i32]) -> bool {
+        true
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_one_statement_batch_is_its_own_transaction_without_begin_or_commit() {
+    let db = fresh_postgres_db("batch_one_statement", TEST_MIGRATIONS).await;
+    let batches = BatchCommit::new(db.clone(), Stamps);
+    let submitted: Vec<_> = (0..120)
+        .map(|n| {
+            let batches = batches.clone();
+            tokio::spawn(async move { (n, batches.submit(n).await) })
+        })
+        .collect();
+    let mut answered = Vec::new();
+    for item in submitted {
+        let (n, answer) = item.await.expect("item task");
+        answered.push((n, answer.unwrap_or_else(|err| panic!("item {n}: {err}"))));
+    }
+    let stored: std::collections::BTreeMap<String, String> = db
+        .run(|conn| {
+            test_effects::table
+                .load::<(String, String)>(conn)
+                .map_err(DbError::from)
+        })
+        .await
+        .expect("rows")
+        .into_iter()
+        .collect();
+    assert_eq!(stored.len(), 120, "every item committed once");
+    for (n, note) in &answered {
+        assert_eq!(stored.get(&format!("{n:03}")), Some(note), "item {n}");
+    }
+    // Rows are written without BEGIN, batched, except the items of a batch that held item
+    // 7: that batch failed and each of its items ran again alone, in a transaction of its own.
+    let mut per_transaction: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for note in stored.values() {
+        let (outside, txid) = note.split_once(' ').expect("a note");
+        per_transaction.entry(txid).or_default().push(outside);
+    }
+    for (txid, rows) in &per_transaction {
+        if rows.contains(&"false") {
+            assert_eq!(
+                rows.len(),
+                1,
+                "transaction {txid} begun for more than one item"
+            );
+        }
+    }
+    let with_begin = stored
+        .values()
+        .filter(|note| note.starts_with("false"))
+        .count();
+    assert!(with_begin < 64, "{with_begin} items written after a BEGIN");
+    assert!(
+        per_transaction.len() < 100,
+        "{} transactions for 120 items: not batched",
+        per_transaction.len()
     );
 }

@@ -109,6 +109,7 @@ impl Dispatcher {
     async fn pass_holding_locks(&self) -> Result<usize, StoreError> {
         self.db
             .transaction_around(
+                "",
                 |conn| store::due_locked(conn, PASS_SIZE),
                 // What is not attempted within the window stays due: it is not touched.
                 |due| self.deliver(due, LOCKED_SEND_WINDOW),

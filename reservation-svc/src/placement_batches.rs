@@ -1,7 +1,9 @@
 //! The placement's two writes, batched ([`mesh_core::batch_commit`]): intents recorded
-//! together in one insert, and confirmations settled together in one update with their
-//! ReservationPlaced rows in one outbox insert. Each is the same write for every placement,
-//! so a group of placements costs a few statements instead of a few per placement.
+//! together in one insert, and confirmations settled together in one statement that moves
+//! the intents and queues the ReservationPlaced rows of those it moved. Each is the same write
+//! for every placement, so a group of placements costs one statement instead of a few per
+//! placement; on PostgreSQL that statement is its own transaction (no `BEGIN`, no `COMMIT`),
+//! except for confirmations recording an answer under an idempotency key.
 
 use std::time::Instant;
 
@@ -9,7 +11,6 @@ use mesh_core::DbConnection;
 use mesh_core::batch_commit::{Batch, Outcomes};
 use mesh_core::clock::now_ms;
 use mesh_core::events::OutgoingEvent;
-use mesh_core::outbox;
 use mesh_core::request_log;
 
 use crate::domain::{CustomerId, Id, Reservation, ReservationError};
@@ -36,6 +37,11 @@ impl Batch for Intents {
     type Item = NewIntent;
     type Output = Result<Reservation, ReservationError>;
     type Error = StoreError;
+
+    /// One multi-row insert on PostgreSQL ([`store::record_intents`]).
+    fn one_statement(&self, conn: &DbConnection, _: &[NewIntent]) -> bool {
+        matches!(conn, DbConnection::Postgres(_))
+    }
 
     fn apply(
         &self,
@@ -87,24 +93,32 @@ impl Batch for Confirmations {
     type Output = bool;
     type Error = StoreError;
 
+    /// One statement on PostgreSQL ([`store::reserve_intents`]) unless an answer is to be
+    /// recorded under a key, which takes one more.
+    fn one_statement(&self, conn: &DbConnection, confirmations: &[Confirmation]) -> bool {
+        matches!(conn, DbConnection::Postgres(_))
+            && confirmations
+                .iter()
+                .all(|confirmation| confirmation.answer.is_none())
+    }
+
     fn apply(
         &self,
         conn: &mut DbConnection,
         confirmations: &[Confirmation],
     ) -> Result<Outcomes<Self>, StoreError> {
-        let intents: Vec<(Id, &str)> = confirmations
+        let intents: Vec<(Id, &str, &OutgoingEvent)> = confirmations
             .iter()
-            .map(|confirmation| (confirmation.id, confirmation.seller.as_str()))
+            .map(|confirmation| {
+                (
+                    confirmation.id,
+                    confirmation.seller.as_str(),
+                    &confirmation.event,
+                )
+            })
             .collect();
         let moved = store::reserve_intents(conn, &intents, now_ms())?;
         let settled = |confirmation: &&Confirmation| moved.contains(&confirmation.id.get());
-        outbox::enqueue_all(
-            conn,
-            confirmations
-                .iter()
-                .filter(settled)
-                .map(|confirmation| &confirmation.event),
-        )?;
         for confirmation in confirmations.iter().filter(settled) {
             if let Some((key, answer)) = &confirmation.answer {
                 request_log::complete(conn, OPERATION, key, Some(confirmation.id.get()), answer)?;

@@ -5,6 +5,7 @@
 
 use diesel::prelude::*;
 use mesh_core::auth::Caller;
+use mesh_core::events::OutgoingEvent;
 use mesh_core::{DbConnection, Migrations};
 
 use crate::domain::{CustomerId, Id, Reservation, ReservationError, ReservationState};
@@ -179,15 +180,17 @@ pub fn record_intents(
         .collect()
 }
 
-/// [`settle_intent`] to RESERVED for many intents, each with its product's seller; returns
-/// the ids this call moved (an intent the reconciler abandoned first is not among them). On
-/// PostgreSQL one `UPDATE … FROM unnest(…)`; on SQLite (in process) one update per intent.
+/// [`settle_intent`] to RESERVED for many intents, each with its product's seller, and the
+/// event of each intent this call moved into the outbox ([`mesh_core::outbox`]); returns the
+/// ids it moved (an intent the reconciler abandoned first is not among them, and its event is
+/// not queued). On PostgreSQL one statement ([`RESERVE_INTENTS`]): alone, it commits on its
+/// own; on SQLite (in process) one update per intent, then one outbox insert.
 pub fn reserve_intents(
     conn: &mut DbConnection,
-    intents: &[(Id, &str)],
+    intents: &[(Id, &str, &OutgoingEvent)],
     now_ms: i64,
 ) -> Result<std::collections::HashSet<i64>, StoreError> {
-    use diesel::sql_types::{Array, BigInt, Text};
+    use diesel::sql_types::{Array, BigInt, Binary, Nullable, Text};
 
     #[derive(QueryableByName)]
     struct Moved {
@@ -200,14 +203,23 @@ pub fn reserve_intents(
             if intents.is_empty() {
                 return Ok(Default::default());
             }
-            let ids: Vec<i64> = intents.iter().map(|(id, _)| id.get()).collect();
-            let sellers: Vec<&str> = intents.iter().map(|(_, seller)| *seller).collect();
+            let ids: Vec<i64> = intents.iter().map(|(id, _, _)| id.get()).collect();
+            let sellers: Vec<&str> = intents.iter().map(|(_, seller, _)| *seller).collect();
+            let event_ids: Vec<&str> = intents.iter().map(|i| i.2.event_id.as_str()).collect();
+            let subjects: Vec<&str> = intents.iter().map(|i| i.2.subject.as_str()).collect();
+            let payloads: Vec<&[u8]> = intents.iter().map(|i| i.2.payload.as_slice()).collect();
+            let traceparents: Vec<Option<&str>> =
+                intents.iter().map(|i| i.2.traceparent.as_deref()).collect();
             Ok(diesel::sql_query(RESERVE_INTENTS)
                 .bind::<Array<BigInt>, _>(ids)
                 .bind::<Array<Text>, _>(sellers)
                 .bind::<Text, _>(ReservationState::Placing.as_str())
                 .bind::<Text, _>(ReservationState::Reserved.as_str())
                 .bind::<BigInt, _>(now_ms)
+                .bind::<Array<Text>, _>(event_ids)
+                .bind::<Array<Text>, _>(subjects)
+                .bind::<Array<Binary>, _>(payloads)
+                .bind::<Array<Nullable<Text>>, _>(traceparents)
                 .load::<Moved>(pg)?
                 .into_iter()
                 .map(|moved| moved.id)
@@ -215,22 +227,39 @@ pub fn reserve_intents(
         }
         sqlite => {
             let mut moved = std::collections::HashSet::with_capacity(intents.len());
-            for (id, seller) in intents {
+            for (id, seller, _) in intents {
                 if settle_intent(sqlite, *id, ReservationState::Reserved, seller, now_ms)? {
                     moved.insert(id.get());
                 }
             }
+            let events = intents
+                .iter()
+                .filter(|(id, _, _)| moved.contains(&id.get()))
+                .map(|(_, _, event)| *event);
+            mesh_core::outbox::enqueue_all(sqlite, events)?;
             Ok(moved)
         }
     }
 }
 
-/// PLACING → RESERVED for every intent of the arrays (version 1, the seller filled in).
-const RESERVE_INTENTS: &str = "UPDATE reservations AS r \
-     SET status = $4, version = 1, updated_at_ms = $5, seller_id = settled.seller_id \
-     FROM unnest($1::int8[], $2::text[]) AS settled(id, seller_id) \
-     WHERE r.id = settled.id AND r.status = $3 \
-     RETURNING r.id";
+/// PLACING → RESERVED for every intent of the arrays (version 1, the seller filled in), and
+/// the events of the intents it moved into the outbox (the columns `mesh_core::outbox`
+/// writes, in the arrays' order), in one statement.
+const RESERVE_INTENTS: &str = "WITH moved AS ( \
+       UPDATE reservations AS r \
+       SET status = $4, version = 1, updated_at_ms = $5, seller_id = settled.seller_id \
+       FROM unnest($1::int8[], $2::text[]) AS settled(id, seller_id) \
+       WHERE r.id = settled.id AND r.status = $3 \
+       RETURNING r.id \
+     ), queued AS ( \
+       INSERT INTO outbox (event_id, subject, payload, traceparent, created_at_ms) \
+       SELECT e.event_id, e.subject, e.payload, e.traceparent, $5 \
+       FROM unnest($1::int8[], $6::text[], $7::text[], $8::bytea[], $9::text[]) \
+         WITH ORDINALITY AS e(id, event_id, subject, payload, traceparent, n) \
+       WHERE e.id IN (SELECT id FROM moved) \
+       ORDER BY e.n \
+     ) \
+     SELECT id FROM moved";
 
 /// PLACING → `to`, if the intent is still PLACING. Returns whether this call moved it (false
 /// when the reconciler abandoned it first). Becoming visible counts as the first version.

@@ -1,5 +1,6 @@
 //! Reconcilers of several replicas over one reservations table: a stale intent is claimed by
-//! exactly one of them, and stays theirs until the grace period has passed again.
+//! exactly one of them, and stays theirs until the grace period has passed again; and a
+//! confirmation racing a reconciler's claim queues no event for the intent it lost.
 
 use mesh_core::Db;
 use mesh_core::db::DbTarget;
@@ -58,4 +59,72 @@ async fn a_stale_intent_is_claimed_by_one_reconciler_only() {
         later,
         "a claim left unfinished is taken again after the grace period"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirming_intents_queues_the_events_of_those_it_moved_only() {
+    let target = DbTarget::Postgres(fresh_postgres_database("reserve_intents"));
+    let db = Db::connect(&target, store::MIGRATIONS, 4)
+        .await
+        .expect("database");
+    let (moved, pending) = db
+        .run(|conn| -> Result<_, store::StoreError> {
+            let customer = CustomerId::parse("kim").expect("a customer id");
+            let intents: Vec<_> = (1..=3)
+                .map(|product| {
+                    let product = Id::parse(product, "product id").expect("positive");
+                    store::record_intent(conn, product, &customer, 1_000)
+                })
+                .collect::<Result<_, _>>()?;
+            // The reconciler took the second first: its confirmation moves nothing.
+            assert!(store::claim_intent(conn, intents[1].id, 5_000, 5_000)?);
+            let events: Vec<_> = intents
+                .iter()
+                .map(|intent| mesh_core::events::OutgoingEvent {
+                    event_id: format!("event-of-{}", intent.id),
+                    subject: "reservation.placed".into(),
+                    payload: vec![u8::try_from(intent.id.get()).unwrap_or(0); 3],
+                    traceparent: (intent.id == intents[0].id).then(|| "00-tp".to_owned()),
+                })
+                .collect();
+            let confirmations: Vec<_> = intents
+                .iter()
+                .zip(&events)
+                .map(|(intent, event)| (intent.id, "seller-9", event))
+                .collect();
+            let moved = store::reserve_intents(conn, &confirmations, 6_000)?;
+            let pending = mesh_core::outbox::pending(conn, 10)?;
+            let moved: std::collections::BTreeSet<i64> = moved.into_iter().collect();
+            let expected: std::collections::BTreeSet<i64> =
+                [intents[0].id.get(), intents[2].id.get()].into();
+            assert_eq!(moved, expected);
+            Ok((
+                vec![intents[0].id, intents[2].id],
+                pending
+                    .into_iter()
+                    .map(|row| (row.event_id, row.subject, row.payload, row.traceparent))
+                    .collect::<Vec<_>>(),
+            ))
+        })
+        .await
+        .expect("confirmations");
+    // One row per moved intent, in the order given, with every column of its event.
+    let expected: Vec<_> = moved
+        .iter()
+        .enumerate()
+        .map(|(n, id)| {
+            (
+                format!("event-of-{id}"),
+                "reservation.placed".to_owned(),
+                vec![u8::try_from(id.get()).unwrap_or(0); 3],
+                (n == 0).then(|| "00-tp".to_owned()),
+            )
+        })
+        .collect();
+    assert_eq!(pending, expected);
+    let visible = db
+        .run(move |conn| store::find_any(conn, moved[0]))
+        .await
+        .expect("the reservation");
+    assert_eq!(visible.seller_id, "seller-9");
 }

@@ -14,7 +14,7 @@
 //!   replicas, `reserve_rps_replicas_<n>` side by side.
 //! * [`load`] `embedded`: the same load on the SQLite files `script/server` uses by default.
 //! * [`open`]: open-loop latency at a fixed offered rate (`BENCH_RATE`), measured from each
-//!   request's scheduled send time.
+//!   request's scheduled send time, and each synchronous hop's own p50/p99 ([`hops`]).
 //! * [`fault`]: the original's scenario. product-svc slowed to 400-620 ms per lock,
 //!   100 buyers for `FAULT_SECONDS` (60) with the lock deadline at `FAULT_LOCK_DEADLINE_MS`
 //!   (610, the original's Hystrix timeout), then the fault switched off; reports answers by
@@ -27,6 +27,7 @@
 pub mod buyers;
 pub mod fault;
 pub mod floors;
+pub mod hops;
 pub mod load;
 pub mod open;
 pub mod probes;

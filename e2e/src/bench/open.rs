@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::buyers::{Tally, percentile, reserve_once, slowest_ms};
+use super::hops;
 use super::load::sample_convergence;
 use super::{bench_options, number, register_products, seconds};
 use crate::Mesh;
@@ -25,6 +26,7 @@ pub async fn run() {
     eprintln!("offering {rate}/s for {run_for:?}…");
     let interval = Duration::from_secs_f64(1.0 / rate.max(0.001));
     let start = tokio::time::Instant::now() + Duration::from_millis(100);
+    let hops_before = hops::snapshot(&mesh).await;
     let sampler = sample_convergence(&mesh, products, Instant::now() + run_for);
     let (sender, mut answers) = tokio::sync::mpsc::unbounded_channel();
     for n in 0..offered {
@@ -43,6 +45,7 @@ pub async fn run() {
         tally.count(status, latency);
     }
     let elapsed = start.elapsed();
+    let hops_after = hops::snapshot(&mesh).await;
     let converge = sampler.await.expect("sampler");
     tally.latencies.sort();
     println!("offered_rate={rate:.0}");
@@ -62,4 +65,5 @@ pub async fn run() {
     println!("converge_samples={}", converge.len());
     println!("converge_p50_ms={:.1}", percentile(&converge, 0.50));
     println!("converge_p99_ms={:.1}", percentile(&converge, 0.99));
+    hops::report(&hops_before, &hops_after);
 }

@@ -31,13 +31,12 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream;
 use async_nats::jetstream::AckKind;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
-use diesel::connection::SimpleConnection;
 use prost::Message as _;
 use reserve_proto::events::v1::EventEnvelope;
 use tokio_stream::StreamExt;
 use tracing::Instrument;
 
-use crate::db::{Db, DbConnection};
+use crate::db::Db;
 use crate::event_observability::{ConsumerMetrics, Settled};
 use crate::outbox::OutboxSignal;
 use crate::redelivery::AfterFailure;
@@ -237,15 +236,12 @@ impl EventConsumer {
             .collect();
         let in_batch: Vec<&jetstream::Message> = batch.iter().collect();
         let transaction =
-            self.db
-                .transaction(move |conn| -> Result<Vec<EventEnvelope>, HandleError> {
-                    // Two consumers of one service may write the same rows in different orders; a
-                    // batch never waits long for the other's locks (which could be a deadlock,
-                    // found only after a second): it gives up and the events are applied one by
-                    // one instead.
-                    if let DbConnection::Postgres(pg) = conn {
-                        pg.batch_execute("SET LOCAL lock_timeout = '50ms'")?;
-                    }
+            // Two consumers of one service may write the same rows in different orders; a
+            // batch never waits long for the other's locks (which could be a deadlock, found
+            // only after a second): it gives up and the events are applied one by one instead.
+            self.db.transaction_with(
+                "SET LOCAL lock_timeout = '50ms'",
+                move |conn| -> Result<Vec<EventEnvelope>, HandleError> {
                     let events = envelopes.into_iter().zip(spans).collect();
                     apply_all(conn, &consumer, handler.as_ref(), events)
                 });
