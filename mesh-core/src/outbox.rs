@@ -326,7 +326,11 @@ impl OutboxRelay {
                 Err(RelayError::Nats("streams not provisioned".into()))
             };
             match outcome {
-                Ok(published) if published > 0 => {
+                // A full batch: more may be waiting. A batch that took less took everything
+                // committed before it began; what was committed since woke the signal (it
+                // keeps one wake for the next wait), so looking again at once would find
+                // nothing, an empty pass (a transaction and a query) per batch published.
+                Ok(published) if i64::try_from(published).unwrap_or(i64::MAX) >= self.batch => {
                     backoff = Duration::from_millis(100);
                     continue;
                 }
