@@ -86,16 +86,19 @@ fn buckets(exposition: &str, hop: &Hop) -> Vec<(f64, f64)> {
         let (Some(bound), Ok(count)) = (upper_bound(labels), count.trim().parse::<f64>()) else {
             continue;
         };
-        match sums
-            .iter_mut()
-            .find(|(b, _)| (*b - bound).abs() < f64::EPSILON)
-        {
+        match sums.iter_mut().find(|(b, _)| same_bound(*b, bound)) {
             Some(bucket) => bucket.1 += count,
             None => sums.push((bound, count)),
         }
     }
     sums.sort_by(|a, b| a.0.total_cmp(&b.0));
     sums
+}
+
+/// Whether two bucket bounds are the same bucket: they were parsed from the same text, so
+/// bit for bit (a difference would not do: infinity less infinity is not a number).
+fn same_bound(a: f64, b: f64) -> bool {
+    a.to_bits() == b.to_bits()
 }
 
 /// The `le` label's value; `+Inf` is infinity.
@@ -115,7 +118,7 @@ fn difference(before: &[(f64, f64)], after: &[(f64, f64)]) -> Vec<(f64, f64)> {
         .map(|&(bound, count)| {
             let earlier = before
                 .iter()
-                .find(|(b, _)| (*b - bound).abs() < f64::EPSILON)
+                .find(|(b, _)| same_bound(*b, bound))
                 .map_or(0.0, |(_, c)| *c);
             (bound, count - earlier)
         })
