@@ -225,7 +225,11 @@ async fn a_one_statement_batch_is_its_own_transaction_without_begin_or_commit() 
         .values()
         .filter(|note| note.starts_with("false"))
         .count();
-    assert!(with_begin < 64, "{with_begin} items written after a BEGIN");
+    // One batch at most failed (item 7 succeeds alone): at most a full group reran alone.
+    assert!(
+        with_begin <= mesh_core::group_commit::MAX_GROUP,
+        "{with_begin} items written after a BEGIN"
+    );
     assert!(
         per_transaction.len() < 100,
         "{} transactions for 120 items: not batched",
