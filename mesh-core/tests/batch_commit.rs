@@ -69,6 +69,37 @@ impl Batch for Notes {
     }
 }
 
+/// Submits items `0..count` at once, each from its own task; their answers, by item.
+async fn submit_together<B: Batch<Item = i32>>(
+    batches: &BatchCommit<B>,
+    count: i32,
+) -> Vec<(i32, Result<B::Output, B::Error>)> {
+    let submitted: Vec<_> = (0..count)
+        .map(|n| {
+            let batches = batches.clone();
+            tokio::spawn(async move { (n, batches.submit(n).await) })
+        })
+        .collect();
+    let mut answered = Vec::new();
+    for item in submitted {
+        answered.push(item.await.expect("item task"));
+    }
+    answered
+}
+
+/// Every row written, note by key.
+async fn stored_notes(db: &mesh_core::Db) -> std::collections::BTreeMap<String, String> {
+    db.run(|conn| {
+        test_effects::table
+            .load::<(String, String)>(conn)
+            .map_err(DbError::from)
+    })
+    .await
+    .expect("rows")
+    .into_iter()
+    .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failed_items_leave_nothing_and_the_rest_commit_together() {
     let db = fresh_postgres_db("batch_commit", TEST_MIGRATIONS).await;
@@ -79,16 +110,7 @@ async fn failed_items_leave_nothing_and_the_rest_commit_together() {
             poisoned_batches: Arc::clone(&poisoned_batches),
         },
     );
-    let submitted: Vec<_> = (0..200)
-        .map(|n| {
-            let batches = batches.clone();
-            tokio::spawn(async move { (n, batches.submit(n).await) })
-        })
-        .collect();
-    let mut answered = Vec::new();
-    for item in submitted {
-        answered.push(item.await.expect("item task"));
-    }
+    let answered = submit_together(&batches, 200).await;
 
     for (n, answer) in &answered {
         match answer {
@@ -99,16 +121,7 @@ async fn failed_items_leave_nothing_and_the_rest_commit_together() {
             }
         }
     }
-    let stored: std::collections::BTreeMap<String, String> = db
-        .run(|conn| {
-            test_effects::table
-                .load::<(String, String)>(conn)
-                .map_err(DbError::from)
-        })
-        .await
-        .expect("rows")
-        .into_iter()
-        .collect();
+    let stored = stored_notes(&db).await;
     // One row per item that succeeded (a doubled row would have collapsed in the map, so
     // count the rows too), none for the refused ones, and each answer names the committed
     // transaction its row was written in.
@@ -180,27 +193,12 @@ impl Batch for Stamps {
 async fn a_one_statement_batch_is_its_own_transaction_without_begin_or_commit() {
     let db = fresh_postgres_db("batch_one_statement", TEST_MIGRATIONS).await;
     let batches = BatchCommit::new(db.clone(), Stamps);
-    let submitted: Vec<_> = (0..120)
-        .map(|n| {
-            let batches = batches.clone();
-            tokio::spawn(async move { (n, batches.submit(n).await) })
-        })
-        .collect();
-    let mut answered = Vec::new();
-    for item in submitted {
-        let (n, answer) = item.await.expect("item task");
-        answered.push((n, answer.unwrap_or_else(|err| panic!("item {n}: {err}"))));
-    }
-    let stored: std::collections::BTreeMap<String, String> = db
-        .run(|conn| {
-            test_effects::table
-                .load::<(String, String)>(conn)
-                .map_err(DbError::from)
-        })
+    let answered: Vec<(i32, String)> = submit_together(&batches, 120)
         .await
-        .expect("rows")
         .into_iter()
+        .map(|(n, answer)| (n, answer.unwrap_or_else(|err| panic!("item {n}: {err}"))))
         .collect();
+    let stored = stored_notes(&db).await;
     assert_eq!(stored.len(), 120, "every item committed once");
     for (n, note) in &answered {
         assert_eq!(stored.get(&format!("{n:03}")), Some(note), "item {n}");
