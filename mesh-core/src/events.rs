@@ -126,6 +126,31 @@ pub async fn provision(js: &jetstream::Context) -> Result<(), async_nats::Error>
     Ok(())
 }
 
+/// How long a one-shot provisioning step (the provisioning job, a test's set-up) keeps
+/// retrying before it gives up.
+pub const PROVISION_PATIENCE: Duration = Duration::from_secs(60);
+
+/// [`provision`], retried for up to `patience`: on a loaded machine, or right after the server
+/// started, a JetStream request times out now and then, and a step that runs once (unlike a
+/// service, which retries on its own) should not fail for it. Returns the last error.
+pub async fn provision_patiently(
+    js: &jetstream::Context,
+    patience: Duration,
+) -> Result<(), async_nats::Error> {
+    const PAUSE: Duration = Duration::from_millis(250);
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        match provision(js).await {
+            Ok(()) => return Ok(()),
+            Err(err) if tokio::time::Instant::now() + PAUSE < deadline => {
+                tracing::warn!(error = %err, "provisioning the streams failed; retrying");
+                tokio::time::sleep(PAUSE).await;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
 /// Connects to NATS at `url` without waiting for it: the client reconnects in the background
 /// (forever), so a service starts and serves while NATS is down and its outbox simply waits.
 pub async fn connect(

@@ -211,22 +211,35 @@ impl Drop for TestNats {
 impl TestNats {
     /// Publishes `event` to the events stream (creating it if needed) as an outbox would, and
     /// waits for JetStream's ack: for tests of a consumer without the service that owns the
-    /// event.
+    /// event. Like the relay, it retries a publish that got no ack (a loaded machine's
+    /// JetStream may be slow to answer); the event id makes a repeat a duplicate, not a copy.
     pub async fn publish(&self, event: &crate::events::OutgoingEvent) {
         let js = crate::events::connect(&self.url, "test-publisher")
             .await
             .expect("connect to the test NATS");
-        crate::events::provision(&js)
+        crate::events::provision_patiently(&js, crate::events::PROVISION_PATIENCE)
             .await
             .expect("provision the test streams");
-        let message = async_nats::jetstream::message::PublishMessage::build()
-            .payload(event.payload.clone().into())
-            .message_id(&event.event_id);
-        js.send_publish(event.subject.clone(), message)
-            .await
-            .expect("publish")
-            .await
-            .expect("JetStream acks the event");
+        let mut attempts_left = 10;
+        loop {
+            let message = async_nats::jetstream::message::PublishMessage::build()
+                .payload(event.payload.clone().into())
+                .message_id(&event.event_id);
+            let acked = async {
+                js.send_publish(event.subject.clone(), message)
+                    .await?
+                    .await
+                    .map_err(async_nats::Error::from)
+            };
+            match acked.await {
+                Ok(_) => return,
+                Err(err) if attempts_left > 0 => {
+                    attempts_left -= 1;
+                    eprintln!("publishing a test event got no ack ({err}); retrying");
+                }
+                Err(err) => panic!("JetStream never acked the test event: {err}"),
+            }
+        }
     }
 }
 

@@ -16,7 +16,7 @@ async fn main() -> anyhow::Result<()> {
         .map_err(|_| anyhow::anyhow!("NATS at {url} did not answer within 10 s"))?
         .map_err(|err| anyhow::anyhow!("cannot connect to NATS at {url}: {err}"))?;
     let js = async_nats::jetstream::new(client);
-    mesh_core::events::provision(&js)
+    mesh_core::events::provision_patiently(&js, mesh_core::events::PROVISION_PATIENCE)
         .await
         .map_err(|err| anyhow::anyhow!("cannot provision JetStream at {url}: {err}"))?;
     tracing::info!(

@@ -68,7 +68,9 @@ pub(crate) async fn fixture(label: &str) -> Fixture {
     .await
     .expect("database");
     let js = events::connect(&nats.url, label).await.expect("nats");
-    events::provision(&js).await.expect("provision");
+    events::provision_patiently(&js, events::PROVISION_PATIENCE)
+        .await
+        .expect("provision");
     Fixture {
         nats,
         db,
