@@ -21,6 +21,7 @@ pub mod invalid_protobuf;
 pub mod messaging;
 pub mod outbox;
 pub mod paging;
+pub mod prepared;
 pub mod redelivery;
 pub mod request_log;
 pub mod rpc_observability;

@@ -17,7 +17,7 @@ use crate::store;
 #[derive(Clone)]
 pub struct ProductLockApi {
     db: Db,
-    /// Locks arriving together share two statements and a commit
+    /// Locks arriving together share one statement, its own transaction
     /// ([`mesh_core::batch_commit`]).
     locks: BatchCommit<Locks>,
     faults: FaultSwitch,
@@ -63,6 +63,12 @@ impl Batch for Locks {
         locks: &[store::LockRequest],
     ) -> Result<Vec<store::LockOutcome>, store::StoreError> {
         store::reserve_all(conn, locks)
+    }
+
+    /// On PostgreSQL a batch of locks is one statement ([`store::reserve_all`]), and a lock
+    /// it refuses wrote nothing but its fence row's touch (which blocks nothing).
+    fn one_statement(&self, conn: &DbConnection, _locks: &[store::LockRequest]) -> bool {
+        matches!(conn, DbConnection::Postgres(_))
     }
 }
 

@@ -4,7 +4,10 @@
 //! write, so concurrent callers are serialised by the database row lock. The read that follows
 //! a refused update only explains the refusal; it never decides a write.
 
+use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::query_builder::AstPass;
+use mesh_core::prepared::{FixedStatement, Prepared};
 use mesh_core::{DbConnection, Migrations};
 
 use crate::domain::{self, Id, Product, ProductError, ProductName, ProductStatus};
@@ -247,14 +250,16 @@ pub struct LockRequest {
 pub type LockOutcome = Result<Result<Product, ProductError>, StoreError>;
 
 /// [`reserve`] for many locks at once, one outcome per lock in order. On PostgreSQL a batch
-/// is two statements whatever its size: one upsert of every fence row (in reservation id
-/// order, so two batches take them in the same order), then one conditional `UPDATE … FROM
-/// unnest(…)` taking every product that is AVAILABLE or already held by the same reservation.
-/// When two locks want one product the update gives it to one of them; the other reads the
-/// product and is refused, as it would have been one after the other. A lock whose deadline
-/// passed before the update is refused without a write; one whose deadline passed during it
-/// fails, so the batch commit undoes it. On SQLite (one writer, in process, no round trips
-/// to save) each lock runs [`reserve`] in turn.
+/// is one statement whatever its size ([`LockAll`]), committed on its own: it upserts every
+/// fence row (in reservation id order, so two batches take them in the same order) and takes
+/// every product that is AVAILABLE or already held by the same reservation, for the locks
+/// whose reservation is not released. When two locks want one product it goes to one of
+/// them; the other reads the product and is refused, as it would have been one after the
+/// other. A lock whose deadline passed before the statement is refused without a write; one
+/// whose deadline passes while the statement waits for its product's row fails the whole
+/// statement, which then takes nothing, and the batch runs again lock by lock (the late one
+/// is refused before it writes). On SQLite (one writer, in process, no round trips to save)
+/// each lock runs [`reserve`] in turn.
 pub fn reserve_all(
     conn: &mut DbConnection,
     locks: &[LockRequest],
@@ -272,102 +277,194 @@ fn reserve_together(
     pg: &mut diesel::PgConnection,
     locks: &[LockRequest],
 ) -> Result<Vec<LockOutcome>, StoreError> {
-    use diesel::sql_types::{Array, BigInt, Text};
-
     let started = std::time::Instant::now();
-    let in_time = |lock: &&LockRequest| domain::check_in_time(lock.deadline, started).is_ok();
-    let mut fenced: Vec<i64> = locks
+    let in_time: Vec<&LockRequest> = locks
         .iter()
-        .filter(in_time)
-        .map(|lock| lock.reservation.get())
+        .filter(|lock| domain::check_in_time(lock.deadline, started).is_ok())
         .collect();
-    fenced.sort_unstable();
-    fenced.dedup();
-    let released = fence_all(pg, &fenced)?;
-    let wanted: Vec<&LockRequest> = locks
-        .iter()
-        .filter(in_time)
-        .filter(|lock| !released.contains(&lock.reservation.get()))
-        .collect();
-    let taken: std::collections::HashMap<i64, ProductRow> = if wanted.is_empty() {
+    let (released, taken) = if in_time.is_empty() {
         Default::default()
     } else {
-        let products: Vec<i64> = wanted.iter().map(|lock| lock.product.get()).collect();
-        let holders: Vec<i64> = wanted.iter().map(|lock| lock.reservation.get()).collect();
-        diesel::sql_query(LOCK_ALL)
-            .bind::<Array<BigInt>, _>(products)
-            .bind::<Array<BigInt>, _>(holders)
-            .bind::<Text, _>(ProductStatus::Available.as_str())
-            .bind::<Text, _>(ProductStatus::Pending.as_str())
-            .load::<ProductRow>(pg)?
-            .into_iter()
-            .map(|row| (row.id, row))
-            .collect()
+        lock_all(pg, &in_time, started)?
     };
     let mut outcomes = Vec::with_capacity(locks.len());
     for lock in locks {
-        let outcome = if domain::check_in_time(lock.deadline, started).is_err() {
-            Ok(Err(ProductError::DeadlinePassed))
-        } else if released.contains(&lock.reservation.get()) {
-            Ok(Err(ProductError::ReservationReleased(lock.reservation)))
-        } else {
-            match taken.get(&lock.product.get()) {
-                Some(row) if row.reservation_id == Some(lock.reservation.get()) => {
-                    match domain::check_in_time(lock.deadline, std::time::Instant::now()) {
-                        Ok(()) => Product::try_from(row.clone()).map(Ok),
-                        Err(late) => Err(late.into()),
-                    }
-                }
-                _ => Ok(Err(refusal(pg, *lock)?)),
+        let outcome = match taken.get(&lock.product.get()) {
+            Some(row) if row.reservation_id == Some(lock.reservation.get()) => {
+                Product::try_from(row.clone()).map(Ok)
             }
+            _ if domain::check_in_time(lock.deadline, std::time::Instant::now()).is_err() => {
+                Ok(Err(ProductError::DeadlinePassed))
+            }
+            _ if released.contains(&lock.reservation.get()) => {
+                Ok(Err(ProductError::ReservationReleased(lock.reservation)))
+            }
+            _ => refusal(pg, *lock).map(Err),
         };
         outcomes.push(outcome);
     }
     Ok(outcomes)
 }
 
-/// Every lock's update at once: a product goes to the reservation that wants it if it is
-/// AVAILABLE, or stays with it if it already holds it (a retried lock). SQL text, bound to
-/// arrays: one statement whatever the batch's size.
-const LOCK_ALL: &str = "UPDATE products AS p \
-     SET status = $4, reservation_id = wanted.reservation_id, version = p.version + 1 \
-     FROM unnest($1::int8[], $2::int8[]) AS wanted(product_id, reservation_id) \
-     WHERE p.id = wanted.product_id \
-       AND (p.status = $3 OR (p.status = $4 AND p.reservation_id = wanted.reservation_id)) \
-     RETURNING p.id, p.name, p.status, p.reservation_id, p.seller_id";
-
-/// Touches the fence rows of `reservations` (creating them) and returns those released.
-fn fence_all(
+/// Runs [`LockAll`] for `locks` (all in time at `started`): the reservations found released,
+/// and the products taken, by id.
+fn lock_all(
     pg: &mut diesel::PgConnection,
-    reservations: &[i64],
-) -> Result<std::collections::HashSet<i64>, StoreError> {
-    use diesel::upsert::excluded;
-    use reservation_fences::{released, reservation_id, touched_at_ms};
-
-    if reservations.is_empty() {
-        return Ok(Default::default());
+    locks: &[&LockRequest],
+    started: std::time::Instant,
+) -> Result<
+    (
+        std::collections::HashSet<i64>,
+        std::collections::HashMap<i64, ProductRow>,
+    ),
+    StoreError,
+> {
+    let mut fenced: Vec<i64> = locks.iter().map(|lock| lock.reservation.get()).collect();
+    fenced.sort_unstable();
+    fenced.dedup();
+    let statement = LockAll {
+        now_ms: mesh_core::clock::now_ms(),
+        fenced,
+        products: locks.iter().map(|lock| lock.product.get()).collect(),
+        holders: locks.iter().map(|lock| lock.reservation.get()).collect(),
+        remaining_ms: locks
+            .iter()
+            .map(|lock| {
+                lock.deadline.map(|deadline| {
+                    deadline.saturating_duration_since(started).as_secs_f64() * 1000.0
+                })
+            })
+            .collect(),
+        available: ProductStatus::Available.as_str(),
+        pending: ProductStatus::Pending.as_str(),
+    };
+    let mut released = std::collections::HashSet::new();
+    let mut taken = std::collections::HashMap::new();
+    for row in Prepared(statement).load::<LockRow>(pg)? {
+        match row {
+            LockRow {
+                released: true,
+                reservation_id: Some(reservation),
+                ..
+            } => {
+                released.insert(reservation);
+            }
+            LockRow {
+                id: Some(id),
+                name: Some(name),
+                status: Some(status),
+                reservation_id,
+                seller_id: Some(seller_id),
+                ..
+            } => {
+                taken.insert(
+                    id,
+                    ProductRow {
+                        id,
+                        name,
+                        status,
+                        reservation_id,
+                        seller_id,
+                    },
+                );
+            }
+            LockRow { id, .. } => {
+                return Err(StoreError::Corrupt {
+                    id: id.unwrap_or_default(),
+                    detail: "a lock batch answered a row with missing columns".into(),
+                });
+            }
+        }
     }
-    let now = mesh_core::clock::now_ms();
-    let rows: Vec<_> = reservations
-        .iter()
-        .map(|id| {
-            (
-                reservation_id.eq(*id),
-                released.eq(false),
-                touched_at_ms.eq(now),
-            )
-        })
-        .collect();
-    Ok(diesel::insert_into(reservation_fences::table)
-        .values(rows)
-        .on_conflict(reservation_id)
-        .do_update()
-        .set(touched_at_ms.eq(excluded(touched_at_ms)))
-        .returning((reservation_id, released))
-        .get_results::<(i64, bool)>(pg)?
-        .into_iter()
-        .filter_map(|(id, is_released)| is_released.then_some(id))
-        .collect())
+    Ok((released, taken))
+}
+
+/// One row [`LockAll`] answers: a product taken (`released` false, every column set), or a
+/// reservation found released (`released` true, only `reservation_id` set).
+#[derive(QueryableByName)]
+struct LockRow {
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    id: Option<i64>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    name: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    status: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    reservation_id: Option<i64>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    seller_id: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    released: bool,
+}
+
+/// A batch of locks as one statement, prepared once per connection
+/// ([`mesh_core::prepared`]): the fence rows of `fenced` (sorted, distinct) touched or
+/// created; every product of `products` taken for the reservation at the same position of
+/// `holders` if that reservation is not released and the product is AVAILABLE or already
+/// its own; a product taken after its lock's `remaining_ms` (counted on the database's clock
+/// from the statement's start) fails the statement (`lock_too_late()`, a migration). Answers
+/// the products taken and the reservations found released ([`LockRow`]).
+struct LockAll {
+    now_ms: i64,
+    fenced: Vec<i64>,
+    products: Vec<i64>,
+    holders: Vec<i64>,
+    remaining_ms: Vec<Option<f64>>,
+    available: &'static str,
+    pending: &'static str,
+}
+
+impl FixedStatement for LockAll {
+    type Key = Self;
+
+    fn write<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        use diesel::sql_types::{Array, BigInt, Double, Nullable, Text};
+
+        // Each parameter once, named, in `args`: the text stays fixed and reads as SQL.
+        out.push_sql("WITH args AS (SELECT ");
+        out.push_bind_param::<BigInt, _>(&self.now_ms)?;
+        out.push_sql("::int8 AS now_ms, ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.fenced)?;
+        out.push_sql("::int8[] AS fenced, ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.products)?;
+        out.push_sql("::int8[] AS products, ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.holders)?;
+        out.push_sql("::int8[] AS holders, ");
+        out.push_bind_param::<Array<Nullable<Double>>, _>(&self.remaining_ms)?;
+        out.push_sql("::float8[] AS remaining_ms, ");
+        out.push_bind_param::<Text, _>(&self.available)?;
+        out.push_sql("::text AS available, ");
+        out.push_bind_param::<Text, _>(&self.pending)?;
+        out.push_sql(
+            "::text AS pending), \
+             fenced AS ( \
+               INSERT INTO reservation_fences (reservation_id, released, touched_at_ms) \
+               SELECT f.id, false, args.now_ms \
+               FROM args, unnest(args.fenced) WITH ORDINALITY AS f(id, n) ORDER BY f.n \
+               ON CONFLICT (reservation_id) DO UPDATE SET touched_at_ms = excluded.touched_at_ms \
+               RETURNING reservation_id, released), \
+             taken AS ( \
+               UPDATE products AS p \
+               SET status = args.pending, reservation_id = w.reservation_id, \
+                   version = p.version + 1 \
+               FROM args, \
+                 unnest(args.products, args.holders, args.remaining_ms) \
+                   AS w(product_id, reservation_id, remaining_ms), \
+                 fenced \
+               WHERE fenced.reservation_id = w.reservation_id AND NOT fenced.released \
+                 AND p.id = w.product_id \
+                 AND (p.status = args.available \
+                   OR (p.status = args.pending AND p.reservation_id = w.reservation_id)) \
+               RETURNING p.id, p.name, p.status, p.reservation_id, p.seller_id, w.remaining_ms) \
+             SELECT id, name, status, reservation_id, seller_id, false AS released FROM taken \
+             WHERE remaining_ms IS NULL \
+               OR clock_timestamp() < statement_timestamp() + remaining_ms * interval '1 ms' \
+               OR lock_too_late() \
+             UNION ALL \
+             SELECT NULL, NULL, NULL, reservation_id, NULL, true FROM fenced WHERE released",
+        );
+        Ok(())
+    }
 }
 
 /// Why `lock` did not get its product, read from the product as it is now (in this

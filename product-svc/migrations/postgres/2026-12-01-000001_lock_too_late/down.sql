@@ -1,0 +1,1 @@
+DROP FUNCTION lock_too_late();
