@@ -3,12 +3,9 @@
 //! Every transition is a conditional `UPDATE … WHERE status = …` (or a conditional DELETE),
 //! so the request path and the reconciler can race on one intent and exactly one of them wins.
 
-use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::query_builder::AstPass;
 use mesh_core::auth::Caller;
 use mesh_core::events::OutgoingEvent;
-use mesh_core::prepared::{FixedStatement, Prepared};
 use mesh_core::{DbConnection, Migrations};
 
 use crate::domain::{CustomerId, Id, Reservation, ReservationError, ReservationState};
@@ -186,16 +183,18 @@ pub fn record_intents(
 /// [`settle_intent`] to RESERVED for many intents, each with its product's seller, and the
 /// event of each intent this call moved into the outbox ([`mesh_core::outbox`]); returns the
 /// ids it moved (an intent the reconciler abandoned first is not among them, and its event is
-/// not queued). On PostgreSQL one statement ([`ReserveIntents`]): alone, it commits on its
+/// not queued). On PostgreSQL one statement ([`RESERVE_INTENTS`]): alone, it commits on its
 /// own; on SQLite (in process) one update per intent, then one outbox insert.
 pub fn reserve_intents(
     conn: &mut DbConnection,
     intents: &[(Id, &str, &OutgoingEvent)],
     now_ms: i64,
 ) -> Result<std::collections::HashSet<i64>, StoreError> {
+    use diesel::sql_types::{Array, BigInt, Binary, Nullable, Text};
+
     #[derive(QueryableByName)]
     struct Moved {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        #[diesel(sql_type = BigInt)]
         id: i64,
     }
 
@@ -204,18 +203,23 @@ pub fn reserve_intents(
             if intents.is_empty() {
                 return Ok(Default::default());
             }
-            let statement = ReserveIntents {
-                ids: intents.iter().map(|(id, _, _)| id.get()).collect(),
-                sellers: intents.iter().map(|(_, seller, _)| *seller).collect(),
-                placing: ReservationState::Placing.as_str(),
-                reserved: ReservationState::Reserved.as_str(),
-                now_ms,
-                event_ids: intents.iter().map(|i| i.2.event_id.as_str()).collect(),
-                subjects: intents.iter().map(|i| i.2.subject.as_str()).collect(),
-                payloads: intents.iter().map(|i| i.2.payload.as_slice()).collect(),
-                traceparents: intents.iter().map(|i| i.2.traceparent.as_deref()).collect(),
-            };
-            Ok(Prepared(statement)
+            let ids: Vec<i64> = intents.iter().map(|(id, _, _)| id.get()).collect();
+            let sellers: Vec<&str> = intents.iter().map(|(_, seller, _)| *seller).collect();
+            let event_ids: Vec<&str> = intents.iter().map(|i| i.2.event_id.as_str()).collect();
+            let subjects: Vec<&str> = intents.iter().map(|i| i.2.subject.as_str()).collect();
+            let payloads: Vec<&[u8]> = intents.iter().map(|i| i.2.payload.as_slice()).collect();
+            let traceparents: Vec<Option<&str>> =
+                intents.iter().map(|i| i.2.traceparent.as_deref()).collect();
+            Ok(diesel::sql_query(RESERVE_INTENTS)
+                .bind::<Array<BigInt>, _>(ids)
+                .bind::<Array<Text>, _>(sellers)
+                .bind::<Text, _>(ReservationState::Placing.as_str())
+                .bind::<Text, _>(ReservationState::Reserved.as_str())
+                .bind::<BigInt, _>(now_ms)
+                .bind::<Array<Text>, _>(event_ids)
+                .bind::<Array<Text>, _>(subjects)
+                .bind::<Array<Binary>, _>(payloads)
+                .bind::<Array<Nullable<Text>>, _>(traceparents)
                 .load::<Moved>(pg)?
                 .into_iter()
                 .map(|moved| moved.id)
@@ -238,70 +242,24 @@ pub fn reserve_intents(
     }
 }
 
-/// PLACING → RESERVED for every intent of `ids` (version 1, the seller at the same position
-/// of `sellers` filled in), and the events of the intents it moved into the outbox (the
-/// columns `mesh_core::outbox` writes, in the arrays' order), in one statement prepared once
-/// per connection ([`mesh_core::prepared`]).
-struct ReserveIntents<'a> {
-    ids: Vec<i64>,
-    sellers: Vec<&'a str>,
-    placing: &'static str,
-    reserved: &'static str,
-    now_ms: i64,
-    event_ids: Vec<&'a str>,
-    subjects: Vec<&'a str>,
-    payloads: Vec<&'a [u8]>,
-    traceparents: Vec<Option<&'a str>>,
-}
-
-impl FixedStatement for ReserveIntents<'_> {
-    type Key = ReserveIntents<'static>;
-
-    fn write<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        use diesel::sql_types::{Array, BigInt, Binary, Nullable, Text};
-
-        // Each parameter once, named, in `args`: the text stays fixed and reads as SQL.
-        out.push_sql("WITH args AS (SELECT ");
-        out.push_bind_param::<Array<BigInt>, _>(&self.ids)?;
-        out.push_sql("::int8[] AS ids, ");
-        out.push_bind_param::<Array<Text>, _>(&self.sellers)?;
-        out.push_sql("::text[] AS sellers, ");
-        out.push_bind_param::<Text, _>(&self.placing)?;
-        out.push_sql("::text AS placing, ");
-        out.push_bind_param::<Text, _>(&self.reserved)?;
-        out.push_sql("::text AS reserved, ");
-        out.push_bind_param::<BigInt, _>(&self.now_ms)?;
-        out.push_sql("::int8 AS now_ms, ");
-        out.push_bind_param::<Array<Text>, _>(&self.event_ids)?;
-        out.push_sql("::text[] AS event_ids, ");
-        out.push_bind_param::<Array<Text>, _>(&self.subjects)?;
-        out.push_sql("::text[] AS subjects, ");
-        out.push_bind_param::<Array<Binary>, _>(&self.payloads)?;
-        out.push_sql("::bytea[] AS payloads, ");
-        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.traceparents)?;
-        out.push_sql(
-            "::text[] AS traceparents), \
-             moved AS ( \
-               UPDATE reservations AS r \
-               SET status = args.reserved, version = 1, updated_at_ms = args.now_ms, \
-                   seller_id = settled.seller_id \
-               FROM args, unnest(args.ids, args.sellers) AS settled(id, seller_id) \
-               WHERE r.id = settled.id AND r.status = args.placing \
-               RETURNING r.id), \
-             queued AS ( \
-               INSERT INTO outbox (event_id, subject, payload, traceparent, created_at_ms) \
-               SELECT e.event_id, e.subject, e.payload, e.traceparent, args.now_ms \
-               FROM args, \
-                 unnest(args.ids, args.event_ids, args.subjects, args.payloads, \
-                        args.traceparents) \
-                   WITH ORDINALITY AS e(id, event_id, subject, payload, traceparent, n) \
-               WHERE e.id IN (SELECT id FROM moved) \
-               ORDER BY e.n) \
-             SELECT id FROM moved",
-        );
-        Ok(())
-    }
-}
+/// PLACING → RESERVED for every intent of the arrays (version 1, the seller filled in), and
+/// the events of the intents it moved into the outbox (the columns `mesh_core::outbox`
+/// writes, in the arrays' order), in one statement.
+const RESERVE_INTENTS: &str = "WITH moved AS ( \
+       UPDATE reservations AS r \
+       SET status = $4, version = 1, updated_at_ms = $5, seller_id = settled.seller_id \
+       FROM unnest($1::int8[], $2::text[]) AS settled(id, seller_id) \
+       WHERE r.id = settled.id AND r.status = $3 \
+       RETURNING r.id \
+     ), queued AS ( \
+       INSERT INTO outbox (event_id, subject, payload, traceparent, created_at_ms) \
+       SELECT e.event_id, e.subject, e.payload, e.traceparent, $5 \
+       FROM unnest($1::int8[], $6::text[], $7::text[], $8::bytea[], $9::text[]) \
+         WITH ORDINALITY AS e(id, event_id, subject, payload, traceparent, n) \
+       WHERE e.id IN (SELECT id FROM moved) \
+       ORDER BY e.n \
+     ) \
+     SELECT id FROM moved";
 
 /// PLACING → `to`, if the intent is still PLACING. Returns whether this call moved it (false
 /// when the reconciler abandoned it first). Becoming visible counts as the first version.
