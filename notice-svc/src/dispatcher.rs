@@ -40,6 +40,15 @@ const CLAIM: Duration = Duration::from_secs(300);
 /// other replica sends the same notification meanwhile.
 const SEND_WINDOW: Duration = Duration::from_secs(120);
 
+/// A pass woken by new notifications starts at least this long after the one before began.
+/// Under load the consumers commit notifications tens of times a second, and each wake used
+/// to start a pass of its own for a handful of rows: on PostgreSQL five round trips (begin,
+/// take the due rows, the update of what was sent, commit, the next due time) and an update
+/// that writes every index of each row it marks. Spaced, one pass sends what this long
+/// brought. A notification is delivered up to this much later; a full pass is followed at
+/// once, so a backlog drains without pauses.
+const WOKEN_PASS_SPACING: Duration = Duration::from_millis(100);
+
 /// A pass holding row locks starts no delivery after this long, so its transaction (and the
 /// connection it holds) ends within this plus one webhook timeout; the rest stay due.
 const LOCKED_SEND_WINDOW: Duration = Duration::from_secs(10);
@@ -58,6 +67,7 @@ impl Dispatcher {
     /// Delivers until shutdown.
     pub async fn run(self, shutdown: Shutdown) {
         loop {
+            let began = tokio::time::Instant::now();
             let pause = match self.pass().await {
                 // A full pass: more may be due already.
                 Ok(attempted) if usize::try_from(PASS_SIZE).is_ok_and(|full| attempted >= full) => {
@@ -75,7 +85,12 @@ impl Dispatcher {
                 continue;
             }
             tokio::select! {
-                _ = self.wake.notified() => {}
+                _ = self.wake.notified() => {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(began + WOKEN_PASS_SPACING) => {}
+                        _ = shutdown.requested() => return,
+                    }
+                }
                 _ = tokio::time::sleep(pause) => {}
                 _ = shutdown.requested() => return,
             }

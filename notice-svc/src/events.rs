@@ -1,10 +1,12 @@
-//! Every reservation and payment status change → one notification, recorded in the event's
-//! own transaction (so none is lost and none is doubled), then handed to the dispatcher.
+//! Every reservation and payment status change → one notification, recorded by one statement
+//! keyed by the event's id (so none is lost and none is doubled: a redelivery finds its row),
+//! then handed to the dispatcher.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use mesh_core::DbConnection;
-use mesh_core::consumer::{Batched, EventHandler, HandleError, drafts_in_spans};
+use mesh_core::consumer::{Batched, EventHandler, HandleError, KeyedEffect, drafts_in_spans};
 use reserve_proto::events::v1::EventEnvelope;
 use tokio::sync::Notify;
 
@@ -53,15 +55,9 @@ impl EventHandler for NoticeRecorder {
         Ok(())
     }
 
-    /// A batch's notifications in one insert, each drafted inside its event's span.
-    fn apply_batch(
-        &self,
-        conn: &mut DbConnection,
-        events: &[Batched<'_>],
-    ) -> Result<(), HandleError> {
-        let notices = drafts_in_spans(events, |event| self.notice_for(event))?;
-        store::record(conn, &notices)?;
-        Ok(())
+    /// A notification is a row keyed by its event id: the consumer needs no inbox for it.
+    fn keyed(&self) -> Option<&dyn KeyedEffect> {
+        Some(self)
     }
 
     fn committed(&self, _event: &EventEnvelope) {
@@ -71,6 +67,28 @@ impl EventHandler for NoticeRecorder {
     /// Notifications are delivered by the dispatcher, not announced: nothing for the relay.
     fn announces(&self) -> bool {
         false
+    }
+}
+
+impl KeyedEffect for NoticeRecorder {
+    /// A batch's notifications in one insert, each drafted inside its event's span; an event
+    /// whose notification exists already (a redelivery) adds none. Events that ask for no
+    /// notification count as applied.
+    fn apply_new(
+        &self,
+        conn: &mut DbConnection,
+        events: &[Batched<'_>],
+    ) -> Result<HashSet<String>, HandleError> {
+        let mut applied = HashSet::new();
+        let notices = drafts_in_spans(events, |event| {
+            let notice = self.notice_for(event)?;
+            if notice.is_none() {
+                applied.insert(event.event_id.clone());
+            }
+            Ok::<_, NoticeError>(notice)
+        })?;
+        applied.extend(store::record(conn, &notices)?);
+        Ok(applied)
     }
 }
 

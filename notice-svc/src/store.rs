@@ -121,10 +121,11 @@ pub struct NewNotice<'a> {
     pub traceparent: Option<String>,
 }
 
-/// Records notifications as PENDING, due now, in one statement.
-pub fn record(conn: &mut DbConnection, notices: &[NewNotice<'_>]) -> Result<(), DbError> {
+/// Records notifications as PENDING, due now, in one statement, but none whose event has one
+/// already (a redelivery); returns the event ids of those recorded now.
+pub fn record(conn: &mut DbConnection, notices: &[NewNotice<'_>]) -> Result<Vec<String>, DbError> {
     if notices.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let now = now_ms();
     let rows: Vec<_> = notices
@@ -143,9 +144,13 @@ pub fn record(conn: &mut DbConnection, notices: &[NewNotice<'_>]) -> Result<(), 
             )
         })
         .collect();
-    let insert = diesel::insert_into(notices::table).values(rows);
-    mesh_core::on_backend!(conn, |c| insert.execute(c))?;
-    Ok(())
+    let insert = diesel::insert_into(notices::table)
+        .values(rows)
+        .on_conflict(notices::event_id)
+        .do_nothing()
+        .returning(notices::event_id);
+    // Both backends speak ON CONFLICT; diesel's multi-backend connection does not render it.
+    Ok(mesh_core::on_backend!(conn, |c| insert.get_results(c))?)
 }
 
 /// PENDING notifications whose next attempt is due, longest due first, each with the trace

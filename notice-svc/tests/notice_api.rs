@@ -158,3 +158,26 @@ async fn a_buyer_cannot_list_someone_elses_notifications() {
         .expect_err("forged page token");
     assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
 }
+
+#[tokio::test]
+async fn an_event_delivered_again_adds_no_second_notification() {
+    let svc = start("notice_redelivered", Lang::En, Sink::Log).await;
+    let placement = reservation_placed(11, "yoon");
+    svc.nats.publish(&placement).await;
+    settled(&svc.client, "yoon", 1).await;
+    // The same event again, as a redelivery brings it: the same envelope (and event id) under
+    // another NATS message id, so JetStream's own deduplication lets it through.
+    let again = OutgoingEvent {
+        event_id: format!("{}-redelivered", placement.event_id),
+        ..placement.clone()
+    };
+    svc.nats.publish(&again).await;
+    // A later event: once its notification is settled, the copy before it has been consumed.
+    svc.nats.publish(&reservation_placed(12, "yoon")).await;
+    let notices = settled(&svc.client, "yoon", 2).await;
+    let of_first: Vec<_> = notices
+        .iter()
+        .filter(|notice| notice.event_id == placement.event_id)
+        .collect();
+    assert_eq!(of_first.len(), 1, "{notices:?}");
+}

@@ -3,6 +3,7 @@
 //! consumer settings, and the [`Outcome`] of each delivery. The loop that drives them is in
 //! the module above.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use reserve_proto::events::v1::EventEnvelope;
@@ -70,6 +71,12 @@ pub trait EventHandler: Send + Sync + 'static {
         Ok(())
     }
 
+    /// The handler as a [`KeyedEffect`], if it is one: its events then need no inbox row and
+    /// no transaction.
+    fn keyed(&self) -> Option<&dyn KeyedEffect> {
+        None
+    }
+
     /// Called after `apply`'s transaction committed (never for a redelivery), e.g. to tell
     /// live watchers; must not block.
     fn committed(&self, _event: &EventEnvelope) {}
@@ -82,6 +89,21 @@ pub trait EventHandler: Send + Sync + 'static {
     fn announces(&self) -> bool {
         true
     }
+}
+
+/// A handler whose effect tells a repeat apart by itself: one statement writing a row keyed
+/// by the event id with `ON CONFLICT DO NOTHING`. The consumer keeps no inbox row for its
+/// events and opens no transaction (one statement is atomic by itself), so a batch is one
+/// round trip where the inbox made it four: begin, inbox, effect, commit.
+pub trait KeyedEffect: Send + Sync {
+    /// Applies those of `events` not applied before, in one statement, and returns the ids of
+    /// the events applied now; an event that asks for no effect counts as applied. A
+    /// rejected event fails the call: the consumer then takes the batch's events one by one.
+    fn apply_new(
+        &self,
+        conn: &mut DbConnection,
+        events: &[Batched<'_>],
+    ) -> Result<HashSet<String>, HandleError>;
 }
 
 /// A new event in a batch, with the span its effects are traced in (a trace context a

@@ -9,7 +9,7 @@ use diesel::prelude::*;
 
 use reserve_proto::events::v1::EventEnvelope;
 
-use super::{Batched, EventConsumer, EventHandler, HandleError};
+use super::{Batched, EventConsumer, EventHandler, HandleError, KeyedEffect};
 use crate::db::{DbConnection, DbError};
 use crate::{clock, events};
 
@@ -62,6 +62,26 @@ pub(super) fn apply_all(
         .collect();
     handler.apply_batch(conn, &batched)?;
     Ok(fresh.into_iter().map(|(envelope, _)| envelope).collect())
+}
+
+/// For a [`KeyedEffect`] handler: applies `events` through it (no inbox row, one statement);
+/// returns those applied now, in order (a second copy of an event in the batch is not).
+pub(super) fn apply_keyed(
+    conn: &mut DbConnection,
+    keyed: &dyn KeyedEffect,
+    events: Vec<(EventEnvelope, tracing::Span)>,
+) -> Result<Vec<EventEnvelope>, HandleError> {
+    let batched: Vec<Batched<'_>> = events
+        .iter()
+        .map(|(envelope, span)| Batched { envelope, span })
+        .collect();
+    let mut applied = keyed.apply_new(conn, &batched)?;
+    drop(batched);
+    Ok(events
+        .into_iter()
+        .filter(|(envelope, _)| applied.remove(&envelope.event_id))
+        .map(|(envelope, _)| envelope)
+        .collect())
 }
 
 /// How often a consumer purges its old inbox rows.

@@ -4,7 +4,9 @@
 //! For every message, the handler's effect and the event id (the inbox row in
 //! `processed_events`) commit in one database transaction; only then is the message acked. A
 //! redelivery of an event already applied (a crash between commit and ack, or a duplicate
-//! publish) finds its inbox row, is acked, and changes nothing.
+//! publish) finds its inbox row, is acked, and changes nothing. A handler whose effect is a
+//! row keyed by the event id ([`KeyedEffect`]) tells a redelivery apart by that row instead,
+//! and its effect is one statement: no inbox row, no transaction around it.
 //!
 //! Poison messages never block the stream: an envelope that does not decode or a handler that
 //! rejects the event is published at once to `reserve.dlq.<consumer>` with the reason in a
@@ -36,7 +38,7 @@ use reserve_proto::events::v1::EventEnvelope;
 use tokio_stream::StreamExt;
 use tracing::Instrument;
 
-use crate::db::Db;
+use crate::db::{Db, DbConnection};
 use crate::event_observability::{ConsumerMetrics, Settled};
 use crate::outbox::OutboxSignal;
 use crate::redelivery::AfterFailure;
@@ -47,10 +49,11 @@ mod inbox;
 mod liveness;
 
 pub use handler::{
-    Batched, ConsumerPolicy, EventHandler, HandleError, Outcome, Subscription, drafts_in_spans,
+    Batched, ConsumerPolicy, EventHandler, HandleError, KeyedEffect, Outcome, Subscription,
+    drafts_in_spans,
 };
 
-use inbox::{PURGE_EVERY, apply_all, apply_once};
+use inbox::{PURGE_EVERY, apply_all, apply_keyed, apply_once};
 
 /// The header a replayed dead letter carries: the one consumer it is meant for. Every other
 /// consumer of the subject acks it untouched.
@@ -235,17 +238,29 @@ impl EventConsumer {
             })
             .collect();
         let in_batch: Vec<&jetstream::Message> = batch.iter().collect();
-        let transaction =
-            // Two consumers of one service may write the same rows in different orders; a
-            // batch never waits long for the other's locks (which could be a deadlock, found
-            // only after a second): it gives up and the events are applied one by one instead.
-            self.db.transaction_with(
-                "SET LOCAL lock_timeout = '50ms'",
-                move |conn| -> Result<Vec<EventEnvelope>, HandleError> {
-                    let events = envelopes.into_iter().zip(spans).collect();
-                    apply_all(conn, &consumer, handler.as_ref(), events)
-                });
-        let Ok(applied) = self.in_progress(&in_batch, transaction).await else {
+        let keyed = self.handler.keyed().is_some();
+        let apply = move |conn: &mut DbConnection| -> Result<Vec<EventEnvelope>, HandleError> {
+            let events = envelopes.into_iter().zip(spans).collect();
+            match handler.keyed() {
+                Some(keyed) => apply_keyed(conn, keyed, events),
+                None => apply_all(conn, &consumer, handler.as_ref(), events),
+            }
+        };
+        let db = self.db.clone();
+        let work = async move {
+            if keyed {
+                // One statement, atomic by itself.
+                db.run(apply).await
+            } else {
+                // Two consumers of one service may write the same rows in different orders; a
+                // batch never waits long for the other's locks (which could be a deadlock,
+                // found only after a second): it gives up and the events are applied one by
+                // one instead.
+                db.transaction_with("SET LOCAL lock_timeout = '50ms'", apply)
+                    .await
+            }
+        };
+        let Ok(applied) = self.in_progress(&in_batch, work).await else {
             return Ok(false);
         };
         for envelope in &applied {
@@ -322,13 +337,25 @@ impl EventConsumer {
         let consumer = self.subscription.durable.clone();
         let handler = Arc::clone(&self.handler);
         let event_id = envelope.event_id.clone();
-        let transaction = self
-            .db
-            .transaction(move |conn| -> Result<Option<EventEnvelope>, HandleError> {
-                let applied = apply_once(conn, &consumer, handler.as_ref(), &envelope)?;
-                Ok(applied.then_some(envelope))
-            })
-            .instrument(span);
+        let keyed = self.handler.keyed().is_some();
+        let apply = move |conn: &mut DbConnection| -> Result<Option<EventEnvelope>, HandleError> {
+            if let Some(keyed) = handler.keyed() {
+                // The consume span is current here: the database task runs inside it.
+                let one = vec![(envelope, tracing::Span::current())];
+                return Ok(apply_keyed(conn, keyed, one)?.pop());
+            }
+            let applied = apply_once(conn, &consumer, handler.as_ref(), &envelope)?;
+            Ok(applied.then_some(envelope))
+        };
+        let db = self.db.clone();
+        let transaction = async move {
+            if keyed {
+                db.run(apply).await
+            } else {
+                db.transaction(apply).await
+            }
+        }
+        .instrument(span);
         let applied = self.in_progress(&[message], transaction).await;
         match applied {
             Ok(Some(envelope)) => {
