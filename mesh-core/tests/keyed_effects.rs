@@ -15,7 +15,7 @@ use mesh_core::{DbConnection, DbError};
 use reserve_proto::events::v1::EventEnvelope;
 
 mod support;
-use support::{all_acked, consumer_with, fixture, placed, wait_for};
+use support::{all_acked, consumer_with, fixture, placed, publish_without_id, wait_for};
 
 /// The consumers' inbox table as the consumer writes it, and the test's own effects, one row
 /// per event id.
@@ -100,12 +100,7 @@ async fn copies_of_an_event_are_acked_and_take_effect_once_without_an_inbox() {
     // Three copies of the first event without a message id (JetStream keeps all three), then
     // another event: one batch or several, each copy must be acked, none applied twice.
     for event in [&first, &first, &first, &second] {
-        fx.js
-            .publish(event.subject.clone(), event.payload.clone().into())
-            .await
-            .expect("publish")
-            .await
-            .expect("ack");
+        publish_without_id(&fx.js, event).await;
     }
     let handler = Arc::new(KeyedRecorder::default());
     let consumer = consumer_with(&fx, "keyed", ConsumerPolicy::default(), handler.clone());

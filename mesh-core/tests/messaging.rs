@@ -208,12 +208,7 @@ async fn the_same_event_published_twice_takes_effect_once() {
     let event = placed(1);
     // Two publishes without a message id: JetStream keeps both, the inbox drops one.
     for _ in 0..2 {
-        fx.js
-            .publish(event.subject.clone(), event.payload.clone().into())
-            .await
-            .expect("publish")
-            .await
-            .expect("ack");
+        publish_without_id(&fx.js, &event).await;
     }
     assert_eq!(stream_messages(&fx.js, events::EVENTS_STREAM).await, 2);
     tokio::spawn(consumer(&fx, "dedup", ConsumerPolicy::default()).run(fx.shutdown.clone()));

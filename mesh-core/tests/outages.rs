@@ -36,12 +36,7 @@ fn quick_retries() -> ConsumerPolicy {
 
 async fn publish(fx: &Fixture, reservation_id: i64) -> String {
     let event = placed(reservation_id);
-    fx.js
-        .publish(event.subject.clone(), event.payload.clone().into())
-        .await
-        .expect("publish")
-        .await
-        .expect("ack");
+    publish_without_id(&fx.js, &event).await;
     event.event_id
 }
 

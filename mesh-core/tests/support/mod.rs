@@ -103,6 +103,16 @@ pub(crate) async fn enqueue(db: &Db, events: Vec<OutgoingEvent>) {
     .expect("enqueue");
 }
 
+/// Publishes `event` without a message id, so JetStream keeps every copy (none is taken for a
+/// duplicate), and waits for the ack.
+pub(crate) async fn publish_without_id(js: &jetstream::Context, event: &OutgoingEvent) {
+    js.publish(event.subject.clone(), event.payload.clone().into())
+        .await
+        .expect("publish")
+        .await
+        .expect("ack");
+}
+
 pub(crate) async fn stream_messages(js: &jetstream::Context, stream: &str) -> u64 {
     match js.get_stream(stream).await {
         Ok(mut stream) => stream.info().await.map_or(0, |info| info.state.messages),
