@@ -285,7 +285,7 @@ fn reserve_together(
     let (released, taken) = if in_time.is_empty() {
         Default::default()
     } else {
-        lock_all(pg, &in_time, started)?
+        lock_all(pg, &in_time)?
     };
     let mut outcomes = Vec::with_capacity(locks.len());
     for lock in locks {
@@ -306,12 +306,14 @@ fn reserve_together(
     Ok(outcomes)
 }
 
-/// Runs [`LockAll`] for `locks` (all in time at `started`): the reservations found released,
-/// and the products taken, by id.
+/// Runs [`LockAll`] for `locks` (all in time when the batch began): the reservations found
+/// released, and the products taken, by id. What is left of each deadline is taken as late
+/// as possible, just before the statement goes: PostgreSQL counts it from the statement's
+/// arrival, so the time between the two (the trip, and on a connection's first batch the
+/// statement's preparation) is what a lock may outlive its caller by.
 fn lock_all(
     pg: &mut diesel::PgConnection,
     locks: &[&LockRequest],
-    started: std::time::Instant,
 ) -> Result<
     (
         std::collections::HashSet<i64>,
@@ -322,6 +324,7 @@ fn lock_all(
     let mut fenced: Vec<i64> = locks.iter().map(|lock| lock.reservation.get()).collect();
     fenced.sort_unstable();
     fenced.dedup();
+    let sent = std::time::Instant::now();
     let statement = LockAll {
         now_ms: mesh_core::clock::now_ms(),
         fenced,
@@ -330,9 +333,8 @@ fn lock_all(
         remaining_ms: locks
             .iter()
             .map(|lock| {
-                lock.deadline.map(|deadline| {
-                    deadline.saturating_duration_since(started).as_secs_f64() * 1000.0
-                })
+                lock.deadline
+                    .map(|deadline| deadline.saturating_duration_since(sent).as_secs_f64() * 1000.0)
             })
             .collect(),
         available: ProductStatus::Available.as_str(),

@@ -310,6 +310,10 @@ async fn a_lock_whose_caller_gave_up_is_not_committed() {
         assert!(std::time::Instant::now() < queued, "the lock never queued");
         std::thread::yield_now();
     }
+    // The lock's deadline counts on the database's clock from when its statement arrived, a
+    // little after the caller's (the trip, and the statement's preparation on a connection's
+    // first batch, which is this one): let the row go clearly after both.
+    std::thread::sleep(std::time::Duration::from_millis(100));
     holder.batch_execute("COMMIT").expect("let the row go");
     // The next buyer waits behind the late lock; it wins only if the late lock rolled back.
     let next = svc
