@@ -283,8 +283,11 @@ async fn a_lock_whose_caller_gave_up_is_not_committed() {
             product.id
         ))
         .expect("hold the row");
+    let caller_waits_ms: i64 = 300;
     let mut request = tonic::Request::new(reserve_request(product.id, 7));
-    request.set_timeout(std::time::Duration::from_millis(300));
+    request.set_timeout(std::time::Duration::from_millis(
+        caller_waits_ms.unsigned_abs(),
+    ));
     let gave_up = svc
         .lock
         .reserve_product(request)
@@ -294,26 +297,29 @@ async fn a_lock_whose_caller_gave_up_is_not_committed() {
         matches!(gave_up.code(), Code::DeadlineExceeded | Code::Cancelled),
         "{gave_up:?}"
     );
-    // Wait until product-svc's UPDATE is queued behind the held row, then let it go.
+    // Wait until product-svc's statement is queued behind the held row and has waited there
+    // longer than the caller would, on the database's clock (which counts the lock's deadline
+    // from the statement's arrival, a little after the caller's), then let the row go.
     let mut watcher = PgConnection::establish(&url).expect("connect");
     let queued = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let found: Waiting = diesel::sql_query(
             "SELECT count(*) AS waiting FROM pg_stat_activity \
-             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+             WHERE datname = current_database() AND wait_event_type = 'Lock' \
+               AND clock_timestamp() - query_start > $1 * interval '1 ms'",
         )
+        .bind::<diesel::sql_types::BigInt, _>(caller_waits_ms)
         .get_result(&mut watcher)
         .expect("pg_stat_activity");
         if found.waiting > 0 {
             break;
         }
-        assert!(std::time::Instant::now() < queued, "the lock never queued");
+        assert!(
+            std::time::Instant::now() < queued,
+            "the lock never waited past its deadline"
+        );
         std::thread::yield_now();
     }
-    // The lock's deadline counts on the database's clock from when its statement arrived, a
-    // little after the caller's (the trip, and the statement's preparation on a connection's
-    // first batch, which is this one): let the row go clearly after both.
-    std::thread::sleep(std::time::Duration::from_millis(100));
     holder.batch_execute("COMMIT").expect("let the row go");
     // The next buyer waits behind the late lock; it wins only if the late lock rolled back.
     let next = svc
