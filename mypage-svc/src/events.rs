@@ -2,7 +2,9 @@
 //! for live watchers after each commit.
 
 use mesh_core::DbConnection;
-use mesh_core::consumer::{Batched, EventHandler, HandleError, drafts_in_spans};
+use std::collections::HashSet;
+
+use mesh_core::consumer::{Batched, EventHandler, HandleError, KeyedEffect, drafts_in_spans};
 use reserve_proto::events::v1::EventEnvelope;
 
 use crate::domain::{Id, UnreadableEvent, change_of};
@@ -51,6 +53,14 @@ impl EventHandler for MyPageProjection {
         Ok(())
     }
 
+    /// An entry's halves are taken by version, so a repeated event changes nothing by itself:
+    /// the consumer needs no inbox (and no transaction) for my page.
+    fn keyed(&self) -> Option<&dyn KeyedEffect> {
+        Some(self)
+    }
+
+    /// Called only for an event that changed its entry, so watchers hear of changes, not of
+    /// redeliveries or stale events.
     fn committed(&self, event: &EventEnvelope) {
         if let Ok(Some(change)) = change_of(event) {
             self.changes.announce(EntryChanged {
@@ -63,6 +73,32 @@ impl EventHandler for MyPageProjection {
     /// A read model: it announces nothing, so the outbox relay is not woken for it.
     fn announces(&self) -> bool {
         false
+    }
+}
+
+impl KeyedEffect for MyPageProjection {
+    /// A batch's changes in one upsert (in one transaction of several when the batch repeats
+    /// an entry), each read inside its event's span. An event whose change is stale or
+    /// repeated is not applied now; an event that changes no entry counts as applied.
+    fn apply_new(
+        &self,
+        conn: &mut DbConnection,
+        events: &[Batched<'_>],
+    ) -> Result<HashSet<String>, HandleError> {
+        let mut applied = HashSet::new();
+        let changes = drafts_in_spans(events, |event| {
+            let change = change_of(event)?;
+            if change.is_none() {
+                applied.insert(event.event_id.clone());
+            }
+            Ok::<_, UnreadableEvent>(change.map(|change| (event.event_id.as_str(), change)))
+        })?;
+        applied.extend(
+            store::apply_new(conn, &changes)?
+                .into_iter()
+                .map(str::to_owned),
+        );
+        Ok(applied)
     }
 }
 

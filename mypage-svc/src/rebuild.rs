@@ -23,7 +23,7 @@ use crate::store;
 pub struct RebuildReport {
     /// Entries removed first.
     pub cleared: usize,
-    /// Events applied.
+    /// Events that changed an entry (a stale or repeated one does not).
     pub applied: usize,
 }
 

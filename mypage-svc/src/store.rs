@@ -7,6 +7,7 @@
 
 use diesel::prelude::*;
 use mesh_core::clock::now_ms;
+use mesh_core::consumer::SHORT_LOCK_WAIT;
 use mesh_core::{DbConnection, DbError, Migrations};
 use reserve_proto::StatusName;
 
@@ -116,11 +117,49 @@ pub fn apply(conn: &mut DbConnection, change: &Change) -> Result<bool, DbError> 
 pub fn apply_all(conn: &mut DbConnection, changes: &[Change]) -> Result<usize, DbError> {
     let mut changed = 0;
     for run in runs_of_distinct(changes, Change::reservation_id, MAX_ROWS_PER_STATEMENT) {
-        let mut run: Vec<&Change> = run.iter().collect();
-        run.sort_by_key(|change| change.reservation_id());
-        changed += upsert(conn, &run)?;
+        let run: Vec<&Change> = run.iter().collect();
+        changed += upsert(conn, &run)?.len();
     }
     Ok(changed)
+}
+
+/// [`apply_all`] for changes that each came with an event id; returns the ids of the events
+/// whose change was taken (a stale or repeated one's was not). The upserts are idempotent by
+/// version, so the consumer needs no inbox for them: a batch is one statement, or, when it
+/// repeats an entry, its runs in one transaction (so what the ids say is what committed).
+/// Such a transaction locks its rows run by run, not in one sorted order, so it waits for a
+/// lock only briefly ([`SHORT_LOCK_WAIT`]): should it meet the other consumer's statement in a
+/// deadlock, it gives up at once and the consumer applies the events one by one.
+pub fn apply_new<'e>(
+    conn: &mut DbConnection,
+    changes: &[(&'e str, Change)],
+) -> Result<Vec<&'e str>, DbError> {
+    let runs = runs_of_distinct(
+        changes,
+        |(_, change)| change.reservation_id(),
+        MAX_ROWS_PER_STATEMENT,
+    );
+    let apply_runs = |conn: &mut DbConnection| {
+        let mut taken = Vec::new();
+        for run in &runs {
+            let entries: Vec<&Change> = run.iter().map(|(_, change)| change).collect();
+            let changed: std::collections::HashSet<i64> =
+                upsert(conn, &entries)?.into_iter().collect();
+            // Entries are distinct within a run: an entry that changed names its one event.
+            taken.extend(
+                run.iter()
+                    .filter(|(_, change)| changed.contains(&change.reservation_id().get()))
+                    .map(|(event_id, _)| *event_id),
+            );
+        }
+        Ok::<_, DbError>(taken)
+    };
+    // SQLite writes a run row by row: a transaction keeps its rows together there too.
+    if runs.len() > 1 || matches!(conn, DbConnection::Sqlite(_)) {
+        mesh_core::db::transaction_with(conn, SHORT_LOCK_WAIT, apply_runs)
+    } else {
+        apply_runs(conn)
+    }
 }
 
 /// Rows per upsert: 10 bound values each stays far below SQLite's limit on parameters.
@@ -217,10 +256,12 @@ macro_rules! merging_upsert {
     }};
 }
 
-/// One upsert of `changes` (distinct entries); returns how many entries changed.
-fn upsert(conn: &mut DbConnection, changes: &[&Change]) -> Result<usize, DbError> {
+/// One upsert of `changes` (distinct entries); returns the entries that changed.
+fn upsert(conn: &mut DbConnection, changes: &[&Change]) -> Result<Vec<i64>, DbError> {
     let now = now_ms();
-    let rows: Vec<_> = changes
+    let mut sorted = changes.to_vec();
+    sorted.sort_by_key(|change| change.reservation_id());
+    let rows: Vec<_> = sorted
         .iter()
         .map(|change| {
             let proposed = Proposed::from(*change);
@@ -239,13 +280,17 @@ fn upsert(conn: &mut DbConnection, changes: &[&Change]) -> Result<usize, DbError
         })
         .collect();
     match conn {
-        DbConnection::Postgres(pg) => Ok(merging_upsert!(rows).execute(pg)?),
+        DbConnection::Postgres(pg) => Ok(merging_upsert!(rows)
+            .returning(my_page::reservation_id)
+            .get_results(pg)?),
         // diesel writes no multi-row upsert for SQLite, and an embedded database has no round
         // trips to save: a row at a time.
         DbConnection::Sqlite(lite) => {
-            let mut changed = 0;
-            for row in rows {
-                changed += merging_upsert!(row).execute(lite)?;
+            let mut changed = Vec::new();
+            for (row, change) in rows.into_iter().zip(&sorted) {
+                if merging_upsert!(row).execute(lite)? == 1 {
+                    changed.push(change.reservation_id().get());
+                }
             }
             Ok(changed)
         }

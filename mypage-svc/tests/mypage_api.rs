@@ -4,7 +4,10 @@
 
 use std::time::Duration;
 
+use diesel::sql_types::BigInt;
+use diesel::{Connection, PgConnection, RunQueryDsl};
 use mesh_core::auth::Role;
+use mesh_core::db::DbTarget;
 use mesh_core::events::OutgoingEvent;
 use mesh_core::testing::{
     InProcess, TestNats, as_user, reservation_placed, service_config, wait_until,
@@ -22,10 +25,18 @@ const SOON: Duration = Duration::from_secs(10);
 
 async fn start(label: &str) -> InProcess<MyPageServiceClient<Channel>> {
     let nats = TestNats::start();
-    let config = Config {
-        service: service_config(label, &nats),
+    let config = config(label, &nats);
+    serve(nats, config).await
+}
+
+fn config(label: &str, nats: &TestNats) -> Config {
+    Config {
+        service: service_config(label, nats),
         max_watchers: 4,
-    };
+    }
+}
+
+async fn serve(nats: TestNats, config: Config) -> InProcess<MyPageServiceClient<Channel>> {
     let app = App::build(config).await.expect("mypage-svc starts");
     let addr = app.local_addr();
     InProcess::serve(
@@ -117,6 +128,59 @@ async fn a_watcher_hears_its_own_changes_only() {
         (2, "kim")
     );
     assert_eq!(heard.reservation_status(), ReservationStatus::Reserved);
+}
+
+/// The next change a watcher hears.
+async fn next_heard(stream: &mut tonic::Streaming<pb::MyPageEntry>) -> pb::MyPageEntry {
+    tokio::time::timeout(SOON, stream.message())
+        .await
+        .expect("a change within the limit")
+        .expect("the stream stays open")
+        .expect("an entry")
+}
+
+/// My page keeps no inbox: an entry takes a half only when its version is newer, so a
+/// redelivered event changes nothing, and watchers hear of it no second time.
+#[tokio::test]
+async fn a_redelivered_event_changes_nothing_is_announced_once_and_needs_no_inbox() {
+    let nats = TestNats::start();
+    let config = config("mypage_redelivered", &nats);
+    let DbTarget::Postgres(url) = config.service.db.clone() else {
+        panic!("the test configuration uses PostgreSQL");
+    };
+    let svc = serve(nats, config).await;
+    let request = pb::WatchMyPageRequest::default();
+    let mut stream = svc
+        .client
+        .clone()
+        .watch_my_page(as_user(request, "kim", &[Role::Buyer]))
+        .await
+        .expect("watch")
+        .into_inner();
+    let placement = reservation_placed(2, "kim");
+    svc.nats.publish(&placement).await;
+    // The same envelope under another NATS message id, as a redelivery brings it.
+    let again = OutgoingEvent {
+        event_id: format!("{}-redelivered", placement.event_id),
+        ..placement.clone()
+    };
+    svc.nats.publish(&again).await;
+    svc.nats.publish(&cancelled(2, "kim")).await;
+
+    let first = next_heard(&mut stream).await;
+    assert_eq!(first.reservation_status(), ReservationStatus::Reserved);
+    // The copy is not announced: the next change heard is the cancellation.
+    let second = next_heard(&mut stream).await;
+    assert_eq!(second.reservation_status(), ReservationStatus::Cancelled);
+    assert_eq!(second.reservation_version, 2);
+
+    let mut conn = PgConnection::establish(&url).expect("the service's database");
+    let inbox_rows: i64 = diesel::select(diesel::dsl::sql::<BigInt>(
+        "(SELECT count(*) FROM processed_events)",
+    ))
+    .get_result(&mut conn)
+    .expect("count inbox rows");
+    assert_eq!(inbox_rows, 0);
 }
 
 #[tokio::test]

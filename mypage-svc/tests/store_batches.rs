@@ -87,26 +87,34 @@ fn page(conn: &mut DbConnection) -> Vec<Entry> {
         .collect()
 }
 
+/// A fresh in-memory SQLite my page.
+fn sqlite() -> DbConnection {
+    let mut conn = SqliteConnection::establish(":memory:").expect("in-memory SQLite");
+    conn.run_pending_migrations(MIGRATIONS.sqlite)
+        .expect("my-page migrations");
+    DbConnection::Sqlite(conn)
+}
+
+/// A fresh PostgreSQL my page.
+fn postgres(label: &str) -> DbConnection {
+    let url = fresh_postgres_database(label);
+    let mut conn = PgConnection::establish(&url).expect("PostgreSQL");
+    conn.run_pending_migrations(MIGRATIONS.postgres)
+        .expect("my-page migrations");
+    DbConnection::Postgres(conn)
+}
+
 #[test]
 fn a_batch_in_multi_row_upserts_ends_where_one_change_at_a_time_does() {
     let changes = changes();
 
-    let mut one_at_a_time = SqliteConnection::establish(":memory:").expect("in-memory SQLite");
-    one_at_a_time
-        .run_pending_migrations(MIGRATIONS.sqlite)
-        .expect("my-page migrations");
-    let mut one_at_a_time = DbConnection::Sqlite(one_at_a_time);
+    let mut one_at_a_time = sqlite();
     let changed_singly = changes
         .iter()
         .filter(|change| store::apply(&mut one_at_a_time, change).expect("apply"))
         .count();
 
-    let url = fresh_postgres_database("mypage_store_batches");
-    let mut batched = PgConnection::establish(&url).expect("PostgreSQL");
-    batched
-        .run_pending_migrations(MIGRATIONS.postgres)
-        .expect("my-page migrations");
-    let mut batched = DbConnection::Postgres(batched);
+    let mut batched = postgres("mypage_store_batches");
     let changed_in_batches: usize = changes
         .chunks(64)
         .map(|batch| {
@@ -120,4 +128,43 @@ fn a_batch_in_multi_row_upserts_ends_where_one_change_at_a_time_does() {
     assert_eq!(changed_in_batches, changed_singly);
     // Stale events and repeats (80 of them) changed nothing in either.
     assert_eq!(changed_singly, changes.len() - 80);
+}
+
+/// The consumer keeps no inbox for my page: it learns from `apply_new` which events of a batch
+/// changed their entry. Those must be exactly the events that change it applied one at a time
+/// (a stale or repeated one is not), on both backends, and a batch delivered again changes
+/// nothing and names no event.
+#[test]
+fn a_batch_names_exactly_the_events_that_changed_an_entry() {
+    let changes = changes();
+    let ids: Vec<String> = (0..changes.len()).map(|n| format!("event-{n}")).collect();
+
+    let mut one_at_a_time = sqlite();
+    let mut taken_singly: Vec<&str> = changes
+        .iter()
+        .zip(&ids)
+        .filter(|(change, _)| store::apply(&mut one_at_a_time, change).expect("apply"))
+        .map(|(_, id)| id.as_str())
+        .collect();
+    taken_singly.sort_unstable();
+
+    let events: Vec<(&str, Change)> = ids
+        .iter()
+        .map(String::as_str)
+        .zip(changes.iter().cloned())
+        .collect();
+    for mut conn in [postgres("mypage_store_keyed"), sqlite()] {
+        let mut taken: Vec<&str> = events
+            .chunks(64)
+            .flat_map(|batch| store::apply_new(&mut conn, batch).expect("apply a batch"))
+            .collect();
+        taken.sort_unstable();
+        assert_eq!(taken, taken_singly);
+        assert_eq!(page(&mut conn), page(&mut one_at_a_time));
+        for batch in events.chunks(64) {
+            let again = store::apply_new(&mut conn, batch).expect("apply it again");
+            assert!(again.is_empty(), "a redelivered batch took {again:?}");
+        }
+        assert_eq!(page(&mut conn), page(&mut one_at_a_time));
+    }
 }

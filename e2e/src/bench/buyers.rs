@@ -26,6 +26,10 @@ pub struct Tally {
     pub other: usize,
     /// Every request's latency.
     pub latencies: Vec<Duration>,
+    /// Requests for a product the buyers had already asked for: once they run out of
+    /// products they start again from the first, and a reservation rate measured past that
+    /// point is capped by the products registered, not by the mesh.
+    pub products_reused: usize,
 }
 
 /// `USERS` buyers reserving the next product, until `stop`; `products` bounds the ids.
@@ -51,9 +55,11 @@ pub async fn buyers(mesh: &Arc<Mesh>, products: usize, run_for: Duration, first:
     for task in tasks {
         task.await.expect("buyer");
     }
-    Arc::try_unwrap(tally)
+    let mut tally = Arc::try_unwrap(tally)
         .map(Mutex::into_inner)
-        .unwrap_or_default()
+        .unwrap_or_default();
+    tally.products_reused = (next.load(Ordering::Relaxed) - first).saturating_sub(products);
+    tally
 }
 
 impl Tally {
@@ -74,6 +80,7 @@ impl Tally {
         self.conflicts += other.conflicts;
         self.unavailable += other.unavailable;
         self.other += other.other;
+        self.products_reused += other.products_reused;
         self.latencies.extend(other.latencies);
     }
 }

@@ -65,6 +65,7 @@ async fn run_replicated(replicas: usize) {
         register_products(&mesh, products).await;
         eprintln!("{count} replica(s): {USERS} buyers for {run_for:?}…");
         let mut tally = buyers(&mesh, products - 1000, run_for, 0).await;
+        warn_if_products_ran_out(&tally);
         tally.latencies.sort();
         let rps = tally.created as f64 / run_for.as_secs_f64();
         lines.push(format!("reserve_rps_replicas_{count}={rps:.0}"));
@@ -200,6 +201,19 @@ fn report_startup(startup: &Startup) {
     println!("ready_ms_max={}", ready_max.unwrap_or(0));
 }
 
+/// Prints how many requests asked again for a product already asked for, and says loudly on
+/// stderr when that happened: the rate is then the products' count, not the mesh's.
+fn warn_if_products_ran_out(tally: &Tally) {
+    println!("products_reused={}", tally.products_reused);
+    if tally.products_reused > 0 {
+        eprintln!(
+            "warning: the buyers ran out of products ({} requests asked for one again): \
+             reserve_rps is capped by BENCH_PRODUCTS; raise it",
+            tally.products_reused
+        );
+    }
+}
+
 fn report_load(run: &LoadRun, commits: bool) {
     let LoadRun {
         tally,
@@ -209,6 +223,7 @@ fn report_load(run: &LoadRun, commits: bool) {
         converge,
     } = run;
     let created = tally.created.max(1) as f64;
+    warn_if_products_ran_out(tally);
     // Where the time goes: CPU each service burned during the load, then the whole cost of a
     // reservation (its asynchronous half included) per service, and the commits behind it.
     for (svc, seconds) in Svc::ALL.iter().zip(&during.cpu_seconds) {

@@ -55,6 +55,12 @@ pub use handler::{
 
 use inbox::{PURGE_EVERY, apply_all, apply_keyed, apply_once};
 
+/// The setting a batch's transaction starts with: a batch that writes rows another consumer
+/// of the service may write too, in another order, gives up on a lock after 50 ms (a possible
+/// deadlock, which PostgreSQL would find only after a second) and its events are applied one
+/// by one instead. For a [`KeyedEffect`] that opens a transaction of its own, too.
+pub const SHORT_LOCK_WAIT: &str = "SET LOCAL lock_timeout = '50ms'";
+
 /// The header a replayed dead letter carries: the one consumer it is meant for. Every other
 /// consumer of the subject acks it untouched.
 pub const REPLAY_FOR_HEADER: &str = "Reserve-Replay-For";
@@ -256,8 +262,7 @@ impl EventConsumer {
                 // batch never waits long for the other's locks (which could be a deadlock,
                 // found only after a second): it gives up and the events are applied one by
                 // one instead.
-                db.transaction_with("SET LOCAL lock_timeout = '50ms'", apply)
-                    .await
+                db.transaction_with(SHORT_LOCK_WAIT, apply).await
             }
         };
         let Ok(applied) = self.in_progress(&in_batch, work).await else {
