@@ -663,18 +663,21 @@ fn extra_env(options: &MeshOptions, svc: Svc) -> Vec<(String, String)> {
 }
 
 /// Runs the mesh's provisioning step (the `jetstream-provision` binary), as script/server
-/// does.
+/// does. Should it fail, the panic carries what it printed: a failure here is rare and
+/// otherwise leaves nothing to go on.
 fn provision_jetstream(nats_url: &str) {
     let binary = fresh_binary("jetstream-provision", "mesh-core");
-    let status = Command::new(&binary)
+    let output = Command::new(&binary)
         .env("NATS_URL", nats_url)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
+        .stdin(Stdio::null())
+        .output()
         .unwrap_or_else(|err| panic!("cannot run {}: {err}", binary.display()));
     assert!(
-        status.success(),
-        "JetStream provisioning failed on {nats_url}"
+        output.status.success(),
+        "JetStream provisioning failed on {nats_url} ({}): {}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
     );
 }
 

@@ -4,7 +4,10 @@
 
 use std::time::Duration;
 
+use diesel::sql_types::BigInt;
+use diesel::{Connection, PgConnection, RunQueryDsl};
 use mesh_core::auth::Role;
+use mesh_core::db::DbTarget;
 use mesh_core::events::OutgoingEvent;
 use mesh_core::testing::{
     InProcess, TestNats, as_user, reservation_placed, service_config, wait_until,
@@ -23,6 +26,10 @@ async fn start(label: &str) -> InProcess<PaymentServiceClient<Channel>> {
     let config = Config {
         service: service_config(label, &nats),
     };
+    serve(nats, config).await
+}
+
+async fn serve(nats: TestNats, config: Config) -> InProcess<PaymentServiceClient<Channel>> {
     let app = App::build(config).await.expect("payment-svc starts");
     let addr = app.local_addr();
     InProcess::serve(
@@ -108,6 +115,43 @@ async fn a_reservation_event_makes_one_unpaid_payment_that_only_its_buyer_pays_o
     svc.nats.publish(&reservation_placed(8, "kim")).await;
     the_payment_of(&svc.client, 8).await;
     assert_eq!(payments_of(&svc.client, 7).await.len(), 1);
+}
+
+/// The consumer keeps no inbox for payment-svc: a placement delivered again (the same
+/// envelope under another NATS message id) finds its reservation's payment and adds nothing.
+#[tokio::test]
+async fn a_redelivered_placement_makes_no_second_payment_and_needs_no_inbox() {
+    let nats = TestNats::start();
+    let config = Config {
+        service: service_config("payment_redelivered", &nats),
+    };
+    let DbTarget::Postgres(url) = config.service.db.clone() else {
+        panic!("the test configuration uses PostgreSQL");
+    };
+    let svc = serve(nats, config).await;
+    let placement = reservation_placed(5, "kim");
+    svc.nats.publish(&placement).await;
+    let first = the_payment_of(&svc.client, 5).await;
+    let again = OutgoingEvent {
+        event_id: format!("{}-redelivered", placement.event_id),
+        ..placement.clone()
+    };
+    svc.nats.publish(&again).await;
+    // A later event: once its payment exists, the copy before it has been consumed.
+    svc.nats.publish(&reservation_placed(6, "kim")).await;
+    the_payment_of(&svc.client, 6).await;
+
+    let payments = payments_of(&svc.client, 5).await;
+    assert_eq!(payments.len(), 1, "{payments:?}");
+    assert_eq!(payments[0].id, first.id);
+    assert_eq!(payments[0].status(), pb::PaymentStatus::Unpaid);
+    let mut conn = PgConnection::establish(&url).expect("the service's database");
+    let inbox_rows: i64 = diesel::select(diesel::dsl::sql::<BigInt>(
+        "(SELECT count(*) FROM processed_events)",
+    ))
+    .get_result(&mut conn)
+    .expect("count inbox rows");
+    assert_eq!(inbox_rows, 0);
 }
 
 #[tokio::test]

@@ -1,11 +1,14 @@
 //! A consumer batch's placements written together (one insert for the payments, one for their
 //! announcements) end where the same events applied one at a time do: one payment per
 //! reservation, a cancellation in the middle of the batch still ordered after its placement
-//! and before a late one, and one announcement per payment written.
+//! and before a late one, and one announcement per payment written. The same batch through
+//! the consumer's inbox-free path names exactly the events that changed something, and
+//! delivered again changes nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
+use mesh_core::consumer::{Batched, HandleError, KeyedEffect};
 use mesh_core::events::OutgoingEvent;
 use mesh_core::testing::{
     apply_as_one_batch, apply_one_at_a_time, fresh_postgres_db, reservation_placed,
@@ -89,4 +92,45 @@ async fn placements_written_together_end_where_one_at_a_time_does() {
     assert_eq!(payments[&7], ("VOIDED".to_owned(), 1));
     // Six requested, one voided after its request, one voided without: eight announcements.
     assert_eq!(subjects.len(), 8, "{subjects:?}");
+}
+
+/// The batch as the consumer applies it without an inbox ([`KeyedEffect::apply_new`]); the
+/// ids of the events it says changed something.
+async fn apply_keyed(db: &Db, events: &[EventEnvelope]) -> HashSet<String> {
+    let events = events.to_vec();
+    db.run(move |conn| {
+        let span = tracing::Span::none();
+        let batch: Vec<Batched<'_>> = events
+            .iter()
+            .map(|envelope| Batched {
+                envelope,
+                span: &span,
+            })
+            .collect();
+        ReservationEvents.apply_new(conn, &batch)
+    })
+    .await
+    .unwrap_or_else(|err: HandleError| panic!("applying the batch: {err}"))
+}
+
+#[tokio::test]
+async fn without_an_inbox_a_batch_names_what_it_changed_and_a_repeat_changes_nothing() {
+    let events = events();
+    let singly = fresh_postgres_db("payment_keyed_singly", MIGRATIONS).await;
+    apply_one_at_a_time(&singly, Arc::new(ReservationEvents), &events).await;
+    let keyed = fresh_postgres_db("payment_keyed", MIGRATIONS).await;
+
+    let applied = apply_keyed(&keyed, &events).await;
+    let expected: HashSet<String> = [0, 1, 2, 3, 4, 5, 7, 9]
+        .into_iter()
+        .map(|at| events[at].event_id.clone())
+        .collect();
+    // Not the second placement of 1 (index 6) nor the late placement of 7 (index 8).
+    assert_eq!(applied, expected);
+    let outcome_once = outcome(&keyed).await;
+    assert_eq!(outcome_once, outcome(&singly).await);
+
+    let again = apply_keyed(&keyed, &events).await;
+    assert!(again.is_empty(), "a redelivered batch applied {again:?}");
+    assert_eq!(outcome(&keyed).await, outcome_once);
 }
