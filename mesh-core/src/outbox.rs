@@ -277,6 +277,14 @@ pub struct OutboxRelay {
 /// that a crashed replica's rows are published by another soon after.
 const CLAIM_MS: i64 = 30_000;
 
+/// A pass woken by a commit starts at least this long after the previous pass began. Under
+/// load every consumer batch and every group of confirmations wakes the relay, and each pass
+/// is a transaction of four round trips: unspaced, a service's relay ran 140-180 passes a
+/// second at 600 reservations/s, more statements than any other part of the service. Spaced,
+/// one pass publishes what this long committed; an event leaves up to this much later. A full
+/// pass is followed at once, so a backlog drains without pauses.
+const WOKEN_PASS_SPACING: Duration = Duration::from_millis(10);
+
 /// How often the relay counts its backlog.
 const BACKLOG_EVERY: Duration = Duration::from_secs(1);
 
@@ -320,6 +328,7 @@ impl OutboxRelay {
                         }
                     };
             }
+            let began = tokio::time::Instant::now();
             let outcome = if provisioned {
                 self.publish_batch().await
             } else {
@@ -341,7 +350,12 @@ impl OutboxRelay {
                         last_purge = std::time::Instant::now();
                     }
                     tokio::select! {
-                        _ = self.signal.0.notified() => {}
+                        _ = self.signal.0.notified() => {
+                            tokio::select! {
+                                _ = tokio::time::sleep_until(began + WOKEN_PASS_SPACING) => {}
+                                _ = shutdown.requested() => break,
+                            }
+                        }
                         _ = tokio::time::sleep(self.poll) => {}
                         _ = shutdown.requested() => break,
                     }
