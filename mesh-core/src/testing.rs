@@ -48,6 +48,23 @@ pub fn fresh_postgres_database(label: &str) -> String {
     }
 }
 
+/// How many inbox rows (`processed_events`) the PostgreSQL database `db` holds: for tests of
+/// a consumer that must keep none ([`crate::consumer::KeyedEffect`]).
+pub fn inbox_rows(db: &crate::db::DbTarget) -> i64 {
+    let crate::db::DbTarget::Postgres(url) = db else {
+        panic!("inbox rows are counted on PostgreSQL, not {db:?}");
+    };
+    let mut conn = PgConnection::establish(url)
+        .unwrap_or_else(|err| panic!("cannot open the service's database {url}: {err}"));
+    diesel::RunQueryDsl::get_result(
+        diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+            "(SELECT count(*) FROM processed_events)",
+        )),
+        &mut conn,
+    )
+    .unwrap_or_else(|err| panic!("cannot count inbox rows: {err}"))
+}
+
 /// A fresh PostgreSQL database with `migrations` (and the outbox and inbox tables) applied,
 /// as a service's pool of two connections.
 pub async fn fresh_postgres_db(label: &str, migrations: crate::db::Migrations) -> crate::Db {

@@ -4,7 +4,9 @@
 use mesh_core::DbConnection;
 use std::collections::HashSet;
 
-use mesh_core::consumer::{Batched, EventHandler, HandleError, KeyedEffect, drafts_in_spans};
+use mesh_core::consumer::{
+    Batched, EventHandler, HandleError, KeyedEffect, drafts_in_spans, keyed_drafts_in_spans,
+};
 use reserve_proto::events::v1::EventEnvelope;
 
 use crate::domain::{Id, UnreadableEvent, change_of};
@@ -85,12 +87,8 @@ impl KeyedEffect for MyPageProjection {
         conn: &mut DbConnection,
         events: &[Batched<'_>],
     ) -> Result<HashSet<String>, HandleError> {
-        let mut applied = HashSet::new();
-        let changes = drafts_in_spans(events, |event| {
+        let (changes, mut applied) = keyed_drafts_in_spans(events, |event| {
             let change = change_of(event)?;
-            if change.is_none() {
-                applied.insert(event.event_id.clone());
-            }
             Ok::<_, UnreadableEvent>(change.map(|change| (event.event_id.as_str(), change)))
         })?;
         applied.extend(

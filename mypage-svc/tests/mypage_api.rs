@@ -4,13 +4,10 @@
 
 use std::time::Duration;
 
-use diesel::sql_types::BigInt;
-use diesel::{Connection, PgConnection, RunQueryDsl};
 use mesh_core::auth::Role;
-use mesh_core::db::DbTarget;
 use mesh_core::events::OutgoingEvent;
 use mesh_core::testing::{
-    InProcess, TestNats, as_user, reservation_placed, service_config, wait_until,
+    InProcess, TestNats, as_user, inbox_rows, reservation_placed, service_config, wait_until,
 };
 use mypage_svc::{App, Config};
 use reserve_proto::events::v1::{PaymentRequested, ReservationCancelled};
@@ -108,26 +105,29 @@ async fn a_late_event_never_overwrites_a_newer_one_and_halves_fill_in() {
 #[tokio::test]
 async fn a_watcher_hears_its_own_changes_only() {
     let svc = start("mypage_watch").await;
-    let request = pb::WatchMyPageRequest::default();
-    let mut stream = svc
-        .client
-        .clone()
-        .watch_my_page(as_user(request, "kim", &[Role::Buyer]))
-        .await
-        .expect("watch")
-        .into_inner();
+    let mut stream = watch(&svc.client, "kim").await;
     svc.nats.publish(&reservation_placed(1, "park")).await;
     svc.nats.publish(&reservation_placed(2, "kim")).await;
-    let heard = tokio::time::timeout(SOON, stream.message())
-        .await
-        .expect("a change within the limit")
-        .expect("the stream stays open")
-        .expect("an entry");
+    let heard = next_heard(&mut stream).await;
     assert_eq!(
         (heard.reservation_id, heard.customer_id.as_str()),
         (2, "kim")
     );
     assert_eq!(heard.reservation_status(), ReservationStatus::Reserved);
+}
+
+/// `buyer`'s live stream of changes to their page.
+async fn watch(
+    client: &MyPageServiceClient<Channel>,
+    buyer: &str,
+) -> tonic::Streaming<pb::MyPageEntry> {
+    let request = pb::WatchMyPageRequest::default();
+    client
+        .clone()
+        .watch_my_page(as_user(request, buyer, &[Role::Buyer]))
+        .await
+        .expect("watch")
+        .into_inner()
 }
 
 /// The next change a watcher hears.
@@ -145,18 +145,9 @@ async fn next_heard(stream: &mut tonic::Streaming<pb::MyPageEntry>) -> pb::MyPag
 async fn a_redelivered_event_changes_nothing_is_announced_once_and_needs_no_inbox() {
     let nats = TestNats::start();
     let config = config("mypage_redelivered", &nats);
-    let DbTarget::Postgres(url) = config.service.db.clone() else {
-        panic!("the test configuration uses PostgreSQL");
-    };
+    let db = config.service.db.clone();
     let svc = serve(nats, config).await;
-    let request = pb::WatchMyPageRequest::default();
-    let mut stream = svc
-        .client
-        .clone()
-        .watch_my_page(as_user(request, "kim", &[Role::Buyer]))
-        .await
-        .expect("watch")
-        .into_inner();
+    let mut stream = watch(&svc.client, "kim").await;
     let placement = reservation_placed(2, "kim");
     svc.nats.publish(&placement).await;
     // The same envelope under another NATS message id, as a redelivery brings it.
@@ -174,13 +165,7 @@ async fn a_redelivered_event_changes_nothing_is_announced_once_and_needs_no_inbo
     assert_eq!(second.reservation_status(), ReservationStatus::Cancelled);
     assert_eq!(second.reservation_version, 2);
 
-    let mut conn = PgConnection::establish(&url).expect("the service's database");
-    let inbox_rows: i64 = diesel::select(diesel::dsl::sql::<BigInt>(
-        "(SELECT count(*) FROM processed_events)",
-    ))
-    .get_result(&mut conn)
-    .expect("count inbox rows");
-    assert_eq!(inbox_rows, 0);
+    assert_eq!(inbox_rows(&db), 0);
 }
 
 #[tokio::test]

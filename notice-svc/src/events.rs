@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use mesh_core::DbConnection;
-use mesh_core::consumer::{Batched, EventHandler, HandleError, KeyedEffect, drafts_in_spans};
+use mesh_core::consumer::{Batched, EventHandler, HandleError, KeyedEffect, keyed_drafts_in_spans};
 use reserve_proto::events::v1::EventEnvelope;
 use tokio::sync::Notify;
 
@@ -79,14 +79,7 @@ impl KeyedEffect for NoticeRecorder {
         conn: &mut DbConnection,
         events: &[Batched<'_>],
     ) -> Result<HashSet<String>, HandleError> {
-        let mut applied = HashSet::new();
-        let notices = drafts_in_spans(events, |event| {
-            let notice = self.notice_for(event)?;
-            if notice.is_none() {
-                applied.insert(event.event_id.clone());
-            }
-            Ok::<_, NoticeError>(notice)
-        })?;
+        let (notices, mut applied) = keyed_drafts_in_spans(events, |event| self.notice_for(event))?;
         applied.extend(store::record(conn, &notices)?);
         Ok(applied)
     }

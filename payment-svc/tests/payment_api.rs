@@ -4,13 +4,10 @@
 
 use std::time::Duration;
 
-use diesel::sql_types::BigInt;
-use diesel::{Connection, PgConnection, RunQueryDsl};
 use mesh_core::auth::Role;
-use mesh_core::db::DbTarget;
 use mesh_core::events::OutgoingEvent;
 use mesh_core::testing::{
-    InProcess, TestNats, as_user, reservation_placed, service_config, wait_until,
+    InProcess, TestNats, as_user, inbox_rows, reservation_placed, service_config, wait_until,
 };
 use payment_svc::{App, Config};
 use reserve_proto::events::v1::ReservationCancelled;
@@ -125,9 +122,7 @@ async fn a_redelivered_placement_makes_no_second_payment_and_needs_no_inbox() {
     let config = Config {
         service: service_config("payment_redelivered", &nats),
     };
-    let DbTarget::Postgres(url) = config.service.db.clone() else {
-        panic!("the test configuration uses PostgreSQL");
-    };
+    let db = config.service.db.clone();
     let svc = serve(nats, config).await;
     let placement = reservation_placed(5, "kim");
     svc.nats.publish(&placement).await;
@@ -145,13 +140,7 @@ async fn a_redelivered_placement_makes_no_second_payment_and_needs_no_inbox() {
     assert_eq!(payments.len(), 1, "{payments:?}");
     assert_eq!(payments[0].id, first.id);
     assert_eq!(payments[0].status(), pb::PaymentStatus::Unpaid);
-    let mut conn = PgConnection::establish(&url).expect("the service's database");
-    let inbox_rows: i64 = diesel::select(diesel::dsl::sql::<BigInt>(
-        "(SELECT count(*) FROM processed_events)",
-    ))
-    .get_result(&mut conn)
-    .expect("count inbox rows");
-    assert_eq!(inbox_rows, 0);
+    assert_eq!(inbox_rows(&db), 0);
 }
 
 #[tokio::test]

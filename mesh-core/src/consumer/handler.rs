@@ -130,6 +130,23 @@ pub fn drafts_in_spans<'a, T, E>(
     Ok(drafts)
 }
 
+/// [`drafts_in_spans`] for a [`KeyedEffect`]: the drafts, and the ids of the events that ask
+/// for no effect, which count as applied (an `apply_new` adds the ids its statement wrote).
+pub fn keyed_drafts_in_spans<'a, T, E>(
+    events: &[Batched<'a>],
+    mut draft: impl FnMut(&'a EventEnvelope) -> Result<Option<T>, E>,
+) -> Result<(Vec<T>, HashSet<String>), E> {
+    let mut no_effect = HashSet::new();
+    let drafts = drafts_in_spans(events, |event| {
+        let drafted = draft(event)?;
+        if drafted.is_none() {
+            no_effect.insert(event.event_id.clone());
+        }
+        Ok(drafted)
+    })?;
+    Ok((drafts, no_effect))
+}
+
 /// One durable consumer: a name and the subject it filters on.
 #[derive(Clone, Debug)]
 pub struct Subscription {

@@ -50,7 +50,7 @@ mod liveness;
 
 pub use handler::{
     Batched, ConsumerPolicy, EventHandler, HandleError, KeyedEffect, Outcome, Subscription,
-    drafts_in_spans,
+    drafts_in_spans, keyed_drafts_in_spans,
 };
 
 use inbox::{PURGE_EVERY, apply_all, apply_keyed, apply_once};
