@@ -101,17 +101,41 @@ pub async fn apply_as_one_batch(
     let events = events.to_vec();
     db.transaction(move |conn| {
         let span = tracing::Span::none();
-        let batch: Vec<crate::consumer::Batched<'_>> = events
-            .iter()
-            .map(|envelope| crate::consumer::Batched {
-                envelope,
-                span: &span,
-            })
-            .collect();
-        handler.apply_batch(conn, &batch)
+        handler.apply_batch(conn, &batched(&events, &span))
     })
     .await
     .unwrap_or_else(|err| panic!("applying the batch: {err}"));
+}
+
+/// Applies `events` as one consumer batch the way the consumer applies a handler without an
+/// inbox ([`KeyedEffect::apply_new`], no transaction around it); returns the ids of the
+/// events it says it applied now. Panics for a handler that is not keyed.
+///
+/// [`KeyedEffect::apply_new`]: crate::consumer::KeyedEffect::apply_new
+pub async fn apply_keyed_batch(
+    db: &crate::Db,
+    handler: std::sync::Arc<dyn crate::consumer::EventHandler>,
+    events: &[reserve_proto::events::v1::EventEnvelope],
+) -> std::collections::HashSet<String> {
+    let events = events.to_vec();
+    db.run(move |conn| {
+        let span = tracing::Span::none();
+        let keyed = handler.keyed().expect("a keyed handler");
+        keyed.apply_new(conn, &batched(&events, &span))
+    })
+    .await
+    .unwrap_or_else(|err: crate::consumer::HandleError| panic!("applying the batch: {err}"))
+}
+
+/// `events` as a consumer batch, every one in `span`.
+fn batched<'a>(
+    events: &'a [reserve_proto::events::v1::EventEnvelope],
+    span: &'a tracing::Span,
+) -> Vec<crate::consumer::Batched<'a>> {
+    events
+        .iter()
+        .map(|envelope| crate::consumer::Batched { envelope, span })
+        .collect()
 }
 
 /// A loopback port that was free a moment ago and that no other caller in this process has

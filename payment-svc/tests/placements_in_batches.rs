@@ -8,10 +8,10 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use mesh_core::consumer::{Batched, HandleError, KeyedEffect};
 use mesh_core::events::OutgoingEvent;
 use mesh_core::testing::{
-    apply_as_one_batch, apply_one_at_a_time, fresh_postgres_db, reservation_placed,
+    apply_as_one_batch, apply_keyed_batch, apply_one_at_a_time, fresh_postgres_db,
+    reservation_placed,
 };
 use mesh_core::{Db, outbox};
 use payment_svc::domain::Id;
@@ -71,12 +71,18 @@ async fn outcome(db: &Db) -> (BTreeMap<i64, (String, i64)>, Vec<String>) {
     .expect("read back")
 }
 
+/// A fresh database with `events` applied one at a time: what a batch must end like.
+async fn applied_one_at_a_time(label: &str, events: &[EventEnvelope]) -> Db {
+    let db = fresh_postgres_db(label, MIGRATIONS).await;
+    apply_one_at_a_time(&db, Arc::new(ReservationEvents), events).await;
+    db
+}
+
 #[tokio::test]
 async fn placements_written_together_end_where_one_at_a_time_does() {
     let events = events();
 
-    let singly = fresh_postgres_db("payment_batches_singly", MIGRATIONS).await;
-    apply_one_at_a_time(&singly, Arc::new(ReservationEvents), &events).await;
+    let singly = applied_one_at_a_time("payment_batches_singly", &events).await;
     let together = fresh_postgres_db("payment_batches_together", MIGRATIONS).await;
     apply_as_one_batch(&together, Arc::new(ReservationEvents), &events).await;
 
@@ -94,33 +100,13 @@ async fn placements_written_together_end_where_one_at_a_time_does() {
     assert_eq!(subjects.len(), 8, "{subjects:?}");
 }
 
-/// The batch as the consumer applies it without an inbox ([`KeyedEffect::apply_new`]); the
-/// ids of the events it says changed something.
-async fn apply_keyed(db: &Db, events: &[EventEnvelope]) -> HashSet<String> {
-    let events = events.to_vec();
-    db.run(move |conn| {
-        let span = tracing::Span::none();
-        let batch: Vec<Batched<'_>> = events
-            .iter()
-            .map(|envelope| Batched {
-                envelope,
-                span: &span,
-            })
-            .collect();
-        ReservationEvents.apply_new(conn, &batch)
-    })
-    .await
-    .unwrap_or_else(|err: HandleError| panic!("applying the batch: {err}"))
-}
-
 #[tokio::test]
 async fn without_an_inbox_a_batch_names_what_it_changed_and_a_repeat_changes_nothing() {
     let events = events();
-    let singly = fresh_postgres_db("payment_keyed_singly", MIGRATIONS).await;
-    apply_one_at_a_time(&singly, Arc::new(ReservationEvents), &events).await;
+    let singly = applied_one_at_a_time("payment_keyed_singly", &events).await;
     let keyed = fresh_postgres_db("payment_keyed", MIGRATIONS).await;
 
-    let applied = apply_keyed(&keyed, &events).await;
+    let applied = apply_keyed_batch(&keyed, Arc::new(ReservationEvents), &events).await;
     let expected: HashSet<String> = [0, 1, 2, 3, 4, 5, 7, 9]
         .into_iter()
         .map(|at| events[at].event_id.clone())
@@ -130,7 +116,7 @@ async fn without_an_inbox_a_batch_names_what_it_changed_and_a_repeat_changes_not
     let outcome_once = outcome(&keyed).await;
     assert_eq!(outcome_once, outcome(&singly).await);
 
-    let again = apply_keyed(&keyed, &events).await;
+    let again = apply_keyed_batch(&keyed, Arc::new(ReservationEvents), &events).await;
     assert!(again.is_empty(), "a redelivered batch applied {again:?}");
     assert_eq!(outcome(&keyed).await, outcome_once);
 }
